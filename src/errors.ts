@@ -1,0 +1,105 @@
+/**
+ * Every error Hearth reports on purpose is declared here once: a code, a message
+ * template and the fix to print. docs/errors.md lists the same codes; a test keeps
+ * the two in step.
+ */
+export interface ErrorSpec {
+  readonly message: string;
+  readonly fix: string;
+}
+
+export const ERRORS = {
+  HEARTH_ERR_NOT_ROOT_SETUP: {
+    message: 'missing system packages: {packages}',
+    fix: 'run as root: apt-get update && apt-get install -y --no-install-recommends {packages}',
+  },
+  HEARTH_ERR_TOOL_MISSING: {
+    message: '{tool} is not installed',
+    fix: 'install it: apt-get install -y --no-install-recommends {package}',
+  },
+  HEARTH_ERR_KERNEL_FETCH: {
+    message: 'could not fetch the guest kernel package {package}: {reason}',
+    fix: 'run `apt-get update` as root so apt knows {package}, or set HEARTH_KERNEL_DEB to a downloaded linux-image-*-cloud-amd64 .deb',
+  },
+  HEARTH_ERR_BUSYBOX_NOT_STATIC: {
+    message: '{path} is not a statically linked busybox',
+    fix: 'install busybox-static: apt-get install -y busybox-static',
+  },
+  HEARTH_ERR_AGENT_COMPILE: {
+    message: 'compiling the guest agent failed: {reason}',
+    fix: 'install a C compiler with static glibc: apt-get install -y gcc libc6-dev',
+  },
+  HEARTH_ERR_IMAGE_UNKNOWN: {
+    message: 'unknown image "{image}"',
+    fix: 'use one of: {known}',
+  },
+  HEARTH_ERR_IMAGE_NOT_BUILT: {
+    message: 'image "{image}" is not built',
+    fix: 'build it: hearth image build {image}',
+  },
+  HEARTH_ERR_BAD_OPTION: {
+    message: '{option}: {reason}',
+    fix: '{hint}',
+  },
+  HEARTH_ERR_VM_BOOT: {
+    message: 'VM {vmId} did not start: {reason}',
+    fix: 'check `hearth doctor`; the guest console is in the last lines above ({consoleLog})',
+  },
+  HEARTH_ERR_VM_GONE: {
+    message: 'VM {vmId} is gone: {reason}',
+    fix: 'it was destroyed or its QEMU process exited; start a new VM',
+  },
+  HEARTH_ERR_VM_STATE: {
+    message: 'VM {vmId} cannot {action} while {state}',
+    fix: '{hint}',
+  },
+  HEARTH_ERR_EXEC_TIMEOUT: {
+    message: 'command in VM {vmId} ran past its {timeoutSeconds}s timeout; the VM was destroyed',
+    fix: 'raise --timeout, or make the command finish sooner',
+  },
+  HEARTH_ERR_AGENT_PROTOCOL: {
+    message: 'guest agent of VM {vmId} broke the protocol: {reason}',
+    fix: 'rebuild the image so host and agent match: hearth image build minimal',
+  },
+  HEARTH_ERR_SNAPSHOT_NOT_FOUND: {
+    message: 'snapshot "{name}" does not exist',
+    fix: 'create it: hearth vm snapshot create {name}, or list them: hearth vm snapshot ls',
+  },
+  HEARTH_ERR_SNAPSHOT_EXISTS: {
+    message: 'snapshot "{name}" already exists',
+    fix: 'remove it first: hearth vm snapshot rm {name}',
+  },
+  HEARTH_ERR_SNAPSHOT_STALE: {
+    message: 'snapshot "{name}" no longer matches this host: {reason}',
+    fix: 'recreate it: hearth vm snapshot rm {name} && hearth vm snapshot create {name}',
+  },
+  HEARTH_ERR_SNAPSHOT_FAILED: {
+    message: 'snapshot of VM {vmId} failed: {reason}',
+    fix: 'check free disk space in {dir} and `hearth doctor`',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+function fill(template: string, context: Record<string, unknown>): string {
+  return template.replace(/\{(\w+)\}/g, (whole, key: string) => (key in context ? String(context[key]) : whole));
+}
+
+/** An error a person can act on: what happened (message), with what (context), and what to do (fix). */
+export class HearthError extends Error {
+  readonly code: ErrorCode;
+  readonly fix: string;
+  readonly context: Record<string, unknown>;
+
+  constructor(code: ErrorCode, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(fill(ERRORS[code].message, context), options);
+    this.name = 'HearthError';
+    this.code = code;
+    this.fix = fill(ERRORS[code].fix, context);
+    this.context = context;
+  }
+}
+
+export function isHearthError(error: unknown, code?: ErrorCode): error is HearthError {
+  return error instanceof HearthError && (code === undefined || error.code === code);
+}

@@ -1,0 +1,536 @@
+/*
+ * hearth-agent: PID 1 of every Hearth microVM.
+ *
+ * It prepares the guest (mounts, kernel modules, loopback, optional network),
+ * then serves the host over a virtio-serial port with the framed protocol that
+ * src/guest/protocol.ts documents. It is C rather than TypeScript because the
+ * guest carries no Node.js runtime: a static binary of a few hundred KiB keeps
+ * the initramfs small and the boot fast.
+ *
+ * Frame: u8 type | u32 id | u32 length | payload   (integers little-endian)
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/random.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROTOCOL_VERSION 1
+#define AGENT_VERSION "hearth-agent/1"
+#define HEADER_SIZE 9
+#define MAX_PAYLOAD (1u << 20)
+#define READ_CHUNK 65536
+/* Guest-side backstop after the host's deadline; the host kills the VM first. */
+#define TIMEOUT_GRACE_MS 5000
+
+enum frame_type {
+  F_PING = 1,
+  F_HELLO = 2,
+  F_IDENTITY = 3,
+  F_IDENTITY_OK = 4,
+  F_EXEC = 5,
+  F_STDOUT = 6,
+  F_STDERR = 7,
+  F_EXIT = 8,
+  F_ERROR = 9,
+};
+
+extern char **environ;
+
+static int port_fd = -1;
+static int sig_fd = -1;
+static unsigned char rbuf[HEADER_SIZE + MAX_PAYLOAD];
+static size_t rlen;
+
+static void logmsg(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("hearth-agent: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+static void die(const char *what) {
+  logmsg("fatal: %s: %s", what, strerror(errno));
+  sync();
+  reboot(RB_POWER_OFF);
+  _exit(1);
+}
+
+static uint64_t now_us(clockid_t clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+  p[0] = v & 0xff; p[1] = (v >> 8) & 0xff; p[2] = (v >> 16) & 0xff; p[3] = v >> 24;
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+  put_u32(p, (uint32_t)v);
+  put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* Writes everything; while the host side is disconnected the port refuses
+ * writes, so wait for it to come back rather than drop output. */
+static void port_write_all(const unsigned char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(port_fd, buf, len);
+    if (n > 0) { buf += n; len -= (size_t)n; continue; }
+    if (n < 0 && errno == EINTR) continue;
+    usleep(10000);
+  }
+}
+
+static void send_frame(uint8_t type, uint32_t id, const void *a, size_t alen, const void *b, size_t blen) {
+  static unsigned char out[HEADER_SIZE + 16 + READ_CHUNK];
+  size_t len = alen + blen;
+  out[0] = type;
+  put_u32(out + 1, id);
+  put_u32(out + 5, (uint32_t)len);
+  if (HEADER_SIZE + len <= sizeof out) {
+    if (alen) memcpy(out + HEADER_SIZE, a, alen);
+    if (blen) memcpy(out + HEADER_SIZE + alen, b, blen);
+    port_write_all(out, HEADER_SIZE + len);
+  } else {
+    port_write_all(out, HEADER_SIZE);
+    port_write_all(a, alen);
+    port_write_all(b, blen);
+  }
+}
+
+static void send_hello(void) {
+  unsigned char p[4];
+  p[0] = PROTOCOL_VERSION & 0xff; p[1] = PROTOCOL_VERSION >> 8; p[2] = 0; p[3] = 0;
+  send_frame(F_HELLO, 0, p, 4, AGENT_VERSION, strlen(AGENT_VERSION));
+}
+
+static void send_error(uint32_t id, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  send_frame(F_ERROR, id, msg, strlen(msg), NULL, 0);
+}
+
+/* A cursor over a payload of u32 integers and u32-length-prefixed byte strings. */
+struct cursor { const unsigned char *p; size_t left; int bad; };
+
+static uint32_t take_u32(struct cursor *c) {
+  if (c->left < 4) { c->bad = 1; return 0; }
+  uint32_t v = get_u32(c->p);
+  c->p += 4; c->left -= 4;
+  return v;
+}
+
+/* Returns a freshly allocated NUL-terminated copy (strings never contain NUL on the host side). */
+static char *take_str(struct cursor *c, size_t *len_out) {
+  uint32_t n = take_u32(c);
+  if (c->bad || c->left < n) { c->bad = 1; return NULL; }
+  char *s = malloc(n + 1);
+  if (!s) die("malloc");
+  memcpy(s, c->p, n);
+  s[n] = 0;
+  c->p += n; c->left -= n;
+  if (len_out) *len_out = n;
+  return s;
+}
+
+static void write_file(const char *path, const char *data, size_t len) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) { logmsg("open %s: %s", path, strerror(errno)); return; }
+  if (write(fd, data, len) != (ssize_t)len) logmsg("write %s: %s", path, strerror(errno));
+  close(fd);
+}
+
+/* A restored snapshot clone must not repeat its siblings' random output, hostname,
+ * machine-id or stale clock: the host sends fresh values before any command runs. */
+static void apply_identity(uint32_t id, const unsigned char *payload, size_t len) {
+  struct cursor c = { payload, len, 0 };
+  uint32_t lo = take_u32(&c), hi = take_u32(&c);
+  char *hostname = take_str(&c, NULL);
+  char *machine_id = take_str(&c, NULL);
+  size_t seed_len = 0;
+  char *seed = take_str(&c, &seed_len);
+  if (c.bad) { send_error(id, "malformed IDENTITY frame"); goto out; }
+
+  uint64_t unix_us = ((uint64_t)hi << 32) | lo;
+  struct timespec ts = { (time_t)(unix_us / 1000000u), (long)(unix_us % 1000000u) * 1000 };
+  if (clock_settime(CLOCK_REALTIME, &ts) < 0) logmsg("clock_settime: %s", strerror(errno));
+
+  if (sethostname(hostname, strlen(hostname)) < 0) logmsg("sethostname: %s", strerror(errno));
+  char line[300];
+  int n = snprintf(line, sizeof line, "%s\n", hostname);
+  write_file("/etc/hostname", line, (size_t)n);
+  n = snprintf(line, sizeof line, "%s\n", machine_id);
+  write_file("/etc/machine-id", line, (size_t)n);
+
+  int rfd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+  if (rfd < 0) { send_error(id, "open /dev/urandom: %s", strerror(errno)); goto out; }
+  struct rand_pool_info *info = malloc(sizeof *info + seed_len + 4);
+  if (!info) die("malloc");
+  info->entropy_count = (int)(seed_len * 8);
+  info->buf_size = (int)seed_len;
+  memcpy(info->buf, seed, seed_len);
+  if (ioctl(rfd, RNDADDENTROPY, info) < 0) logmsg("RNDADDENTROPY: %s", strerror(errno));
+  /* Mixing alone only takes effect at the next scheduled reseed; force it now. */
+  if (ioctl(rfd, RNDRESEEDCRNG) < 0) logmsg("RNDRESEEDCRNG: %s", strerror(errno));
+  free(info);
+  close(rfd);
+  send_frame(F_IDENTITY_OK, id, NULL, 0, NULL, 0);
+out:
+  free(hostname); free(machine_id); free(seed);
+}
+
+static void reap_orphans(pid_t child, int *child_status, int *child_done) {
+  struct signalfd_siginfo si;
+  while (read(sig_fd, &si, sizeof si) == sizeof si) {}
+  for (;;) {
+    int st;
+    pid_t p = waitpid(-1, &st, WNOHANG);
+    if (p <= 0) break;
+    if (p == child) { *child_status = st; *child_done = 1; }
+  }
+}
+
+static void set_nonblocking(int fd) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Returns 1 when the pipe reached EOF. */
+static int forward_pipe(int fd, uint8_t type, uint32_t id, uint64_t start_us) {
+  static unsigned char buf[READ_CHUNK];
+  unsigned char ts[8];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+      put_u64(ts, now_us(CLOCK_MONOTONIC) - start_us);
+      send_frame(type, id, ts, 8, buf, (size_t)n);
+      continue;
+    }
+    if (n == 0) return 1;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN ? 0 : 1;
+  }
+}
+
+static int frame_ready(void);
+static void handle_frame_during_exec(uint32_t exec_id);
+static int read_port(void);
+
+static void run_exec(uint32_t id, const unsigned char *payload, size_t len) {
+  struct cursor c = { payload, len, 0 };
+  uint32_t timeout_ms = take_u32(&c);
+  uint32_t argc = take_u32(&c);
+  if (c.bad || argc == 0 || argc > 65536) { send_error(id, "malformed EXEC frame: bad argv"); return; }
+  char **argv = calloc(argc + 1, sizeof *argv);
+  for (uint32_t i = 0; i < argc && !c.bad; i++) argv[i] = take_str(&c, NULL);
+  uint32_t envc = take_u32(&c);
+  char **envp = calloc((size_t)envc + 1, sizeof *envp);
+  if (!argv || !envp) die("calloc");
+  for (uint32_t i = 0; i < envc && !c.bad; i++) envp[i] = take_str(&c, NULL);
+  char *cwd = take_str(&c, NULL);
+  if (c.bad) { send_error(id, "malformed EXEC frame"); goto out; }
+
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) { send_error(id, "pipe: %s", strerror(errno)); goto out; }
+  uint64_t start = now_us(CLOCK_MONOTONIC);
+  pid_t pid = fork();
+  if (pid < 0) { send_error(id, "fork: %s", strerror(errno)); goto out; }
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    setsid();
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    if (cwd[0] && chdir(cwd) < 0) {
+      dprintf(2, "hearth: cannot enter working directory %s: %s\n", cwd, strerror(errno));
+      _exit(1);
+    }
+    environ = envp;
+    execvp(argv[0], argv);
+    int e = errno;
+    dprintf(2, "hearth: cannot run %s: %s\n", argv[0], strerror(e));
+    _exit(e == ENOENT ? 127 : 126);
+  }
+  close(out[1]);
+  close(err[1]);
+  set_nonblocking(out[0]);
+  set_nonblocking(err[0]);
+
+  int out_open = 1, err_open = 1, done = 0, status = 0, killed = 0;
+  uint64_t backstop = timeout_ms ? start + ((uint64_t)timeout_ms + TIMEOUT_GRACE_MS) * 1000u : 0;
+  while (!done) {
+    struct pollfd fds[4];
+    int nfds = 0, i_out = -1, i_err = -1, i_port = -1;
+    fds[nfds] = (struct pollfd){ sig_fd, POLLIN, 0 }; nfds++;
+    if (out_open) { i_out = nfds; fds[nfds++] = (struct pollfd){ out[0], POLLIN, 0 }; }
+    if (err_open) { i_err = nfds; fds[nfds++] = (struct pollfd){ err[0], POLLIN, 0 }; }
+    i_port = nfds; fds[nfds++] = (struct pollfd){ port_fd, POLLIN, 0 };
+    if (poll(fds, (nfds_t)nfds, 200) < 0 && errno != EINTR) die("poll");
+    if (i_out >= 0 && fds[i_out].revents) out_open = !forward_pipe(out[0], F_STDOUT, id, start);
+    if (i_err >= 0 && fds[i_err].revents) err_open = !forward_pipe(err[0], F_STDERR, id, start);
+    if (fds[i_port].revents & POLLIN) {
+      if (read_port()) while (frame_ready()) handle_frame_during_exec(id);
+    } else if (fds[i_port].revents & POLLHUP) {
+      usleep(10000); /* host disconnected: the port polls as hung up until it returns */
+    }
+    if (fds[0].revents) reap_orphans(pid, &status, &done);
+    if (backstop && !killed && now_us(CLOCK_MONOTONIC) > backstop) { kill(-pid, SIGKILL); killed = 1; }
+  }
+  /* The command has exited; take what it left in the pipes but do not wait for
+   * background processes that inherited them (a step may start a daemon). */
+  if (out_open) forward_pipe(out[0], F_STDOUT, id, start);
+  if (err_open) forward_pipe(err[0], F_STDERR, id, start);
+  close(out[0]);
+  close(err[0]);
+
+  unsigned char ex[16];
+  int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  int32_t sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  put_u32(ex, (uint32_t)code);
+  put_u32(ex + 4, (uint32_t)sig);
+  put_u64(ex + 8, now_us(CLOCK_MONOTONIC) - start);
+  send_frame(F_EXIT, id, ex, sizeof ex, NULL, 0);
+out:
+  for (uint32_t i = 0; i < argc; i++) free(argv[i]);
+  for (uint32_t i = 0; i < envc; i++) free(envp[i]);
+  free(argv); free(envp); free(cwd);
+}
+
+/* Reads what the port has; returns 0 when nothing arrived (host gone or no data). */
+static int read_port(void) {
+  if (rlen == sizeof rbuf) return 1;
+  ssize_t n = read(port_fd, rbuf + rlen, sizeof rbuf - rlen);
+  if (n > 0) { rlen += (size_t)n; return 1; }
+  return 0;
+}
+
+static int frame_ready(void) {
+  if (rlen < HEADER_SIZE) return 0;
+  uint32_t len = get_u32(rbuf + 5);
+  if (len > MAX_PAYLOAD) {
+    /* Unrecoverable framing error: drop everything and tell the host. */
+    rlen = 0;
+    send_error(0, "frame of %u bytes exceeds the %u byte limit", len, MAX_PAYLOAD);
+    return 0;
+  }
+  return rlen >= HEADER_SIZE + len;
+}
+
+static void consume_frame(void) {
+  size_t total = HEADER_SIZE + get_u32(rbuf + 5);
+  memmove(rbuf, rbuf + total, rlen - total);
+  rlen -= total;
+}
+
+static void handle_frame_during_exec(uint32_t exec_id) {
+  uint8_t type = rbuf[0];
+  uint32_t id = get_u32(rbuf + 1);
+  if (type == F_PING) send_hello();
+  else send_error(id, "busy running command %u; frame type %u refused", exec_id, type);
+  consume_frame();
+}
+
+static void handle_frame(void) {
+  uint8_t type = rbuf[0];
+  uint32_t id = get_u32(rbuf + 1);
+  uint32_t len = get_u32(rbuf + 5);
+  /* EXEC and IDENTITY copy their payload first: run_exec reads more frames. */
+  unsigned char *copy = NULL;
+  if (type == F_EXEC || type == F_IDENTITY) {
+    copy = malloc(len ? len : 1);
+    if (!copy) die("malloc");
+    memcpy(copy, rbuf + HEADER_SIZE, len);
+  }
+  consume_frame();
+  switch (type) {
+  case F_PING: send_hello(); break;
+  case F_IDENTITY: apply_identity(id, copy, len); break;
+  case F_EXEC: run_exec(id, copy, len); break;
+  default: send_error(id, "unknown frame type %u", type);
+  }
+  free(copy);
+}
+
+static int cmdline_has(const char *cmdline, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = cmdline; (p = strstr(p, word)) != NULL; p += n) {
+    if ((p == cmdline || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == 0)) return 1;
+  }
+  return 0;
+}
+
+static void cmdline_value(const char *cmdline, const char *key, char *out, size_t outlen) {
+  size_t n = strlen(key);
+  out[0] = 0;
+  for (const char *p = cmdline; (p = strstr(p, key)) != NULL; p += n) {
+    if ((p == cmdline || p[-1] == ' ') && p[n] == '=') {
+      size_t i = 0;
+      for (p += n + 1; *p && *p != ' ' && *p != '\n' && i + 1 < outlen; p++) out[i++] = *p;
+      out[i] = 0;
+      return;
+    }
+  }
+}
+
+static void load_modules(void) {
+  FILE *f = fopen("/etc/hearth/modules", "re");
+  if (!f) return;
+  char path[512];
+  while (fgets(path, sizeof path, f)) {
+    path[strcspn(path, "\n")] = 0;
+    if (!path[0]) continue;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { logmsg("module %s: %s", path, strerror(errno)); continue; }
+    if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST) logmsg("load %s: %s", path, strerror(errno));
+    close(fd);
+  }
+  fclose(f);
+}
+
+static void interface_up(const char *name) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) logmsg("up %s: %s", name, strerror(errno));
+  }
+  close(s);
+}
+
+static int run_quiet(char *const argv[]) {
+  pid_t pid = fork();
+  if (pid == 0) { execv(argv[0], argv); _exit(127); }
+  int st = 0;
+  /* SIGCHLD is blocked and routed to the signalfd, so waitpid here is safe. */
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* QEMU user-mode networking has fixed addresses; static set-up avoids a DHCP round trip. */
+static void network_up(void) {
+  for (int i = 0; i < 500 && access("/sys/class/net/eth0", F_OK) != 0; i++) usleep(10000);
+  char *addr[] = { "/bin/ip", "addr", "add", "10.0.2.15/24", "dev", "eth0", NULL };
+  char *link[] = { "/bin/ip", "link", "set", "eth0", "up", NULL };
+  char *route[] = { "/bin/ip", "route", "add", "default", "via", "10.0.2.2", NULL };
+  run_quiet(addr);
+  run_quiet(link);
+  run_quiet(route);
+  write_file("/etc/resolv.conf", "nameserver 10.0.2.3\n", 20);
+}
+
+static int open_agent_port(const char *name) {
+  char path[300], found[256];
+  for (int tries = 0; tries < 2000; tries++) {
+    DIR *d = opendir("/sys/class/virtio-ports");
+    found[0] = 0;
+    if (d) {
+      struct dirent *e;
+      while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
+        char buf[128] = {0};
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) buf[strcspn(buf, "\n")] = 0;
+        if (strcmp(buf, name) == 0) { snprintf(found, sizeof found, "%s", e->d_name); break; }
+      }
+      closedir(d);
+    }
+    if (found[0]) {
+      snprintf(path, sizeof path, "/dev/%s", found);
+      int fd = open(path, O_RDWR | O_CLOEXEC);
+      if (fd >= 0) return fd;
+    }
+    usleep(5000);
+  }
+  errno = ENODEV;
+  die("virtio-serial port not found");
+  return -1;
+}
+
+static void mount_fs(const char *src, const char *target, const char *type, unsigned long flags, const char *data) {
+  mkdir(target, 0755);
+  if (mount(src, target, type, flags, data) < 0 && errno != EBUSY) logmsg("mount %s: %s", target, strerror(errno));
+}
+
+int main(void) {
+  if (getpid() != 1) {
+    fprintf(stderr, "hearth-agent runs as PID 1 inside a Hearth microVM; it is not meant to be started by hand\n");
+    return 2;
+  }
+  mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+  mount_fs("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666");
+  mount_fs("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  mount_fs("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+  mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sig_fd < 0) die("signalfd");
+
+  char cmdline[4096] = {0};
+  int cfd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+  if (cfd >= 0) { ssize_t n = read(cfd, cmdline, sizeof cmdline - 1); (void)n; close(cfd); }
+
+  load_modules();
+  interface_up("lo");
+  if (cmdline_has(cmdline, "hearth.net=1")) network_up();
+
+  char port_name[64];
+  cmdline_value(cmdline, "hearth.port", port_name, sizeof port_name);
+  port_fd = open_agent_port(port_name[0] ? port_name : "hearth.agent");
+  setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+  setenv("HOME", "/root", 1);
+
+  send_hello();
+  for (;;) {
+    struct pollfd fds[2] = { { port_fd, POLLIN, 0 }, { sig_fd, POLLIN, 0 } };
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) die("poll");
+    if (fds[1].revents) { int st, done = 0; reap_orphans(-1, &st, &done); }
+    if (fds[0].revents & POLLIN) {
+      if (read_port()) while (frame_ready()) handle_frame();
+    } else if (fds[0].revents & POLLHUP) {
+      usleep(10000);
+    }
+  }
+}

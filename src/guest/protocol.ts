@@ -1,0 +1,165 @@
+/**
+ * The host <-> guest agent protocol, version 1. The guest side is
+ * src/guest/agent/hearth-agent.c; the two must agree byte for byte.
+ *
+ * Every message is a frame:
+ *
+ *   u8 type | u32 id | u32 length | payload[length]        (little-endian)
+ *
+ * `id` ties output and exit frames to the EXEC that caused them. Payload
+ * fields are u32/u64 integers and byte strings (u32 length + bytes).
+ *
+ *   PING      host -> guest   (empty)                      guest answers HELLO
+ *   HELLO     guest -> host   u16 version, u16 flags, agent name
+ *   IDENTITY  host -> guest   u64 unix time (µs), str hostname, str machine-id, str seed
+ *   IDENTITY_OK guest -> host (empty)
+ *   EXEC      host -> guest   u32 timeout ms, u32 argc, str*argc, u32 envc, str*envc ("K=V"), str cwd
+ *   STDOUT    guest -> host   u64 µs since exec start, raw bytes
+ *   STDERR    guest -> host   u64 µs since exec start, raw bytes
+ *   EXIT      guest -> host   i32 exit code (-1 if signalled), i32 signal, u64 µs since start
+ *   ERROR     guest -> host   utf-8 message
+ *
+ * The guest sends HELLO once when it starts and again for every PING, which is
+ * how a host finds the agent ready on a cold boot and on a restored snapshot alike.
+ */
+export const PROTOCOL_VERSION = 1;
+export const HEADER_SIZE = 9;
+export const MAX_PAYLOAD = 1 << 20;
+
+export const FrameType = {
+  PING: 1,
+  HELLO: 2,
+  IDENTITY: 3,
+  IDENTITY_OK: 4,
+  EXEC: 5,
+  STDOUT: 6,
+  STDERR: 7,
+  EXIT: 8,
+  ERROR: 9,
+} as const;
+export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
+
+export interface Frame {
+  readonly type: number;
+  readonly id: number;
+  readonly payload: Buffer;
+}
+
+export function encodeFrame(type: FrameTypeCode, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  if (payload.length > MAX_PAYLOAD) throw new RangeError(`frame payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+  const head = Buffer.alloc(HEADER_SIZE);
+  head.writeUInt8(type, 0);
+  head.writeUInt32LE(id >>> 0, 1);
+  head.writeUInt32LE(payload.length, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** Splits a byte stream into frames; feed it chunks as they arrive. */
+export class FrameDecoder {
+  private buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): Frame[] {
+    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+    const frames: Frame[] = [];
+    while (this.buffer.length >= HEADER_SIZE) {
+      const length = this.buffer.readUInt32LE(5);
+      if (length > MAX_PAYLOAD) throw new RangeError(`incoming frame of ${length} bytes exceeds ${MAX_PAYLOAD}`);
+      if (this.buffer.length < HEADER_SIZE + length) break;
+      frames.push({
+        type: this.buffer.readUInt8(0),
+        id: this.buffer.readUInt32LE(1),
+        payload: this.buffer.subarray(HEADER_SIZE, HEADER_SIZE + length),
+      });
+      this.buffer = this.buffer.subarray(HEADER_SIZE + length);
+    }
+    return frames;
+  }
+}
+
+class PayloadWriter {
+  private readonly parts: Buffer[] = [];
+
+  u32(value: number): this {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(value >>> 0);
+    this.parts.push(b);
+    return this;
+  }
+
+  u64(value: bigint): this {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(value);
+    this.parts.push(b);
+    return this;
+  }
+
+  str(value: string | Buffer): this {
+    const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+    this.u32(bytes.length);
+    this.parts.push(bytes);
+    return this;
+  }
+
+  done(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+export interface ExecMessage {
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string;
+  readonly timeoutMs: number;
+}
+
+export function encodeExec(message: ExecMessage): Buffer {
+  const w = new PayloadWriter().u32(message.timeoutMs).u32(message.argv.length);
+  for (const arg of message.argv) w.str(arg);
+  const env = Object.entries(message.env);
+  w.u32(env.length);
+  for (const [key, value] of env) w.str(`${key}=${value}`);
+  return w.str(message.cwd).done();
+}
+
+export interface IdentityMessage {
+  readonly unixTimeUs: bigint;
+  readonly hostname: string;
+  readonly machineId: string;
+  readonly seed: Buffer;
+}
+
+export function encodeIdentity(message: IdentityMessage): Buffer {
+  return new PayloadWriter().u64(message.unixTimeUs).str(message.hostname).str(message.machineId).str(message.seed).done();
+}
+
+export interface HelloMessage {
+  readonly version: number;
+  readonly agent: string;
+}
+
+export function decodeHello(payload: Buffer): HelloMessage {
+  if (payload.length < 4) throw new RangeError('HELLO payload too short');
+  return { version: payload.readUInt16LE(0), agent: payload.subarray(4).toString('utf8') };
+}
+
+export interface OutputMessage {
+  readonly offsetUs: bigint;
+  readonly data: Buffer;
+}
+
+export function decodeOutput(payload: Buffer): OutputMessage {
+  if (payload.length < 8) throw new RangeError('output payload too short');
+  return { offsetUs: payload.readBigUInt64LE(0), data: payload.subarray(8) };
+}
+
+export interface ExitMessage {
+  /** Exit status, or -1 when the process died of a signal. */
+  readonly code: number;
+  readonly signal: number;
+  readonly durationUs: bigint;
+}
+
+export function decodeExit(payload: Buffer): ExitMessage {
+  if (payload.length < 16) throw new RangeError('EXIT payload too short');
+  return { code: payload.readInt32LE(0), signal: payload.readInt32LE(4), durationUs: payload.readBigUInt64LE(8) };
+}

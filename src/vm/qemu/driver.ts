@@ -1,0 +1,363 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { HearthPaths } from '../../config/paths.ts';
+import { HearthError, isHearthError } from '../../errors.ts';
+import { AgentChannel, AgentChannelError, type OutputSink } from '../../guest/channel.ts';
+import { loadImage, readImageById, type Image } from '../../image/store.ts';
+import type { Logger } from '../../log.ts';
+import { runProgram } from '../../system/run.ts';
+import type { ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
+import { isSameProcess, processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
+import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
+import { decideAccel, type Accel, type AccelDecision } from './accel.ts';
+import { qemuArgs, shellQuote } from './args.ts';
+import { QmpClient } from './qmp.ts';
+
+export const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const KVM_PROBE_TIMEOUT_MS = 8_000;
+
+export interface QemuDriverOptions {
+  readonly paths: HearthPaths;
+  readonly logger: Logger;
+  readonly qemuBinary?: string;
+  /** 'kvm', 'tcg', or undefined to probe (HEARTH_ACCEL sets it from the environment). */
+  readonly accel?: string | undefined;
+  readonly bootTimeoutMs?: number;
+}
+
+interface LiveVm {
+  readonly vm: Vm;
+  readonly dir: string;
+  readonly child: ChildProcess;
+  readonly exited: Promise<void>;
+  readonly log: Logger;
+  channel?: AgentChannel;
+  destroying?: Promise<void>;
+}
+
+interface LaunchPlan {
+  readonly spec: VmSpec;
+  readonly image: Image;
+  readonly accel: Accel;
+  readonly origin: Vm['origin'];
+  readonly incoming?: string;
+  readonly bootTimeoutMs?: number;
+}
+
+export function validateVmSpec(spec: VmSpec): void {
+  const bad = (option: string, reason: string, hint: string): HearthError => new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason, hint });
+  if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 64) throw bad('--cpus', `${spec.cpus} is not a whole number from 1 to 64`, 'for example --cpus 2');
+  if (!Number.isInteger(spec.memoryMib) || spec.memoryMib < 128 || spec.memoryMib > 1024 * 1024) throw bad('--memory', `${spec.memoryMib} MiB is not a whole number from 128 to 1048576`, 'for example --memory 512');
+}
+
+/** A fresh identity for every VM, cold or restored: clones of one snapshot must not share it. */
+function freshIdentity(vmId: string): { unixTimeUs: bigint; hostname: string; machineId: string; seed: Buffer } {
+  return { unixTimeUs: BigInt(Date.now()) * 1000n, hostname: `hearth-${vmId.slice(3)}`, machineId: randomBytes(16).toString('hex'), seed: randomBytes(64) };
+}
+
+async function tail(path: string, lines = 15): Promise<string> {
+  try {
+    const text = (await readFile(path, 'utf8')).trimEnd();
+    return text.split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * QEMU `-M microvm` VMs. Each VM is one QEMU process in its own process group
+ * with a runtime directory holding its agent and QMP sockets, console log and
+ * registry entry; destroying it kills the group and removes the directory.
+ */
+export class QemuDriver implements VmDriver {
+  readonly name = 'qemu';
+  readonly registry: VmRegistry;
+  private readonly live = new Map<string, LiveVm>();
+  private readonly qemu: string;
+  private accelDecision: Promise<AccelDecision> | undefined;
+  private vmmVersion: Promise<string> | undefined;
+
+  constructor(private readonly options: QemuDriverOptions) {
+    this.registry = new VmRegistry(options.paths.runtime);
+    this.qemu = options.qemuBinary ?? 'qemu-system-x86_64';
+  }
+
+  /** KVM when a probe boot proves it works, TCG otherwise; decided once per process. */
+  accel(fresh = false): Promise<AccelDecision> {
+    if (!this.accelDecision || fresh) {
+      this.accelDecision = decideAccel({
+        cacheDir: this.options.paths.cache,
+        override: this.options.accel,
+        fresh,
+        probe: () => this.probeKvm(),
+      });
+    }
+    return this.accelDecision;
+  }
+
+  private async probeKvm(): Promise<{ usable: boolean; reason: string }> {
+    const image = await loadImage(this.options.paths.cache, 'minimal');
+    const started = performance.now();
+    try {
+      const vm = await this.launch({ spec: { image: 'minimal', cpus: 1, memoryMib: 256, network: false }, image, accel: 'kvm', origin: { kind: 'cold' }, bootTimeoutMs: KVM_PROBE_TIMEOUT_MS });
+      await this.destroy(vm.id);
+      return { usable: true, reason: `a KVM guest answered in ${Math.round(performance.now() - started)} ms` };
+    } catch (error) {
+      const reason = isHearthError(error) ? String(error.context.reason) : (error as Error).message;
+      return { usable: false, reason: `a KVM guest did not answer within ${KVM_PROBE_TIMEOUT_MS / 1000} s (${reason.split('\n')[0]}); using TCG` };
+    }
+  }
+
+  version(): Promise<string> {
+    this.vmmVersion ??= runProgram(this.qemu, ['--version']).then((r) => r.stdout.split('\n')[0]?.trim() ?? 'unknown');
+    return this.vmmVersion;
+  }
+
+  async boot(spec: VmSpec): Promise<Vm> {
+    validateVmSpec(spec);
+    const image = await loadImage(this.options.paths.cache, spec.image);
+    const { accel } = await this.accel();
+    return this.launch({ spec, image, accel, origin: { kind: 'cold' } });
+  }
+
+  async restore(snapshotName: string, options: RestoreOptions = {}): Promise<Vm> {
+    const snapshot = await readSnapshot(this.options.paths.data, snapshotName);
+    const stale = (reason: string): HearthError => new HearthError('HEARTH_ERR_SNAPSHOT_STALE', { name: snapshotName, reason });
+    if (options.network !== undefined && options.network !== snapshot.spec.network) {
+      throw stale(`it was taken ${snapshot.spec.network ? 'with' : 'without'} a network device; the device set of a restore cannot change`);
+    }
+    let image: Image;
+    try {
+      image = await readImageById(this.options.paths.cache, snapshot.imageId);
+    } catch {
+      throw stale(`its image build ${snapshot.imageId} is no longer in the cache`);
+    }
+    const version = await this.version();
+    if (version !== snapshot.vmmVersion) throw stale(`it was taken with ${snapshot.vmmVersion}, this host has ${version}`);
+    if (snapshot.accel === 'kvm' && (await this.accel()).accel !== 'kvm') throw stale('it was taken under KVM, which this host cannot use now');
+    return this.launch({ spec: snapshot.spec, image, accel: snapshot.accel, origin: { kind: 'snapshot', name: snapshotName }, incoming: snapshot.statePath });
+  }
+
+  private async launch(plan: LaunchPlan): Promise<Vm> {
+    const started = performance.now();
+    const id = `vm-${randomBytes(6).toString('hex')}`;
+    const log = this.options.logger.child({ vmId: id });
+    const dir = await this.registry.create(id);
+    const entry: RegistryEntry = {
+      id,
+      driver: this.name,
+      pid: 0,
+      pidStart: '',
+      ownerPid: process.pid,
+      ownerStart: processStartTime(process.pid) ?? '',
+      image: plan.image.id,
+      cpus: plan.spec.cpus,
+      memoryMib: plan.spec.memoryMib,
+      network: plan.spec.network,
+      accel: plan.accel,
+      createdAt: new Date().toISOString(),
+    };
+    await this.registry.write(entry);
+
+    const args = qemuArgs({ ...plan.spec, accel: plan.accel, kernel: plan.image.kernelPath, initrd: plan.image.initrdPath, runtimeDir: dir, incoming: plan.incoming });
+    const qemuLog = openSync(join(dir, 'qemu.log'), 'a');
+    let child: ChildProcess;
+    try {
+      // Its own process group: a terminal's Ctrl-C reaches Hearth, which then tears the VM down in order.
+      child = spawn(this.qemu, args, { detached: true, stdio: ['ignore', 'ignore', qemuLog] });
+    } finally {
+      closeSync(qemuLog);
+    }
+    const exited = new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.once('error', () => resolve());
+    });
+    entry.pid = child.pid ?? 0;
+    entry.pidStart = processStartTime(entry.pid) ?? '';
+    await this.registry.write(entry);
+
+    const vm: Vm = { id, spec: plan.spec, accel: plan.accel, origin: plan.origin, startMs: 0, state: 'booting' };
+    const live: LiveVm = { vm, dir, child, exited, log };
+    this.live.set(id, live);
+    log.info({ accel: plan.accel, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, origin: plan.origin.kind }, 'vm starting');
+
+    const timeoutMs = plan.bootTimeoutMs ?? this.options.bootTimeoutMs ?? 60_000;
+    const deadline = Date.now() + timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const failure = new Promise<never>((_, reject) => {
+      exited.then(() => reject(new Error(`QEMU exited during boot (${child.exitCode ?? child.signalCode ?? 'spawn failed'})`)), () => {});
+      timer = setTimeout(() => reject(new Error(`the guest agent did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    });
+    failure.catch(() => {});
+    try {
+      const channel = await Promise.race([AgentChannel.connect(join(dir, 'agent.sock'), deadline), failure]);
+      live.channel = channel;
+      await Promise.race([channel.hello(plan.origin.kind === 'snapshot'), failure]);
+      await Promise.race([channel.setIdentity(freshIdentity(id)), failure]);
+    } catch (error) {
+      const detail = [(error as Error).message, await tail(join(dir, 'qemu.log'), 5), await tail(join(dir, 'console.log'))].filter(Boolean).join('\n');
+      await this.destroy(id);
+      throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: detail, consoleLog: join(dir, 'console.log') }, { cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+    vm.startMs = performance.now() - started;
+    vm.state = 'ready';
+    log.info({ startMs: Math.round(vm.startMs) }, 'vm ready');
+    return vm;
+  }
+
+  private requireLive(vmId: string, action: string): LiveVm {
+    const live = this.live.get(vmId);
+    if (!live) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'this process does not own a live VM with that id' });
+    if (live.vm.state !== 'ready') {
+      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action, state: live.vm.state, hint: live.vm.state === 'running' ? 'wait for the running command to finish' : 'start a new VM' });
+    }
+    return live;
+  }
+
+  async exec(vmId: string, request: ExecRequest, sink: OutputSink = {}): Promise<ExecResult> {
+    const live = this.requireLive(vmId, 'run a command');
+    const channel = live.channel;
+    if (!channel) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'no agent connection' });
+    if (request.argv.length === 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'command', reason: 'is empty', hint: 'give a command after --, e.g. hearth vm run -- uname -a' });
+    live.vm.state = 'running';
+    const timeoutSeconds = request.timeoutSeconds ?? 0;
+    let timedOut = false;
+    const timer = timeoutSeconds > 0
+      ? setTimeout(() => {
+          timedOut = true;
+          live.log.warn({ timeoutSeconds }, 'command timed out; destroying the VM');
+          void this.destroy(vmId);
+        }, timeoutSeconds * 1000)
+      : undefined;
+    const started = performance.now();
+    live.log.info({ argv0: request.argv[0], envKeys: Object.keys(request.env ?? {}), cwd: request.cwd }, 'exec');
+    try {
+      const outcome = await channel.exec(
+        {
+          argv: request.argv,
+          env: { PATH: GUEST_PATH, HOME: '/root', LANG: 'C.UTF-8', HOSTNAME: `hearth-${vmId.slice(3)}`, ...request.env },
+          cwd: request.cwd ?? '/root',
+          timeoutMs: timeoutSeconds * 1000,
+        },
+        sink,
+      );
+      const result = { exitCode: outcome.exitCode, signal: outcome.signal, durationMs: performance.now() - started };
+      live.log.info({ exitCode: result.exitCode, durationMs: Math.round(result.durationMs) }, 'exec finished');
+      return result;
+    } catch (error) {
+      if (timedOut) {
+        await live.destroying;
+        throw new HearthError('HEARTH_ERR_EXEC_TIMEOUT', { vmId, timeoutSeconds }, { cause: error });
+      }
+      if (error instanceof AgentChannelError && error.kind === 'closed') {
+        await this.destroy(vmId);
+        throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: `${error.message}\n${await tail(join(live.dir, 'console.log'), 5)}`.trim() }, { cause: error });
+      }
+      throw new HearthError('HEARTH_ERR_AGENT_PROTOCOL', { vmId, reason: (error as Error).message }, { cause: error });
+    } finally {
+      clearTimeout(timer);
+      if (live.vm.state === 'running') live.vm.state = 'ready';
+    }
+  }
+
+  async snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
+    validateSnapshotName(snapshotName);
+    const live = this.requireLive(vmId, 'be snapshotted');
+    const dataDir = this.options.paths.data;
+    if (await snapshotExists(dataDir, snapshotName)) throw new HearthError('HEARTH_ERR_SNAPSHOT_EXISTS', { name: snapshotName });
+    await mkdir(snapshotsDir(dataDir), { recursive: true });
+    const staging = join(snapshotsDir(dataDir), `.${snapshotName}.${process.pid}.${Date.now()}`);
+    await mkdir(staging);
+    live.vm.state = 'snapshotting';
+    const started = performance.now();
+    let qmp: QmpClient | undefined;
+    try {
+      qmp = await QmpClient.connect(join(live.dir, 'qmp.sock'));
+      // No `stop` first: a VM saved while paused would restore paused. Migration
+      // pauses the source itself once the remaining dirty memory is small.
+      // QEMU throttles migration by default; a local file can take it as fast as it comes.
+      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 * 1024 * 1024 });
+      await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(join(staging, 'state'))}` });
+      for (;;) {
+        const status = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+        if (status.status === 'completed') break;
+        if (status.status === 'failed' || status.status === 'cancelled') throw new Error(`migration ${status.status}: ${status['error-desc'] ?? 'no detail'}`);
+        await sleep(10);
+      }
+      const image = (await this.registry.read(vmId))?.image ?? live.vm.spec.image;
+      const manifest: SnapshotManifest = {
+        name: snapshotName,
+        driver: this.name,
+        imageId: image,
+        spec: live.vm.spec,
+        accel: live.vm.accel,
+        vmmVersion: await this.version(),
+        stateFile: 'state',
+        sizeBytes: (await stat(join(staging, 'state'))).size,
+        createdAt: new Date().toISOString(),
+      };
+      await writeFile(join(staging, 'snapshot.json'), JSON.stringify(manifest, null, 2) + '\n');
+      await rename(staging, snapshotDir(dataDir, snapshotName));
+      await qmp.execute('cont');
+      live.vm.state = 'ready';
+      // The source keeps running: give it an identity of its own, apart from its future clones.
+      await live.channel?.setIdentity(freshIdentity(vmId));
+      live.log.info({ snapshot: snapshotName, sizeBytes: manifest.sizeBytes, ms: Math.round(performance.now() - started) }, 'snapshot written');
+      return snapshotInfo(manifest);
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true });
+      await qmp?.execute('cont').catch(() => {});
+      if (live.vm.state === 'snapshotting') live.vm.state = 'ready';
+      if (isHearthError(error)) throw error;
+      throw new HearthError('HEARTH_ERR_SNAPSHOT_FAILED', { vmId, reason: (error as Error).message, dir: snapshotsDir(dataDir) }, { cause: error });
+    } finally {
+      qmp?.close();
+    }
+  }
+
+  /** Idempotent: kills the VM's process group, waits for it, and removes its runtime directory. */
+  destroy(vmId: string): Promise<void> {
+    const live = this.live.get(vmId);
+    if (live?.destroying) return live.destroying;
+    const work = (async () => {
+      if (live) live.vm.state = 'destroying';
+      live?.channel?.close();
+      const entry = await this.registry.read(vmId);
+      const pid = live?.child.pid ?? entry?.pid ?? 0;
+      const ours = live !== undefined || (entry !== undefined && isSameProcess(entry.pid, entry.pidStart));
+      if (pid > 0 && ours) {
+        try {
+          process.kill(-pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+        if (live) await live.exited;
+        for (let i = 0; i < 500 && processStartTime(pid) !== undefined; i++) await sleep(10);
+      }
+      await this.registry.remove(vmId);
+      if (live) {
+        live.vm.state = 'destroyed';
+        this.live.delete(vmId);
+        live.log.info('vm destroyed');
+      }
+    })();
+    if (live) live.destroying = work;
+    return work;
+  }
+
+  /** Destroys every VM this process started (the signal handlers call it). */
+  async destroyAll(): Promise<void> {
+    await Promise.all([...this.live.keys()].map((id) => this.destroy(id)));
+  }
+
+  list(): Promise<VmRecord[]> {
+    return this.registry.list();
+  }
+}
