@@ -56,7 +56,7 @@ export function encodeFrame(type: FrameTypeCode, id: number, payload: Buffer = B
 
 /** Splits a byte stream into frames; feed it chunks as they arrive. */
 export class FrameDecoder {
-  private buffer = Buffer.alloc(0);
+  private buffer: Buffer = Buffer.alloc(0);
 
   push(chunk: Buffer): Frame[] {
     this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;

@@ -44,7 +44,7 @@ export interface Vm {
   readonly accel: 'kvm' | 'tcg';
   readonly origin: { readonly kind: 'cold' } | { readonly kind: 'snapshot'; readonly name: string };
   /** Milliseconds from the call to the agent answering. */
-  readonly startMs: number;
+  startMs: number;
   state: VmState;
 }
 

@@ -78,13 +78,13 @@ export class QemuDriver implements VmDriver {
   readonly name = 'qemu';
   readonly registry: VmRegistry;
   private readonly live = new Map<string, LiveVm>();
-  private readonly qemu: string;
+  readonly qemuBinary: string;
   private accelDecision: Promise<AccelDecision> | undefined;
   private vmmVersion: Promise<string> | undefined;
 
   constructor(private readonly options: QemuDriverOptions) {
     this.registry = new VmRegistry(options.paths.runtime);
-    this.qemu = options.qemuBinary ?? 'qemu-system-x86_64';
+    this.qemuBinary = options.qemuBinary ?? 'qemu-system-x86_64';
   }
 
   /** KVM when a probe boot proves it works, TCG otherwise; decided once per process. */
@@ -114,7 +114,7 @@ export class QemuDriver implements VmDriver {
   }
 
   version(): Promise<string> {
-    this.vmmVersion ??= runProgram(this.qemu, ['--version']).then((r) => r.stdout.split('\n')[0]?.trim() ?? 'unknown');
+    this.vmmVersion ??= runProgram(this.qemuBinary, ['--version']).then((r) => r.stdout.split('\n')[0]?.trim() ?? 'unknown');
     return this.vmmVersion;
   }
 
@@ -169,7 +169,7 @@ export class QemuDriver implements VmDriver {
     let child: ChildProcess;
     try {
       // Its own process group: a terminal's Ctrl-C reaches Hearth, which then tears the VM down in order.
-      child = spawn(this.qemu, args, { detached: true, stdio: ['ignore', 'ignore', qemuLog] });
+      child = spawn(this.qemuBinary, args, { detached: true, stdio: ['ignore', 'ignore', qemuLog] });
     } finally {
       closeSync(qemuLog);
     }

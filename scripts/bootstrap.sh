@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian or Ubuntu machine ready for Hearth: system packages (as
+# root, or printed as exact instructions), npm dependencies, and the guest image.
+# Every step is skipped when already done, so `npm start` and `npm test` can
+# both call it every time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+have_pkg busybox-static || missing+=(busybox-static)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+have_pkg libc6-dev || missing+=(libc6-dev)
+
+# The guest kernel is fetched with `apt-get download linux-image-cloud-amd64`,
+# which needs apt's package lists.
+kernel_known=1
+apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep -q 'Candidate: [0-9]' || kernel_known=0
+
+if [ "${#missing[@]}" -gt 0 ] || [ "$kernel_known" = 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "hearth: installing system packages: ${missing[*]:-(package lists only)}" >&2
+    apt-get update -qq
+    if [ "${#missing[@]}" -gt 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+  else
+    echo "hearth: this machine lacks what Hearth needs. Run once as root:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends qemu-system-x86 busybox-static gcc libc6-dev" >&2
+    echo "then run this command again." >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "hearth: installing npm dependencies" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+node bin/hearth.mjs image build minimal >&2

@@ -1,0 +1,31 @@
+import { Command, CommanderError } from 'commander';
+import { createCliContext, type CliContext } from './context.ts';
+import { registerDoctor } from './commands/doctor.ts';
+import { registerImage } from './commands/image.ts';
+import { registerVm } from './commands/vm.ts';
+import { EXIT_HEARTH_ERROR, reportError } from './errors.ts';
+
+export function buildProgram(): Command {
+  let context: CliContext | undefined;
+  const lazyContext = (): CliContext => (context ??= createCliContext());
+  const program = new Command('hearth')
+    .description('Ephemeral CI runners in microVMs: one job, one fresh VM, gone afterwards')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  registerDoctor(program, lazyContext);
+  registerImage(program, lazyContext);
+  registerVm(program, lazyContext);
+  return program;
+}
+
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // commander already printed help or the usage error
+    process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : error.exitCode === 0 ? 0 : EXIT_HEARTH_ERROR;
+  } else {
+    process.exitCode = reportError(error);
+  }
+}

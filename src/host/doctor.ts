@@ -1,0 +1,111 @@
+import { access, constants, mkdir, readFile, statfs } from 'node:fs/promises';
+import type { HearthPaths } from '../config/paths.ts';
+import { isHearthError } from '../errors.ts';
+import { loadImage, IMAGE_NAMES } from '../image/store.ts';
+import { findExecutable, runProgram } from '../system/run.ts';
+import type { QemuDriver } from '../vm/qemu/driver.ts';
+
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+
+export interface Check {
+  readonly name: string;
+  readonly status: CheckStatus;
+  readonly detail: string;
+  /** What to do about a warn or fail. */
+  readonly fix?: string;
+}
+
+export interface DoctorReport {
+  readonly checks: Check[];
+  /** false when Hearth cannot run VMs here. */
+  readonly canRunVms: boolean;
+}
+
+const GiB = 1024 ** 3;
+
+async function memAvailableBytes(): Promise<number> {
+  const meminfo = await readFile('/proc/meminfo', 'utf8');
+  const kib = /MemAvailable:\s+(\d+) kB/.exec(meminfo)?.[1];
+  return Number(kib ?? 0) * 1024;
+}
+
+async function checkQemu(binary: string): Promise<Check> {
+  const qemu = binary.includes('/') ? binary : await findExecutable(binary);
+  const missing: Check = { name: 'qemu', status: 'fail', detail: `${binary} not found`, fix: 'apt-get install -y --no-install-recommends qemu-system-x86' };
+  if (!qemu) return missing;
+  try {
+    await access(qemu, constants.X_OK);
+  } catch {
+    return missing;
+  }
+  const version = (await runProgram(qemu, ['--version'])).stdout.split('\n')[0] ?? '';
+  return { name: 'qemu', status: 'ok', detail: `${qemu}: ${version}` };
+}
+
+async function checkTool(name: string, binary: string, pkg: string, why: string): Promise<Check> {
+  const path = await findExecutable(binary);
+  return path ? { name, status: 'ok', detail: path } : { name, status: 'fail', detail: `${binary} not found (${why})`, fix: `apt-get install -y --no-install-recommends ${pkg}` };
+}
+
+async function checkFirecracker(): Promise<Check> {
+  const path = await findExecutable('firecracker');
+  return path
+    ? { name: 'firecracker', status: 'ok', detail: path }
+    : { name: 'firecracker', status: 'warn', detail: 'not installed; only the QEMU driver is available', fix: 'optional: install a firecracker release binary on bare-metal hosts that want the Firecracker driver' };
+}
+
+async function checkDisk(paths: HearthPaths): Promise<Check> {
+  await mkdir(paths.cache, { recursive: true });
+  const fs = await statfs(paths.cache);
+  const free = fs.bavail * fs.bsize;
+  const detail = `${(free / GiB).toFixed(1)} GiB free under ${paths.cache}`;
+  if (free < 0.5 * GiB) return { name: 'disk', status: 'fail', detail, fix: 'free disk space, or point HEARTH_CACHE_DIR at a larger disk (images need ~200 MiB, each snapshot ~100 MiB)' };
+  if (free < 2 * GiB) return { name: 'disk', status: 'warn', detail, fix: 'free disk space: snapshots take ~100 MiB each' };
+  return { name: 'disk', status: 'ok', detail };
+}
+
+async function checkMemory(): Promise<Check> {
+  const free = await memAvailableBytes();
+  const detail = `${(free / GiB).toFixed(1)} GiB available`;
+  if (free < 256 * 1024 ** 2) return { name: 'memory', status: 'fail', detail, fix: 'free memory: the smallest VM needs 128 MiB plus QEMU' };
+  if (free < GiB) return { name: 'memory', status: 'warn', detail, fix: 'free memory: only a few small VMs fit' };
+  return { name: 'memory', status: 'ok', detail };
+}
+
+/** Collects every check; `reprobe` boots a fresh KVM probe instead of trusting this boot's cached verdict. */
+export async function runDoctor(paths: HearthPaths, driver: QemuDriver, options: { reprobe?: boolean } = {}): Promise<DoctorReport> {
+  const checks: Check[] = [];
+  const qemu = await checkQemu(driver.qemuBinary);
+  checks.push(qemu);
+  checks.push(await checkTool('busybox', 'busybox', 'busybox-static', 'the guest userland; needed to build images'));
+  checks.push(await checkTool('cc', 'cc', 'gcc libc6-dev', 'compiles the guest agent; needed to build images'));
+  checks.push(await checkTool('dpkg-deb', 'dpkg-deb', 'dpkg', 'unpacks the guest kernel package'));
+  checks.push(await checkFirecracker());
+  checks.push(await checkDisk(paths));
+  checks.push(await checkMemory());
+
+  let imagesReady = true;
+  for (const name of IMAGE_NAMES) {
+    try {
+      const image = await loadImage(paths.cache, name);
+      checks.push({ name: `image ${name}`, status: 'ok', detail: `${image.id} (kernel ${image.kernel.package} ${image.kernel.version})` });
+    } catch (error) {
+      imagesReady = false;
+      checks.push({ name: `image ${name}`, status: 'fail', detail: isHearthError(error) ? error.message : (error as Error).message, fix: `hearth image build ${name}` });
+    }
+  }
+
+  if (qemu.status === 'ok' && imagesReady) {
+    const decision = await driver.accel(options.reprobe ?? false);
+    checks.push({
+      name: 'accelerator',
+      status: decision.accel === 'kvm' ? 'ok' : 'warn',
+      detail: `${decision.accel.toUpperCase()}: ${decision.reason}`,
+      ...(decision.accel === 'tcg' ? { fix: 'VMs run under TCG (software emulation, slower). For KVM: a host with usable /dev/kvm; re-test with hearth doctor --reprobe' } : {}),
+    });
+  } else {
+    checks.push({ name: 'accelerator', status: 'warn', detail: 'not probed: needs QEMU and the minimal image', fix: 'fix the failures above, then run hearth doctor again' });
+  }
+  const canRunVms = qemu.status === 'ok' && imagesReady && !checks.some((c) => (c.name === 'disk' || c.name === 'memory') && c.status === 'fail');
+  return { checks, canRunVms };
+}
