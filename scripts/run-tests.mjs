@@ -30,8 +30,9 @@ stream.on('test:fail', (event) => {
   if (event.details.type === 'suite' && event.details.error?.failureType !== 'testCodeFailure' && event.details.error?.failureType !== 'hookFailed') return;
   failed++;
 });
-stream.compose(spec).pipe(process.stdout);
-stream.on('end', () => {
+const report = stream.compose(spec);
+report.on('data', (chunk) => process.stdout.write(chunk));
+report.on('end', () => {
   process.stdout.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
   process.exitCode = failed > 0 || passed === 0 ? 1 : 0;
 });

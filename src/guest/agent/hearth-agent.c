@@ -432,19 +432,21 @@ static void interface_up(const char *name) {
 
 static int run_quiet(char *const argv[]) {
   pid_t pid = fork();
-  if (pid == 0) { execv(argv[0], argv); _exit(127); }
+  if (pid == 0) { execvp(argv[0], argv); _exit(127); }
   int st = 0;
   /* SIGCHLD is blocked and routed to the signalfd, so waitpid here is safe. */
   waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  if (code != 0) logmsg("%s %s failed with status %d", argv[0], argv[1], code);
+  return code;
 }
 
 /* QEMU user-mode networking has fixed addresses; static set-up avoids a DHCP round trip. */
 static void network_up(void) {
   for (int i = 0; i < 500 && access("/sys/class/net/eth0", F_OK) != 0; i++) usleep(10000);
-  char *addr[] = { "/bin/ip", "addr", "add", "10.0.2.15/24", "dev", "eth0", NULL };
-  char *link[] = { "/bin/ip", "link", "set", "eth0", "up", NULL };
-  char *route[] = { "/bin/ip", "route", "add", "default", "via", "10.0.2.2", NULL };
+  char *addr[] = { "ip", "addr", "add", "10.0.2.15/24", "dev", "eth0", NULL };
+  char *link[] = { "ip", "link", "set", "eth0", "up", NULL };
+  char *route[] = { "ip", "route", "add", "default", "via", "10.0.2.2", NULL };
   run_quiet(addr);
   run_quiet(link);
   run_quiet(route);
@@ -508,6 +510,9 @@ int main(void) {
   sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sig_fd < 0) die("signalfd");
 
+  setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+  setenv("HOME", "/root", 1);
+
   char cmdline[4096] = {0};
   int cfd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
   if (cfd >= 0) { ssize_t n = read(cfd, cmdline, sizeof cmdline - 1); (void)n; close(cfd); }
@@ -519,8 +524,6 @@ int main(void) {
   char port_name[64];
   cmdline_value(cmdline, "hearth.port", port_name, sizeof port_name);
   port_fd = open_agent_port(port_name[0] ? port_name : "hearth.agent");
-  setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
-  setenv("HOME", "/root", 1);
 
   send_hello();
   for (;;) {
