@@ -15,8 +15,9 @@ have_pkg libc6-dev || missing+=(libc6-dev)
 
 # The guest kernel is fetched with `apt-get download linux-image-cloud-amd64`,
 # which needs apt's package lists.
-kernel_known=1
-apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep -q 'Candidate: [0-9]' || kernel_known=0
+kernel_known=0
+policy=$(apt-cache policy linux-image-cloud-amd64 2>/dev/null || true)
+case "$policy" in *"Candidate: "[0-9]*) kernel_known=1 ;; esac
 
 if [ "${#missing[@]}" -gt 0 ] || [ "$kernel_known" = 0 ]; then
   if [ "$(id -u)" = 0 ]; then

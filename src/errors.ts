@@ -9,10 +9,6 @@ export interface ErrorSpec {
 }
 
 export const ERRORS = {
-  HEARTH_ERR_NOT_ROOT_SETUP: {
-    message: 'missing system packages: {packages}',
-    fix: 'run as root: apt-get update && apt-get install -y --no-install-recommends {packages}',
-  },
   HEARTH_ERR_TOOL_MISSING: {
     message: '{tool} is not installed',
     fix: 'install it: apt-get install -y --no-install-recommends {package}',

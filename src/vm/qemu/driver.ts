@@ -114,7 +114,12 @@ export class QemuDriver implements VmDriver {
   }
 
   version(): Promise<string> {
-    this.vmmVersion ??= runProgram(this.qemuBinary, ['--version']).then((r) => r.stdout.split('\n')[0]?.trim() ?? 'unknown');
+    this.vmmVersion ??= runProgram(this.qemuBinary, ['--version']).then(
+      (r) => r.stdout.split('\n')[0]?.trim() ?? 'unknown',
+      (error: unknown) => {
+        throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool: this.qemuBinary, package: 'qemu-system-x86' }, { cause: error });
+      },
+    );
     return this.vmmVersion;
   }
 
@@ -173,9 +178,13 @@ export class QemuDriver implements VmDriver {
     } finally {
       closeSync(qemuLog);
     }
+    let spawnError: NodeJS.ErrnoException | undefined;
     const exited = new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
-      child.once('error', () => resolve());
+      child.once('error', (error) => {
+        spawnError = error;
+        resolve();
+      });
     });
     entry.pid = child.pid ?? 0;
     entry.pidStart = processStartTime(entry.pid) ?? '';
@@ -202,6 +211,7 @@ export class QemuDriver implements VmDriver {
     } catch (error) {
       const detail = [(error as Error).message, await tail(join(dir, 'qemu.log'), 5), await tail(join(dir, 'console.log'))].filter(Boolean).join('\n');
       await this.destroy(id);
+      if (spawnError?.code === 'ENOENT') throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool: this.qemuBinary, package: 'qemu-system-x86' }, { cause: spawnError });
       throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: detail, consoleLog: join(dir, 'console.log') }, { cause: error });
     } finally {
       clearTimeout(timer);
