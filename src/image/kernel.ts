@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { HearthError } from '../errors.ts';
 import { runProgram } from '../system/run.ts';
@@ -72,8 +72,18 @@ export async function ensureGuestKernel(cacheDir: string, log: (line: string) =>
   try {
     let deb = process.env.HEARTH_KERNEL_DEB;
     if (!deb) {
-      const pkg = await resolveKernelPackage();
-      const cached = (await readdir(kernelsDir)).find((d) => d.startsWith(`${pkg}_`) && !d.startsWith('.'));
+      const unpacked = (await readdir(kernelsDir)).filter((d) => d.startsWith('linux-image-')).sort();
+      let pkg: string;
+      try {
+        pkg = await resolveKernelPackage();
+      } catch (error) {
+        // Offline or without package lists: a kernel fetched earlier still does.
+        const newest = unpacked.at(-1);
+        if (!newest) throw error;
+        log(`apt cannot resolve ${KERNEL_METAPACKAGE}; using the cached ${newest}`);
+        return await loadUnpacked(join(kernelsDir, newest));
+      }
+      const cached = unpacked.find((d) => d.startsWith(`${pkg}_`));
       if (cached) return await loadUnpacked(join(kernelsDir, cached));
       log(`fetching ${pkg} with apt-get download`);
       deb = await downloadDeb(pkg, tmp);
@@ -86,7 +96,6 @@ export async function ensureGuestKernel(cacheDir: string, log: (line: string) =>
     const unpack = join(tmp, 'root');
     await runProgram('dpkg-deb', ['-x', deb, unpack], { timeoutMs: 300_000 });
     const [pkg, version] = name.split('_');
-    const { writeFile } = await import('node:fs/promises');
     await writeFile(join(unpack, 'hearth-kernel.json'), JSON.stringify({ package: pkg, version, sha256 }, null, 2));
     await rename(unpack, target);
     return await loadUnpacked(target);
@@ -96,7 +105,6 @@ export async function ensureGuestKernel(cacheDir: string, log: (line: string) =>
 }
 
 async function loadUnpacked(dir: string): Promise<GuestKernel> {
-  const { readFile } = await import('node:fs/promises');
   const meta = JSON.parse(await readFile(join(dir, 'hearth-kernel.json'), 'utf8')) as { package: string; version: string; sha256: string };
   const boot = await readdir(join(dir, 'boot'));
   const vmlinuz = boot.find((f) => f.startsWith('vmlinuz-'));

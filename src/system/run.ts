@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { access, constants } from 'node:fs/promises';
 
 export interface RunResult {
   readonly stdout: string;
@@ -21,7 +22,6 @@ export function runProgram(file: string, args: readonly string[], options: { cwd
 
 /** Finds an executable on PATH (plus the sbin directories a non-root PATH often lacks). */
 export async function findExecutable(name: string): Promise<string | undefined> {
-  const { access, constants } = await import('node:fs/promises');
   const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
   for (const dir of dirs) {
     if (!dir) continue;
