@@ -73,6 +73,10 @@ export const ERRORS = {
     message: 'snapshot of VM {vmId} failed: {reason}',
     fix: 'check free disk space in {dir} and `hearth doctor`',
   },
+  HEARTH_ERR_WORKFLOW: {
+    message: '{location}: {reason}',
+    fix: '{hint}',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
