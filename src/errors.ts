@@ -17,6 +17,10 @@ export const ERRORS = {
     message: 'could not fetch the guest kernel package {package}: {reason}',
     fix: 'run `apt-get update` as root so apt knows {package}, or set HEARTH_KERNEL_DEB to a downloaded linux-image-*-cloud-amd64 .deb',
   },
+  HEARTH_ERR_NEEDS_ROOT: {
+    message: '{what} needs root',
+    fix: 'run it as root: {command}',
+  },
   HEARTH_ERR_BUSYBOX_NOT_STATIC: {
     message: '{path} is not a statically linked busybox',
     fix: 'install busybox-static: apt-get install -y busybox-static',

@@ -31,7 +31,7 @@ export interface Image extends ImageManifest {
   readonly rootfsPath?: string;
 }
 
-export const IMAGE_NAMES = ['minimal'] as const;
+export const IMAGE_NAMES = ['minimal', 'debian'] as const;
 export type ImageName = (typeof IMAGE_NAMES)[number];
 
 export function isImageName(name: string): name is ImageName {

@@ -22,6 +22,8 @@ export interface VmSpec {
   readonly memoryMib: number;
   /** Guest networking (QEMU user-mode); off unless asked for. */
   readonly network: boolean;
+  /** A host directory copied into the VM, read-only at /mnt/hearth-src (a job's working tree). */
+  readonly source?: string;
 }
 
 export interface RestoreOptions {

@@ -485,6 +485,56 @@ static int open_agent_port(const char *name) {
   return -1;
 }
 
+/* The ext4 volume label sits at byte 0x78 of the superblock, which starts at 1024. */
+static int ext4_label_is(const char *dev, const char *label) {
+  char buf[17] = {0};
+  int fd = open(dev, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = pread(fd, buf, 16, 1024 + 0x78);
+  close(fd);
+  return n == 16 && strcmp(buf, label) == 0;
+}
+
+/* Disks are found by label, not by name: virtio-mmio probe order is not the command-line order. */
+static int find_disk(const char *label, char *out, size_t outlen) {
+  for (int tries = 0; tries < 500; tries++) {
+    for (char c = 'a'; c <= 'h'; c++) {
+      char dev[16];
+      snprintf(dev, sizeof dev, "/dev/vd%c", c);
+      if (ext4_label_is(dev, label)) { snprintf(out, outlen, "%s", dev); return 1; }
+    }
+    usleep(10000);
+  }
+  return 0;
+}
+
+static void mount_fs(const char *src, const char *target, const char *type, unsigned long flags, const char *data);
+
+/* rootfs images: mount the disk labelled hearth-root and make it / (the initramfs stays
+ * underneath, unused). The agent keeps running as PID 1 in the new root. */
+static void switch_to_disk_root(void) {
+  char dev[16];
+  if (!find_disk("hearth-root", dev, sizeof dev)) { errno = ENODEV; die("disk labelled hearth-root not found"); }
+  mkdir("/newroot", 0755);
+  if (mount(dev, "/newroot", "ext4", 0, NULL) < 0) die("mount root disk");
+  const char *moved[] = { "/proc", "/sys", "/dev", "/run", "/tmp" };
+  for (size_t i = 0; i < sizeof moved / sizeof moved[0]; i++) {
+    char target[64];
+    snprintf(target, sizeof target, "/newroot%s", moved[i]);
+    mkdir(target, 0755);
+    if (mount(moved[i], target, NULL, MS_MOVE, NULL) < 0) logmsg("move %s: %s", moved[i], strerror(errno));
+  }
+  if (chdir("/newroot") < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0) die("switch to the root disk");
+}
+
+/* The host's copy of a working tree, when given, is mounted read-only for checkout steps to copy from. */
+static void mount_source_disk(void) {
+  char dev[16];
+  if (!find_disk("hearth-src", dev, sizeof dev)) { logmsg("disk labelled hearth-src not found"); return; }
+  mkdir("/mnt", 0755);
+  mount_fs(dev, "/mnt/hearth-src", "ext4", MS_RDONLY, NULL);
+}
+
 static void mount_fs(const char *src, const char *target, const char *type, unsigned long flags, const char *data) {
   mkdir(target, 0755);
   if (mount(src, target, type, flags, data) < 0 && errno != EBUSY) logmsg("mount %s: %s", target, strerror(errno));
@@ -518,6 +568,8 @@ int main(void) {
   if (cfd >= 0) { ssize_t n = read(cfd, cmdline, sizeof cmdline - 1); (void)n; close(cfd); }
 
   load_modules();
+  if (cmdline_has(cmdline, "hearth.root=disk")) switch_to_disk_root();
+  if (cmdline_has(cmdline, "hearth.src=disk")) mount_source_disk();
   interface_up("lo");
   if (cmdline_has(cmdline, "hearth.net=1")) network_up();
 

@@ -10,10 +10,18 @@ export interface QemuLaunch {
   readonly kernel: string;
   readonly initrd: string;
   readonly runtimeDir: string;
+  /** Block devices in order; the agent finds them by ext4 label, not by name. */
+  readonly disks?: readonly QemuDisk[];
   /** Migration stream to restore from (a snapshot's state file). */
   readonly incoming?: string;
   /** Appended to the kernel command line (the benchmark's one-shot mode uses it). */
   readonly extraKernelArgs?: readonly string[];
+}
+
+export interface QemuDisk {
+  readonly path: string;
+  readonly format: 'raw' | 'qcow2';
+  readonly readOnly: boolean;
 }
 
 export const AGENT_PORT_NAME = 'hearth.agent';
@@ -28,6 +36,7 @@ export const TCG_KERNEL_ARGS = ['tsc_early_khz=2000000', 'lpj=4000000'];
 const BASE_KERNEL_ARGS = ['console=ttyS0', 'quiet', 'panic=-1', 'cryptomgr.notests', 'audit=0'];
 
 export function kernelCommandLine(launch: Pick<QemuLaunch, 'accel' | 'network' | 'extraKernelArgs'>): string {
+  // Disk roles (hearth.root=disk, hearth.src=disk) come in through extraKernelArgs from the driver.
   return [
     ...BASE_KERNEL_ARGS,
     ...(launch.accel === 'tcg' ? TCG_KERNEL_ARGS : []),
@@ -66,6 +75,9 @@ export function qemuArgs(launch: QemuLaunch): string[] {
     '-qmp', `unix:${optionValue(`${dir}/qmp.sock`)},server=on,wait=off`,
     '-device', 'virtio-rng-device',
   ];
+  (launch.disks ?? []).forEach((disk, i) => {
+    args.push('-drive', `file=${optionValue(disk.path)},if=none,id=disk${i},format=${disk.format}${disk.readOnly ? ',readonly=on' : ''}`, '-device', `virtio-blk-device,drive=disk${i}`);
+  });
   if (launch.network) args.push('-netdev', 'user,id=net0', '-device', 'virtio-net-device,netdev=net0');
   if (launch.incoming) args.push('-incoming', `exec:cat ${shellQuote(launch.incoming)}`);
   return args;

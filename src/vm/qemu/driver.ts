@@ -15,7 +15,7 @@ import type { ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDrive
 import { isSameProcess, processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
 import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
 import { decideAccel, type Accel, type AccelDecision } from './accel.ts';
-import { qemuArgs, shellQuote } from './args.ts';
+import { qemuArgs, shellQuote, type QemuDisk } from './args.ts';
 import { QmpClient } from './qmp.ts';
 
 export const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -67,6 +67,36 @@ async function tail(path: string, lines = 15): Promise<string> {
   } catch {
     return '';
   }
+}
+
+/** Size of a tree in bytes, for sizing the disk that carries it. */
+async function treeBytes(dir: string): Promise<number> {
+  const { stdout } = await runProgram('du', ['-sb', dir]);
+  return Number(stdout.split('\t')[0] ?? 0);
+}
+
+/**
+ * Per-VM disks, all inside the VM's runtime directory so destroy removes them:
+ * a qcow2 overlay over a rootfs image (copy-on-write: starting a VM copies
+ * nothing, and no two VMs share writes), and a disk holding a copy of `source`.
+ */
+async function prepareDisks(image: Image, spec: VmSpec, dir: string): Promise<{ disks: QemuDisk[]; kernelArgs: string[] }> {
+  const disks: QemuDisk[] = [];
+  const kernelArgs: string[] = [];
+  if (image.kind === 'rootfs' && image.rootfsPath) {
+    const overlay = join(dir, 'root.qcow2');
+    await runProgram('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.rootfsPath, overlay]);
+    disks.push({ path: overlay, format: 'qcow2', readOnly: false });
+    kernelArgs.push('hearth.root=disk');
+  }
+  if (spec.source) {
+    const disk = join(dir, 'src.ext4');
+    const megabytes = Math.ceil(((await treeBytes(spec.source)) * 1.3) / 1024 ** 2) + 32;
+    await runProgram('mkfs.ext4', ['-q', '-F', '-L', 'hearth-src', '-E', 'root_owner=0:0', '-d', spec.source, disk, `${megabytes}M`], { timeoutMs: 600_000 });
+    disks.push({ path: disk, format: 'raw', readOnly: true });
+    kernelArgs.push('hearth.src=disk');
+  }
+  return { disks, kernelArgs };
 }
 
 /**
@@ -169,7 +199,14 @@ export class QemuDriver implements VmDriver {
     };
     await this.registry.write(entry);
 
-    const args = qemuArgs({ ...plan.spec, accel: plan.accel, kernel: plan.image.kernelPath, initrd: plan.image.initrdPath, runtimeDir: dir, incoming: plan.incoming });
+    let disks: { disks: QemuDisk[]; kernelArgs: string[] };
+    try {
+      disks = await prepareDisks(plan.image, plan.spec, dir);
+    } catch (error) {
+      await this.registry.remove(id);
+      throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: `preparing its disks failed: ${(error as Error).message}`, consoleLog: join(dir, 'console.log') }, { cause: error });
+    }
+    const args = qemuArgs({ ...plan.spec, accel: plan.accel, kernel: plan.image.kernelPath, initrd: plan.image.initrdPath, runtimeDir: dir, incoming: plan.incoming, disks: disks.disks, extraKernelArgs: disks.kernelArgs });
     const qemuLog = openSync(join(dir, 'qemu.log'), 'a');
     let child: ChildProcess;
     try {
@@ -280,6 +317,9 @@ export class QemuDriver implements VmDriver {
   async snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
     validateSnapshotName(snapshotName);
     const live = this.requireLive(vmId, 'be snapshotted');
+    if ((await this.registry.read(vmId))?.image.startsWith('minimal-') !== true || live.vm.spec.source) {
+      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to disks', hint: 'snapshots cover initramfs images without disks (the minimal image) for now' });
+    }
     const dataDir = this.options.paths.data;
     if (await snapshotExists(dataDir, snapshotName)) throw new HearthError('HEARTH_ERR_SNAPSHOT_EXISTS', { name: snapshotName });
     await mkdir(snapshotsDir(dataDir), { recursive: true });
