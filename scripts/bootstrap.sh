@@ -12,6 +12,9 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 have_pkg busybox-static || missing+=(busybox-static)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 have_pkg libc6-dev || missing+=(libc6-dev)
+command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 
 # The guest kernel is fetched with `apt-get download linux-image-cloud-amd64`,
 # which needs apt's package lists.
@@ -28,7 +31,7 @@ if [ "${#missing[@]}" -gt 0 ] || [ "$kernel_known" = 0 ]; then
     fi
   else
     echo "hearth: this machine lacks what Hearth needs. Run once as root:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends qemu-system-x86 busybox-static gcc libc6-dev" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends qemu-system-x86 qemu-utils busybox-static gcc libc6-dev e2fsprogs debootstrap" >&2
     echo "then run this command again." >&2
     exit 1
   fi
@@ -40,3 +43,6 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 node bin/hearth.mjs image build minimal >&2
+# The debian image (for hearth run) needs root for debootstrap; as another user,
+# hearth image build debian says how to build it.
+if [ "$(id -u)" = 0 ]; then node bin/hearth.mjs image build debian >&2; fi

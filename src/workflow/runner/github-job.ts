@@ -1,0 +1,214 @@
+import { performance } from 'node:perf_hooks';
+import type { VmDriver } from '../../vm/driver.ts';
+import { evaluateCondition, interpolate, type ExpressionContexts, type JobStatus } from '../github/expressions.ts';
+import type { GithubJobBody, GithubStep, PlannedJob, SourceLocation } from '../model.ts';
+import { parseFileCommand } from './file-commands.ts';
+import { GuestSession } from './guest-session.ts';
+import { JobLog } from './job-log.ts';
+import type { JobOutcome, JobRun, StepOutcome } from './plan-runner.ts';
+
+export const WORKSPACE = '/workspace';
+const EVENT_PATH = '/tmp/hearth/event.json';
+
+export interface GithubRunEnvironment {
+  readonly driver: VmDriver;
+  readonly repoRoot: string;
+  readonly write: (line: string) => void;
+  /** The `github` context, the same for every job of the run. */
+  readonly github: Readonly<Record<string, unknown>>;
+  /** JSON of the synthesized event, written to $GITHUB_EVENT_PATH. */
+  readonly eventPayload: string;
+  readonly secrets: Readonly<Record<string, string>>;
+  readonly vars: Readonly<Record<string, string>>;
+  readonly inputs: Readonly<Record<string, string>>;
+  readonly network: boolean;
+  /** The job id (`jobs.<id>`) of a planned job's key, for the needs context. */
+  readonly jobIdOf: (key: string) => string;
+}
+
+interface StepRecord {
+  outcome: 'success' | 'failure' | 'skipped';
+  conclusion: 'success' | 'failure' | 'skipped';
+  outputs: Record<string, string>;
+}
+
+/** State shared by all steps of a job: what $GITHUB_ENV and $GITHUB_PATH added, the summary. */
+interface JobState {
+  failed: boolean;
+  envFromFiles: Record<string, string>;
+  pathPrefix: string[];
+  summary: string[];
+  fileCounter: number;
+}
+
+function str(value: unknown): string {
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+function joinPath(base: string, dir: string | undefined): string {
+  if (!dir) return base;
+  return dir.startsWith('/') ? dir : `${base}/${dir}`;
+}
+
+/** Runs one GitHub Actions job in a fresh VM: its steps in order, as the official runner would. */
+export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Promise<JobOutcome> {
+  const job: PlannedJob = run.job;
+  const body = job.body as GithubJobBody;
+  const log = new JobLog(job.key, env.write, Object.values(env.secrets));
+  const needs: Record<string, { result: string; outputs: Record<string, string> }> = {};
+  for (const [key, finished] of Object.entries(run.needs)) needs[env.jobIdOf(key)] = { result: finished.result, outputs: { ...finished.outputs } };
+  const needStatus: JobStatus = Object.values(run.needs).some((n) => n.result === 'cancelled') ? 'cancelled' : Object.values(run.needs).some((n) => n.result === 'failure' && !n.allowFailure) ? 'failure' : 'success';
+  const runner = { os: 'Linux', arch: 'X64', name: `hearth-${job.key}`, temp: '/tmp/runner', tool_cache: '/opt/hostedtoolcache' };
+  const strategy = { 'fail-fast': body.strategy.failFast, 'job-index': body.strategy.jobIndex, 'job-total': body.strategy.jobTotal, 'max-parallel': body.strategy.maxParallel ?? body.strategy.jobTotal };
+  const base: Omit<ExpressionContexts, 'env' | 'steps' | 'job'> = { github: { ...env.github, job: body.jobId }, vars: env.vars, matrix: body.matrix, needs, runner, inputs: env.inputs, secrets: env.secrets, strategy };
+
+  const jobLevel: ExpressionContexts = { ...base, env: { ...body.workflowEnv }, steps: {}, job: { status: needStatus } };
+  if (!evaluateCondition(body.if ?? '', jobLevel, needStatus, job.location)) {
+    log.line(`skipped: if: ${body.if ?? 'success()'} is false`);
+    return { result: 'skipped', outputs: {}, steps: [], reason: `if: ${body.if ?? 'success()'}` };
+  }
+
+  const started = performance.now();
+  const vm = await env.driver.boot({ image: run.shape.image, cpus: run.shape.cpus, memoryMib: run.shape.memoryMib, network: env.network, source: env.repoRoot });
+  const bootMs = performance.now() - started;
+  log.line(`VM ${vm.id} ready in ${(bootMs / 1000).toFixed(1)} s (${run.shape.cpus} vCPU, ${run.shape.memoryMib} MiB, ${run.shape.image})`);
+  const abort = (): void => void env.driver.destroy(vm.id);
+  run.signal.addEventListener('abort', abort);
+  const session = new GuestSession(env.driver, vm.id, log, Date.now() + job.timeoutMinutes * 60_000);
+  const state: JobState = { failed: false, envFromFiles: {}, pathPrefix: [], summary: [], fileCounter: 0 };
+  const outcomes: StepOutcome[] = [];
+  try {
+    await session.capture(['sh', '-c', `mkdir -p ${WORKSPACE} /tmp/runner /tmp/hearth && printf %s "$1" > ${EVENT_PATH}`, 'sh', env.eventPayload]);
+    // Job-level env may refer to matrix, needs, secrets and the like; evaluated once, before the steps.
+    const jobEnv: Record<string, string> = { ...body.workflowEnv };
+    for (const [k, v] of Object.entries(body.jobEnv)) jobEnv[k] = interpolate(v, { ...jobLevel, env: jobEnv }, job.location);
+    const scope = { base, jobEnv, steps: {} as Record<string, StepRecord>, inputs: env.inputs };
+    await runSteps(body.steps, scope, { session, log, state, outcomes, body, env, signal: run.signal });
+    const finalContexts: ExpressionContexts = { ...base, env: { ...jobEnv, ...state.envFromFiles }, steps: scope.steps, job: { status: state.failed ? 'failure' : 'success' } };
+    const outputs: Record<string, string> = {};
+    for (const [name, template] of Object.entries(body.outputs)) outputs[name] = interpolate(template, finalContexts, job.location);
+    if (state.summary.length) log.line(`job summary:\n${state.summary.join('\n')}`);
+    return { result: state.failed ? 'failure' : 'success', outputs, steps: outcomes, bootMs };
+  } catch (error) {
+    if (run.signal.aborted) return { result: 'cancelled', outputs: {}, steps: outcomes, bootMs, reason: 'cancelled' };
+    log.line(`error: ${(error as Error).message}`);
+    return { result: 'failure', outputs: {}, steps: outcomes, bootMs, reason: (error as Error).message };
+  } finally {
+    run.signal.removeEventListener('abort', abort);
+    await env.driver.destroy(vm.id);
+  }
+}
+
+interface StepScope {
+  readonly base: Omit<ExpressionContexts, 'env' | 'steps' | 'job'>;
+  readonly jobEnv: Record<string, string>;
+  readonly steps: Record<string, StepRecord>;
+  readonly inputs: Readonly<Record<string, string>>;
+}
+
+interface StepDeps {
+  readonly session: GuestSession;
+  readonly log: JobLog;
+  readonly state: JobState;
+  readonly outcomes: StepOutcome[];
+  readonly body: GithubJobBody;
+  readonly env: GithubRunEnvironment;
+  readonly signal: AbortSignal;
+}
+
+async function runSteps(steps: readonly GithubStep[], scope: StepScope, deps: StepDeps): Promise<void> {
+  for (const [index, step] of steps.entries()) {
+    const status: JobStatus = deps.signal.aborted ? 'cancelled' : deps.state.failed ? 'failure' : 'success';
+    const contexts = (env: Record<string, string>): ExpressionContexts => ({ ...scope.base, inputs: scope.inputs, env, steps: scope.steps, job: { status } });
+    const env: Record<string, string> = { ...scope.jobEnv, ...deps.state.envFromFiles };
+    for (const [k, v] of Object.entries(step.env)) env[k] = interpolate(v, contexts(env), step.location);
+    const id = step.id ?? `__step${index}`;
+    const name = interpolate(step.name, contexts(env), step.location);
+    if (!evaluateCondition(step.if ?? '', contexts(env), status, step.location)) {
+      scope.steps[id] = { outcome: 'skipped', conclusion: 'skipped', outputs: {} };
+      deps.outcomes.push({ name, result: 'skipped', durationMs: 0 });
+      deps.log.line(`- ${name} (skipped)`);
+      continue;
+    }
+    deps.log.line(`▶ ${name}`);
+    const started = performance.now();
+    const { exitCode, outputs } = await runStep(step, env, contexts, scope, deps);
+    const continueOnError = typeof step.continueOnError === 'boolean' ? step.continueOnError : evaluateCondition(`${step.continueOnError}`, contexts(env), status, step.location);
+    const outcome = exitCode === 0 ? 'success' : 'failure';
+    const conclusion = outcome === 'failure' && continueOnError ? 'success' : outcome;
+    scope.steps[id] = { outcome, conclusion, outputs };
+    if (conclusion === 'failure') deps.state.failed = true;
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    deps.outcomes.push({ name, result: outcome, ...(outcome !== conclusion ? { failedButContinued: true } : {}), durationMs: performance.now() - started });
+    deps.log.line(outcome === 'success' ? `✓ ${name} (${seconds} s)` : `✗ ${name} (${seconds} s, exit ${exitCode}${conclusion === 'success' ? ', continue-on-error' : ''})`);
+  }
+}
+
+async function runStep(step: GithubStep, env: Record<string, string>, contexts: (env: Record<string, string>) => ExpressionContexts, scope: StepScope, deps: StepDeps): Promise<{ exitCode: number; outputs: Record<string, string> }> {
+  const { session, state, body } = deps;
+  const action = step.action;
+  if (action.kind === 'checkout') {
+    const path = joinPath(WORKSPACE, action.with.path ? interpolate(action.with.path, contexts(env), step.location) : undefined);
+    const exitCode = await session.runScript({ script: `mkdir -p '${path}' && cp -a /mnt/hearth-src/. '${path}/'\necho "copied the local working tree into ${path}"\n`, shell: 'sh', env: {}, cwd: '/' });
+    return { exitCode, outputs: {} };
+  }
+  if (action.kind === 'composite') {
+    const inputs: Record<string, string> = {};
+    for (const [name, spec] of Object.entries(action.inputs)) if (spec.default !== undefined) inputs[name] = interpolate(spec.default, contexts(env), step.location);
+    for (const [name, value] of Object.entries(action.with)) inputs[name] = interpolate(value, contexts(env), step.location);
+    const inner: StepScope = { base: scope.base, jobEnv: env, steps: {}, inputs };
+    const failedBefore = state.failed;
+    state.failed = false;
+    await runSteps(action.steps, inner, deps);
+    const failed = state.failed;
+    state.failed = failedBefore;
+    const outputs: Record<string, string> = {};
+    const innerContexts: ExpressionContexts = { ...scope.base, inputs, env, steps: inner.steps, job: { status: failed ? 'failure' : 'success' } };
+    for (const [name, template] of Object.entries(action.outputs)) outputs[name] = interpolate(template, innerContexts, step.location);
+    return { exitCode: failed ? 1 : 0, outputs };
+  }
+
+  const dir = `/tmp/hearth/files/${++state.fileCounter}`;
+  const files = { GITHUB_OUTPUT: `${dir}/output`, GITHUB_ENV: `${dir}/env`, GITHUB_PATH: `${dir}/path`, GITHUB_STEP_SUMMARY: `${dir}/summary` };
+  await session.capture(['sh', '-c', `mkdir -p ${dir} && : > ${files.GITHUB_OUTPUT} && : > ${files.GITHUB_ENV} && : > ${files.GITHUB_PATH} && : > ${files.GITHUB_STEP_SUMMARY}`]);
+  const github = scope.base.github as Record<string, unknown>;
+  const defaults: Record<string, string> = {
+    CI: 'true',
+    GITHUB_ACTIONS: 'true',
+    GITHUB_WORKSPACE: WORKSPACE,
+    GITHUB_EVENT_PATH: EVENT_PATH,
+    GITHUB_EVENT_NAME: str(github.event_name),
+    GITHUB_SHA: str(github.sha),
+    GITHUB_REF: str(github.ref),
+    GITHUB_REF_NAME: str(github.ref_name),
+    GITHUB_REPOSITORY: str(github.repository),
+    GITHUB_ACTOR: str(github.actor),
+    GITHUB_RUN_ID: str(github.run_id),
+    GITHUB_RUN_NUMBER: str(github.run_number),
+    GITHUB_JOB: body.jobId,
+    RUNNER_OS: 'Linux',
+    RUNNER_ARCH: 'X64',
+    RUNNER_TEMP: '/tmp/runner',
+    HOME: '/root',
+    ...files,
+  };
+  const path = [...state.pathPrefix, '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
+  const script = interpolate(action.script, contexts(env), step.location);
+  const exitCode = await session.runScript({
+    script,
+    shell: step.shell ?? body.defaults.shell ?? 'bash',
+    env: { ...defaults, PATH: path, ...env },
+    cwd: joinPath(WORKSPACE, step.workingDirectory ?? body.defaults.workingDirectory),
+    ...(step.timeoutMinutes ? { timeoutSeconds: Math.ceil(step.timeoutMinutes * 60) } : {}),
+  });
+  const raw = (await session.capture(['sh', '-c', `cat ${files.GITHUB_OUTPUT}; printf '\\0'; cat ${files.GITHUB_ENV}; printf '\\0'; cat ${files.GITHUB_PATH}; printf '\\0'; cat ${files.GITHUB_STEP_SUMMARY}`])).split('\0');
+  const outputs = parseFileCommand(raw[0] ?? '', 'GITHUB_OUTPUT');
+  Object.assign(state.envFromFiles, parseFileCommand(raw[1] ?? '', 'GITHUB_ENV'));
+  const added = (raw[2] ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+  // Later additions come first, as with the runner's prepend.
+  state.pathPrefix.unshift(...added.reverse());
+  if (raw[3]?.trim()) state.summary.push(raw[3].trim());
+  return { exitCode, outputs };
+}
+
+export type { SourceLocation };

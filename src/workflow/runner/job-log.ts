@@ -1,0 +1,41 @@
+/**
+ * Live job output: every line prefixed with its job, secrets replaced by ***.
+ * Output arrives in chunks that may split lines (and UTF-8 characters); each
+ * stream keeps its partial line until the newline comes.
+ */
+export class JobLog {
+  private readonly partial = new Map<string, Buffer>();
+
+  constructor(
+    private readonly prefix: string,
+    private readonly write: (line: string) => void,
+    private readonly secrets: readonly string[] = [],
+  ) {}
+
+  mask(text: string): string {
+    let masked = text;
+    for (const secret of this.secrets) if (secret.length >= 3) masked = masked.split(secret).join('***');
+    return masked;
+  }
+
+  line(text: string): void {
+    for (const line of text.split('\n')) this.write(`[${this.prefix}] ${this.mask(line)}`);
+  }
+
+  chunk(stream: 'stdout' | 'stderr', data: Buffer): void {
+    let buffer = Buffer.concat([this.partial.get(stream) ?? Buffer.alloc(0), data]);
+    let newline: number;
+    while ((newline = buffer.indexOf(10)) >= 0) {
+      this.write(`[${this.prefix}] ${this.mask(buffer.subarray(0, newline).toString('utf8'))}`);
+      buffer = buffer.subarray(newline + 1);
+    }
+    this.partial.set(stream, buffer);
+  }
+
+  flush(): void {
+    for (const [stream, buffer] of this.partial) {
+      if (buffer.length) this.write(`[${this.prefix}] ${this.mask(buffer.toString('utf8'))}`);
+      this.partial.delete(stream);
+    }
+  }
+}
