@@ -80,6 +80,12 @@ export type GithubStepAction =
   | { readonly kind: 'run'; readonly script: string }
   /** actions/checkout: the local working tree is copied into the VM. */
   | { readonly kind: 'checkout'; readonly with: Readonly<Record<string, string>> }
+  /**
+   * An action hearth run cannot run (not checkout, no local composite, no
+   * registered translation): the job fails at plan-known cause, naming the action
+   * and its place, while the rest of the workflow still runs.
+   */
+  | { readonly kind: 'unsupported'; readonly uses: string; readonly message: string }
   /** A local composite action (`uses: ./path`), its steps already loaded. */
   | {
       readonly kind: 'composite';

@@ -31,7 +31,10 @@ export function describePlan(plan: Plan): string {
       if (job.body.kind === 'github') {
         if (Object.keys(job.body.matrix).length) lines.push(`    matrix: ${JSON.stringify(job.body.matrix)}`);
         if (job.body.if) lines.push(`    if: ${job.body.if}`);
-        for (const step of job.body.steps) lines.push(`    - ${step.name}${step.if ? `  (if: ${step.if})` : ''}`);
+        for (const step of job.body.steps) {
+          lines.push(`    - ${step.name}${step.if ? `  (if: ${step.if})` : ''}`);
+          if (step.action.kind === 'unsupported') lines.push(`      will fail the job: ${step.action.message}`);
+        }
       } else {
         lines.push(`    stage: ${job.body.stage}, when: ${job.body.when}`);
         for (const command of [...job.body.beforeScript, ...job.body.script]) lines.push(`    $ ${command.split('\n')[0]}`);

@@ -68,6 +68,11 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
     return { result: 'skipped', outputs: {}, steps: [], reason: `if: ${body.if ?? 'success()'}` };
   }
 
+  const unsupported = firstUnsupported(body.steps);
+  if (unsupported) {
+    log.line(`error: ${unsupported}`);
+    return { result: 'failure', outputs: {}, steps: [], reason: unsupported.split(';')[0]! };
+  }
   const started = performance.now();
   const vm = await env.driver.boot({ image: run.shape.image, cpus: run.shape.cpus, memoryMib: run.shape.memoryMib, network: env.network, source: env.repoRoot });
   const bootMs = performance.now() - started;
@@ -97,6 +102,18 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
     run.signal.removeEventListener('abort', abort);
     await env.driver.destroy(vm.id);
   }
+}
+
+/** The message of the first step that cannot run, looking into composite actions too. */
+export function firstUnsupported(steps: readonly GithubStep[]): string | undefined {
+  for (const step of steps) {
+    if (step.action.kind === 'unsupported') return step.action.message;
+    if (step.action.kind === 'composite') {
+      const inner = firstUnsupported(step.action.steps);
+      if (inner) return inner;
+    }
+  }
+  return undefined;
 }
 
 interface StepScope {
@@ -168,6 +185,7 @@ async function runStep(step: GithubStep, env: Record<string, string>, contexts: 
     return { exitCode: failed ? 1 : 0, outputs };
   }
 
+  if (action.kind === 'unsupported') throw new Error(action.message);
   const dir = `/tmp/hearth/files/${++state.fileCounter}`;
   const files = { GITHUB_OUTPUT: `${dir}/output`, GITHUB_ENV: `${dir}/env`, GITHUB_PATH: `${dir}/path`, GITHUB_STEP_SUMMARY: `${dir}/summary` };
   await session.capture(['sh', '-c', `mkdir -p ${dir} && : > ${files.GITHUB_OUTPUT} && : > ${files.GITHUB_ENV} && : > ${files.GITHUB_PATH} && : > ${files.GITHUB_STEP_SUMMARY}`]);

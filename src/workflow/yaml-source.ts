@@ -1,0 +1,110 @@
+import { readFile } from 'node:fs/promises';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
+import type { HearthError } from '../errors.ts';
+import { workflowError } from './errors.ts';
+import type { SourceLocation } from './model.ts';
+
+/**
+ * A YAML file read for planning: every node can say where it is
+ * (file:line:column), so every error can point at its cause.
+ */
+export class YamlSource {
+  private constructor(
+    readonly file: string,
+    readonly document: Document.Parsed,
+    private readonly lines: LineCounter,
+  ) {}
+
+  static async load(file: string, options: { customTags?: Parameters<typeof parseDocument>[1] extends infer O ? O extends { customTags?: infer T } ? T : never : never; merge?: boolean } = {}): Promise<YamlSource> {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      throw workflowError({ file, line: 1, column: 1 }, `cannot read the file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, 'check the path');
+    }
+    return YamlSource.parse(file, text, options);
+  }
+
+  static parse(file: string, text: string, options: { customTags?: unknown; merge?: boolean } = {}): YamlSource {
+    const lines = new LineCounter();
+    const document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: options.merge ?? false, ...(options.customTags ? { customTags: options.customTags as never } : {}) });
+    const source = new YamlSource(file, document, lines);
+    const first = document.errors[0];
+    if (first) {
+      const pos = lines.linePos(first.pos[0]);
+      throw workflowError({ file, line: pos.line, column: pos.col }, `invalid YAML: ${first.message.split('\n')[0]}`, 'fix the YAML syntax at that place');
+    }
+    return source;
+  }
+
+  at(node: Node | Pair | null | undefined): SourceLocation {
+    const range = node && 'range' in node ? node.range : node && 'key' in node && node.key && typeof node.key === 'object' && 'range' in node.key ? (node.key as Node).range : undefined;
+    if (!range) return { file: this.file, line: 1, column: 1 };
+    const pos = this.lines.linePos(range[0]);
+    return { file: this.file, line: pos.line, column: pos.col };
+  }
+
+  error(node: Node | Pair | null | undefined, reason: string, hint: string): HearthError {
+    return workflowError(this.at(node), reason, hint);
+  }
+
+  root(): YAMLMap {
+    const contents = this.document.contents;
+    if (!isMap(contents)) throw this.error(contents as Node | null, 'the file is not a YAML mapping', 'the top level must be key: value pairs');
+    return contents;
+  }
+
+  /** The value node under `key`, or undefined. */
+  get(map: YAMLMap, key: string): Node | undefined {
+    const pair = map.items.find((p) => isScalar(p.key) && String(p.key.value) === key);
+    return (pair?.value ?? undefined) as Node | undefined;
+  }
+
+  pair(map: YAMLMap, key: string): Pair | undefined {
+    return map.items.find((p) => isScalar(p.key) && String(p.key.value) === key);
+  }
+
+  keyOf(pair: Pair): string {
+    return isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+  }
+
+  map(node: Node | undefined, what: string): YAMLMap | undefined {
+    if (node === undefined || (isScalar(node) && node.value === null)) return undefined;
+    if (!isMap(node)) throw this.error(node, `${what} must be a mapping`, `write ${what} as key: value lines`);
+    return node;
+  }
+
+  /** A scalar as text; numbers and booleans as YAML wrote them. */
+  string(node: Node | undefined, what: string): string | undefined {
+    if (node === undefined || (isScalar(node) && node.value === null)) return undefined;
+    if (!isScalar(node)) throw this.error(node, `${what} must be a single value`, `give ${what} a string`);
+    return String(node.value);
+  }
+
+  /** A string or a list of strings. */
+  strings(node: Node | undefined, what: string): string[] {
+    if (node === undefined || (isScalar(node) && node.value === null)) return [];
+    if (isScalar(node)) return [String(node.value)];
+    if (isSeq(node)) return node.items.map((item) => this.string(item as Node, `an entry of ${what}`) ?? '');
+    throw this.error(node, `${what} must be a string or a list of strings`, `for example ${what}: [a, b]`);
+  }
+
+  /** A mapping of scalars (env, with, variables) as strings. */
+  stringMap(node: Node | undefined, what: string): Record<string, string> {
+    const map = this.map(node, what);
+    const out: Record<string, string> = {};
+    for (const pair of map?.items ?? []) {
+      const value = pair.value as Node | null;
+      if (value !== null && !isScalar(value)) throw this.error(value, `${what}.${this.keyOf(pair)} must be a single value`, 'quote it as a string');
+      out[this.keyOf(pair)] = value === null || value.value === null ? '' : String(value.value);
+    }
+    return out;
+  }
+
+  json(node: Node | undefined): unknown {
+    return node === undefined ? undefined : (node.toJSON() as unknown);
+  }
+}
+
+export { isMap, isScalar, isSeq };
+export type { Node, Pair, YAMLMap };
