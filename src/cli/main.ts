@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { createCliContext, type CliContext } from './context.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerImage } from './commands/image.ts';
+import { registerRun } from './commands/run.ts';
 import { registerVm } from './commands/vm.ts';
 import { EXIT_HEARTH_ERROR, reportError } from './errors.ts';
 
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerDoctor(program, lazyContext);
   registerImage(program, lazyContext);
   registerVm(program, lazyContext);
+  registerRun(program, lazyContext);
   return program;
 }
 

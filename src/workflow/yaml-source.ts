@@ -15,7 +15,7 @@ export class YamlSource {
     private readonly lines: LineCounter,
   ) {}
 
-  static async load(file: string, options: { customTags?: Parameters<typeof parseDocument>[1] extends infer O ? O extends { customTags?: infer T } ? T : never : never; merge?: boolean } = {}): Promise<YamlSource> {
+  static async load(file: string, options: { merge?: boolean; uniqueKeys?: boolean } = {}): Promise<YamlSource> {
     let text: string;
     try {
       text = await readFile(file, 'utf8');
@@ -25,9 +25,9 @@ export class YamlSource {
     return YamlSource.parse(file, text, options);
   }
 
-  static parse(file: string, text: string, options: { customTags?: unknown; merge?: boolean } = {}): YamlSource {
+  static parse(file: string, text: string, options: { merge?: boolean; uniqueKeys?: boolean } = {}): YamlSource {
     const lines = new LineCounter();
-    const document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: options.merge ?? false, ...(options.customTags ? { customTags: options.customTags as never } : {}) });
+    const document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: options.uniqueKeys ?? true, merge: options.merge ?? false });
     const source = new YamlSource(file, document, lines);
     const first = document.errors[0];
     if (first) {

@@ -32,22 +32,21 @@ describe('hearth run, end to end in real VMs', () => {
     const run = hearthRun(host, ['--dry-run', join(E2E, 'github-project/.github/workflows/pass.yml')]);
     assert.equal(run.status, 0, run.err);
     assert.match(run.out, /wave 1:\n {2}build \(plain\) +\[1 vCPU, 1024 MiB, debian/);
-    assert.match(run.out, /build \(fancy\)[\s\S]*matrix: \{"flavor":"fancy","extra":"sparkles"\}/);
-    assert.match(run.out, /wave 2:\n {2}report [\s\S]*needs: build \(plain\), build \(fancy\)/);
+    assert.match(run.out, /build \(fancy, sparkles\)[\s\S]*matrix: \{"flavor":"fancy","extra":"sparkles"\}/);
+    assert.match(run.out, /wave 2:\n {2}report [\s\S]*needs: build \(plain\), build \(fancy, sparkles\)/);
     assert.deepEqual(await readdir(host.driver.registry.vmsDir).catch(() => []), []);
   });
 
   it('runs a matrix, passes outputs down a needs chain, and carries GITHUB_ENV / GITHUB_PATH between steps', () => {
     const run = hearthRun(host, [join(E2E, 'github-project/.github/workflows/pass.yml')]);
     assert.equal(run.status, 0, run.out + run.err);
-    for (const flavor of ['plain', 'fancy']) {
-      const key = `build (${flavor})`;
+    for (const [flavor, key] of [['plain', 'build (plain)'], ['fancy', 'build (fancy, sparkles)']] as const) {
       assert.ok(run.lines.includes(`[${key}] tool-on-path`), `GITHUB_PATH not applied in ${key}`);
       assert.ok(run.lines.includes(`[${key}] checked-out-marker`), `checkout missing in ${key}`);
       assert.ok(run.lines.includes(`[${key}] composite said hello ${flavor}`), `composite output missing in ${key}`);
       assert.equal(resultOf(run.out, key), 'success');
     }
-    assert.ok(run.lines.includes('[build (fancy)] matrix fancy extra=sparkles step-output=pkg-fancy'));
+    assert.ok(run.lines.includes('[build (fancy, sparkles)] matrix fancy extra=sparkles step-output=pkg-fancy'));
     assert.ok(run.lines.includes('[build (plain)] matrix plain extra= step-output=pkg-plain'));
     assert.ok(run.lines.some((l) => /^\[report\] needs output pkg-(plain|fancy) result success$/.test(l)), run.out);
   });
