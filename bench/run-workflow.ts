@@ -50,8 +50,9 @@ async function onHost(): Promise<number> {
   return performance.now() - started;
 }
 
-async function inVms(): Promise<{ total: number; boots: number[] }> {
+async function inVms(): Promise<{ total: number; boots: number[]; stepsMs: number }> {
   const boots: number[] = [];
+  let stepsMs = 0;
   const started = performance.now();
   const results = await runPlan(plan, {
     executeJob: (run) =>
@@ -61,24 +62,28 @@ async function inVms(): Promise<{ total: number; boots: number[] }> {
   for (const r of results) {
     if (r.result !== 'success') throw new Error(`job ${r.key} ended ${r.result}: ${r.reason ?? ''}`);
     if (r.bootMs !== undefined) boots.push(r.bootMs);
+    stepsMs += r.steps.reduce((sum, step) => sum + step.durationMs, 0);
   }
-  return { total, boots };
+  return { total, boots, stepsMs };
 }
 
 try {
   const host: number[] = [];
   const vm: number[] = [];
   const boots: number[] = [];
+  const steps: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     host.push(await onHost());
     const run = await inVms();
     vm.push(run.total);
     boots.push(...run.boots);
+    steps.push(run.stepsMs);
     process.stderr.write(`  run ${i + 1}: host ${host.at(-1)!.toFixed(0)} ms, hearth run ${run.total.toFixed(0)} ms\n`);
   }
   process.stdout.write(`\nhearth run examples/wordfreq ci.yml (${plan.jobs.length} jobs, medians of ${RUNS})\n`);
   process.stdout.write(`hearth run ${median(vm).toFixed(0)} ms ÷ same steps on the host ${median(host).toFixed(0)} ms = ${(median(vm) / median(host)).toFixed(2)}\n`);
   process.stdout.write(`VM boot per job (debian image): median ${median(boots).toFixed(0)} ms\n`);
+  process.stdout.write(`steps inside the VMs, summed over jobs: ${median(steps).toFixed(0)} ms (${(median(steps) / median(host)).toFixed(1)}x the host: the guest CPU's cost, large under TCG)\n`);
 } finally {
   await driver.destroyAll();
   await rm(root, { recursive: true, force: true });
