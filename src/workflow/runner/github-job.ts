@@ -188,7 +188,6 @@ async function runStep(step: GithubStep, env: Record<string, string>, contexts: 
   if (action.kind === 'unsupported') throw new Error(action.message);
   const dir = `/tmp/hearth/files/${++state.fileCounter}`;
   const files = { GITHUB_OUTPUT: `${dir}/output`, GITHUB_ENV: `${dir}/env`, GITHUB_PATH: `${dir}/path`, GITHUB_STEP_SUMMARY: `${dir}/summary` };
-  await session.capture(['sh', '-c', `mkdir -p ${dir} && : > ${files.GITHUB_OUTPUT} && : > ${files.GITHUB_ENV} && : > ${files.GITHUB_PATH} && : > ${files.GITHUB_STEP_SUMMARY}`]);
   const github = scope.base.github as Record<string, unknown>;
   const defaults: Record<string, string> = {
     CI: 'true',
@@ -218,6 +217,7 @@ async function runStep(step: GithubStep, env: Record<string, string>, contexts: 
     env: { ...defaults, PATH: path, ...env },
     cwd: joinPath(WORKSPACE, step.workingDirectory ?? body.defaults.workingDirectory),
     ...(step.timeoutMinutes ? { timeoutSeconds: Math.ceil(step.timeoutMinutes * 60) } : {}),
+    setup: `mkdir -p ${dir} && : > ${files.GITHUB_OUTPUT} && : > ${files.GITHUB_ENV} && : > ${files.GITHUB_PATH} && : > ${files.GITHUB_STEP_SUMMARY}`,
   });
   const raw = (await session.capture(['sh', '-c', `cat ${files.GITHUB_OUTPUT}; printf '\\0'; cat ${files.GITHUB_ENV}; printf '\\0'; cat ${files.GITHUB_PATH}; printf '\\0'; cat ${files.GITHUB_STEP_SUMMARY}`])).split('\0');
   const outputs = parseFileCommand(raw[0] ?? '', 'GITHUB_OUTPUT');

@@ -8,6 +8,8 @@ export interface ScriptRun {
   readonly env: Readonly<Record<string, string>>;
   readonly cwd: string;
   readonly timeoutSeconds?: number;
+  /** Shell commands run just before, in the same round trip as writing the script (file set-up). */
+  readonly setup?: string;
 }
 
 /** Shell templates as the GitHub runner defines them ({0} is the script file). */
@@ -53,14 +55,15 @@ export class GuestSession {
     return Buffer.concat(out).toString('utf8');
   }
 
-  async writeFile(path: string, content: string): Promise<void> {
-    await this.capture(['sh', '-c', 'mkdir -p "$(dirname "$2")" && printf %s "$1" > "$2"', 'sh', content, path]);
+  async writeFile(path: string, content: string, setup = ''): Promise<void> {
+    await this.capture(['sh', '-c', `mkdir -p "$(dirname "$2")" && printf %s "$1" > "$2"${setup ? ` && ${setup}` : ''}`, 'sh', content, path]);
   }
 
   /** Runs a script; returns its exit status (124/137 when its own timeout killed it). */
   async runScript(run: ScriptRun): Promise<number> {
     const file = `/tmp/hearth/scripts/script-${++this.counter}${run.shell === 'python' ? '.py' : '.sh'}`;
-    await this.writeFile(file, run.script);
+    // Each round trip costs a few hundred ms under TCG, so set-up rides along with the write.
+    await this.writeFile(file, run.script, run.setup);
     const command = shellCommand(run.shell).replaceAll('{0}', file);
     const argv = ['sh', '-c', run.timeoutSeconds ? `exec timeout -s KILL ${run.timeoutSeconds} ${command}` : `exec ${command}`];
     const result = await this.driver.exec(
