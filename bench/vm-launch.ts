@@ -128,7 +128,7 @@ try {
   for (const [name, value, reference, ratio, goal] of rows) {
     process.stdout.write(`${name.padEnd(29)} ${value.padEnd(10)} ${reference.padEnd(22)} ${ratio.toFixed(3).padEnd(6)} ${goal}\n`);
   }
-  process.stdout.write(`host RSS per live VM          ${rss.hostMiB.toFixed(2)} MiB (controlling Node process; each QEMU itself: ${rss.qemuMiB.toFixed(0)} MiB RSS)\n`);
+  process.stdout.write(`host RSS per live VM          ${rss.hostMiB < 0.1 ? "< 0.1" : rss.hostMiB.toFixed(2)} MiB (controlling Node process; each QEMU itself: ${rss.qemuMiB.toFixed(0)} MiB RSS)\n`);
 } finally {
   await driver.destroyAll();
   await rm(root, { recursive: true, force: true });

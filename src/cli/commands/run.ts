@@ -8,6 +8,7 @@ import { parseGitlabCi, type GitlabPlanOptions } from '../../workflow/gitlab/par
 import type { Plan } from '../../workflow/model.ts';
 import { describePlan, summaryTable } from '../../workflow/report.ts';
 import { runGithubJob } from '../../workflow/runner/github-job.ts';
+import { ConsoleOutput } from '../../workflow/runner/console-output.ts';
 import { runGitlabJob } from '../../workflow/runner/gitlab-job.ts';
 import { planExitCode, runPlan } from '../../workflow/runner/plan-runner.ts';
 import type { CliContext } from '../context.ts';
@@ -93,7 +94,8 @@ export function registerRun(program: Command, context: () => CliContext): void {
         return;
       }
       const { driver } = context();
-      const write = (line: string): void => void process.stdout.write(line + '\n');
+      const output = new ConsoleOutput();
+      const write = output.line;
       const stopHandlingSignals = destroyVmsOnSignals(driver);
       try {
         let executeJob;
@@ -108,7 +110,8 @@ export function registerRun(program: Command, context: () => CliContext): void {
         } else {
           executeJob = (run: Parameters<typeof runGitlabJob>[0]) => runGitlabJob(run, { driver, repoRoot, write, planOptions: gitlabOptions, secrets, network: options.network ?? false });
         }
-        const results = await runPlan(plan, { executeJob, ...(options.parallel ? { maxJobs: options.parallel } : {}) });
+        const results = await runPlan(plan, { executeJob, onProgress: (running, done, total) => output.setStatus(running, done, total), ...(options.parallel ? { maxJobs: options.parallel } : {}) });
+        output.clearStatus();
         process.stdout.write(`\n${summaryTable(results)}\n`);
         for (const skipped of plan.skipped) process.stdout.write(`not planned: ${skipped.key}: ${skipped.reason}\n`);
         process.exitCode = planExitCode(results);

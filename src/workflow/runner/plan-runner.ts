@@ -45,6 +45,8 @@ export interface PlanRunOptions {
   /** At most this many jobs at once. */
   readonly maxJobs?: number;
   readonly signal?: AbortSignal;
+  /** Told whenever a job starts or finishes: the keys running now, how many finished. */
+  readonly onProgress?: (running: readonly string[], finished: number, total: number) => void;
 }
 
 export function hostCapacity(): { cpus: number; memoryMib: number } {
@@ -126,6 +128,7 @@ export async function runPlan(plan: Plan, options: PlanRunOptions): Promise<Fini
         .then((outcome) => {
           finish(job, outcome, started);
           running.delete(job.key);
+          options.onProgress?.([...running.keys()], finished.size, plan.jobs.length);
           if (group) {
             group.running--;
             if (outcome.result === 'failure' && !job.allowFailure) {
@@ -141,6 +144,7 @@ export async function runPlan(plan: Plan, options: PlanRunOptions): Promise<Fini
           wake();
         });
       running.set(job.key, { promise, controller, shape });
+      options.onProgress?.([...running.keys()], finished.size, plan.jobs.length);
     }
     if (running.size === 0) break;
     await new Promise<void>((resolve) => (wake = resolve));
