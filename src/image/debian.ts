@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rename, rm, stat, writeFile, copyFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { HearthError } from '../errors.ts';
 import { findExecutable, runProgram } from '../system/run.ts';
 import { buildMinimalImage, type BuildResult } from './minimal.ts';
-import { imagesDir, readImageById, type ImageManifest } from './store.ts';
+import { findBuiltImage, imagesDir, publishImage } from './store.ts';
 
 const DEBIAN_FORMAT = 1;
 export const DEBIAN_SUITE = 'bookworm';
@@ -60,15 +60,8 @@ export async function buildDebianImage(cacheDir: string, options: DebianImageOpt
   const inputs: Record<string, string> = { format: String(DEBIAN_FORMAT), boot: minimal.id, suite, mirror, packages: packages.join(',') };
   const id = `debian-${createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16)}`;
   const root = imagesDir(cacheDir);
-  const dir = join(root, id);
-  const ref = join(root, 'debian.json');
-  try {
-    await stat(join(dir, 'image.json'));
-    await writeFile(ref, JSON.stringify({ id }) + '\n');
-    return { image: await readImageById(cacheDir, id), built: false };
-  } catch {
-    // not built yet
-  }
+  const cached = await findBuiltImage(cacheDir, 'debian', id);
+  if (cached) return { image: cached, built: false };
   if (process.getuid?.() !== 0) throw new HearthError('HEARTH_ERR_NEEDS_ROOT', { what: 'building the debian image (debootstrap chroots into the new system)', command: 'sudo hearth image build debian' });
   for (const [tool, pkg] of [['debootstrap', 'debootstrap'], ['mkfs.ext4', 'e2fsprogs']] as const) {
     if (!(await findExecutable(tool))) throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool, package: pkg });
@@ -97,7 +90,7 @@ export async function buildDebianImage(cacheDir: string, options: DebianImageOpt
     await rm(tree, { recursive: true, force: true });
     await copyFile(minimal.kernelPath, join(staging, 'vmlinuz'));
     await copyFile(minimal.initrdPath, join(staging, 'initrd.cpio'));
-    const manifest: ImageManifest = {
+    const image = await publishImage(cacheDir, staging, {
       name: 'debian',
       id,
       kind: 'rootfs',
@@ -106,13 +99,10 @@ export async function buildDebianImage(cacheDir: string, options: DebianImageOpt
       initrd: 'initrd.cpio',
       rootfs: 'rootfs.ext4',
       inputs,
-    };
-    await writeFile(join(staging, 'image.json'), JSON.stringify(manifest, null, 2) + '\n');
-    await rename(staging, dir);
+    });
+    return { image, built: true };
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;
   }
-  await writeFile(ref, JSON.stringify({ id }) + '\n');
-  return { image: await readImageById(cacheDir, id), built: true };
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HearthError } from '../errors.ts';
 import { runProgram } from '../system/run.ts';
@@ -7,7 +7,7 @@ import { buildGuestAgent } from './agent.ts';
 import { writeCpio, type CpioEntry } from './cpio.ts';
 import { ensureGuestKernel, sha256File } from './kernel.ts';
 import { resolveModuleOrder } from './modules.ts';
-import { imagesDir, readImageById, type Image, type ImageManifest } from './store.ts';
+import { findBuiltImage, imagesDir, publishImage, type Image } from './store.ts';
 
 /** Bumped whenever the layout below changes, so old builds are not reused. */
 const MINIMAL_FORMAT = 1;
@@ -58,16 +58,9 @@ export async function buildMinimalImage(cacheDir: string, log: (line: string) =>
   };
   const id = `minimal-${createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16)}`;
   const root = imagesDir(cacheDir);
-  const dir = join(root, id);
-  const ref = join(root, 'minimal.json');
   await mkdir(root, { recursive: true });
-  try {
-    await stat(join(dir, 'image.json'));
-    await writeFile(ref, JSON.stringify({ id }) + '\n');
-    return { image: await readImageById(cacheDir, id), built: false };
-  } catch {
-    // not built yet
-  }
+  const cached = await findBuiltImage(cacheDir, 'minimal', id);
+  if (cached) return { image: cached, built: false };
 
   log(`assembling initramfs ${id} (${modules.length} kernel modules)`);
   const entries: CpioEntry[] = [];
@@ -95,7 +88,7 @@ export async function buildMinimalImage(cacheDir: string, log: (line: string) =>
   try {
     await copyFile(kernel.vmlinuz, join(staging, 'vmlinuz'));
     await writeFile(join(staging, 'initrd.cpio'), writeCpio(entries));
-    const manifest: ImageManifest = {
+    const image = await publishImage(cacheDir, staging, {
       name: 'minimal',
       id,
       kind: 'initramfs',
@@ -103,13 +96,10 @@ export async function buildMinimalImage(cacheDir: string, log: (line: string) =>
       kernel: { file: 'vmlinuz', package: kernel.package, version: kernel.version, release: kernel.release },
       initrd: 'initrd.cpio',
       inputs: { ...inputs, initrdSha256: await sha256File(join(staging, 'initrd.cpio')) },
-    };
-    await writeFile(join(staging, 'image.json'), JSON.stringify(manifest, null, 2) + '\n');
-    await rename(staging, dir);
+    });
+    return { image, built: true };
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;
   }
-  await writeFile(ref, JSON.stringify({ id }) + '\n');
-  return { image: await readImageById(cacheDir, id), built: true };
 }

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HearthError } from '../errors.ts';
 
@@ -65,4 +65,23 @@ export async function loadImage(cacheDir: string, name: string): Promise<Image> 
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new HearthError('HEARTH_ERR_IMAGE_NOT_BUILT', { image: name });
     throw error;
   }
+}
+
+/** The build `id` of image `name` if it is already in the cache (then also made current). */
+export async function findBuiltImage(cacheDir: string, name: string, id: string): Promise<Image | undefined> {
+  try {
+    await stat(join(imagesDir(cacheDir), id, 'image.json'));
+  } catch {
+    return undefined;
+  }
+  await writeFile(join(imagesDir(cacheDir), `${name}.json`), JSON.stringify({ id }) + '\n');
+  return readImageById(cacheDir, id);
+}
+
+/** Turns a finished staging directory into the image build named by its manifest, and makes it current. */
+export async function publishImage(cacheDir: string, staging: string, manifest: ImageManifest): Promise<Image> {
+  await writeFile(join(staging, 'image.json'), JSON.stringify(manifest, null, 2) + '\n');
+  await rename(staging, join(imagesDir(cacheDir), manifest.id));
+  await writeFile(join(imagesDir(cacheDir), `${manifest.name}.json`), JSON.stringify({ id: manifest.id }) + '\n');
+  return readImageById(cacheDir, manifest.id);
 }

@@ -3,7 +3,8 @@ import type { VmDriver } from '../../vm/driver.ts';
 import { evaluateCondition, interpolate, type ExpressionContexts, type JobStatus } from '../github/expressions.ts';
 import type { GithubJobBody, GithubStep, PlannedJob, SourceLocation } from '../model.ts';
 import { parseFileCommand } from './file-commands.ts';
-import { GuestSession } from './guest-session.ts';
+import type { GuestSession } from './guest-session.ts';
+import { bootJobVm } from './job-vm.ts';
 import { JobLog } from './job-log.ts';
 import type { JobOutcome, JobRun, StepOutcome } from './plan-runner.ts';
 
@@ -73,13 +74,7 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
     log.line(`error: ${unsupported}`);
     return { result: 'failure', outputs: {}, steps: [], reason: unsupported.split(';')[0]! };
   }
-  const started = performance.now();
-  const vm = await env.driver.boot({ image: run.shape.image, cpus: run.shape.cpus, memoryMib: run.shape.memoryMib, network: env.network, source: env.repoRoot });
-  const bootMs = performance.now() - started;
-  log.line(`VM ${vm.id} ready in ${(bootMs / 1000).toFixed(1)} s (${run.shape.cpus} vCPU, ${run.shape.memoryMib} MiB, ${run.shape.image})`);
-  const abort = (): void => void env.driver.destroy(vm.id);
-  run.signal.addEventListener('abort', abort);
-  const session = new GuestSession(env.driver, vm.id, log, Date.now() + job.timeoutMinutes * 60_000);
+  const { session, bootMs, dispose } = await bootJobVm(run, env, log);
   const state: JobState = { failed: false, envFromFiles: {}, pathPrefix: [], summary: [], fileCounter: 0 };
   const outcomes: StepOutcome[] = [];
   try {
@@ -99,8 +94,7 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
     log.line(`error: ${(error as Error).message}`);
     return { result: 'failure', outputs: {}, steps: outcomes, bootMs, reason: (error as Error).message };
   } finally {
-    run.signal.removeEventListener('abort', abort);
-    await env.driver.destroy(vm.id);
+    await dispose();
   }
 }
 

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { VmDriver } from '../../vm/driver.ts';
 import { GITLAB_PROJECT_DIR, predefinedVariables, type GitlabPlanOptions } from '../gitlab/parse.ts';
 import type { GitlabJobBody, PlannedJob } from '../model.ts';
-import { GuestSession } from './guest-session.ts';
+import { bootJobVm } from './job-vm.ts';
 import { JobLog } from './job-log.ts';
 import type { JobOutcome, JobRun, StepOutcome } from './plan-runner.ts';
 
@@ -43,13 +43,7 @@ export async function runGitlabJob(run: JobRun, env: GitlabRunEnvironment): Prom
     log.line(`skipped: ${decision.why}`);
     return { result: 'skipped', outputs: {}, steps: [], reason: decision.why };
   }
-  const started = performance.now();
-  const vm = await env.driver.boot({ image: run.shape.image, cpus: run.shape.cpus, memoryMib: run.shape.memoryMib, network: env.network, source: env.repoRoot });
-  const bootMs = performance.now() - started;
-  log.line(`VM ${vm.id} ready in ${(bootMs / 1000).toFixed(1)} s (${run.shape.cpus} vCPU, ${run.shape.memoryMib} MiB, ${run.shape.image})`);
-  const abort = (): void => void env.driver.destroy(vm.id);
-  run.signal.addEventListener('abort', abort);
-  const session = new GuestSession(env.driver, vm.id, log, Date.now() + job.timeoutMinutes * 60_000);
+  const { session, bootMs, dispose } = await bootJobVm(run, env, log);
   const steps: StepOutcome[] = [];
   try {
     await session.capture(['sh', '-c', `mkdir -p ${GITLAB_PROJECT_DIR} && cp -a /mnt/hearth-src/. ${GITLAB_PROJECT_DIR}/`]);
@@ -73,7 +67,6 @@ export async function runGitlabJob(run: JobRun, env: GitlabRunEnvironment): Prom
     log.line(`error: ${(error as Error).message}`);
     return { result: 'failure', outputs: {}, steps, bootMs, reason: (error as Error).message };
   } finally {
-    run.signal.removeEventListener('abort', abort);
-    await env.driver.destroy(vm.id);
+    await dispose();
   }
 }
