@@ -1,5 +1,5 @@
 import { access } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { workflowError } from '../errors.ts';
 import type { GithubJobBody, GithubStep, GithubStepAction, Plan, PlannedJob, SourceLocation } from '../model.ts';
 import { isMap, isScalar, isSeq, YamlSource, type Node, type YAMLMap } from '../yaml-source.ts';
@@ -343,8 +343,4 @@ class GithubWorkflowParser {
 export async function parseGithubWorkflow(file: string, options: GithubPlanOptions): Promise<Plan> {
   const source = await YamlSource.load(file);
   return new GithubWorkflowParser(source, options).parse();
-}
-
-export function relativeTo(root: string, file: string): string {
-  return relative(root, file) || file;
 }

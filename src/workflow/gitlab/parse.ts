@@ -5,7 +5,7 @@ import { Scalar, visit } from 'yaml';
 import type { HearthError } from '../../errors.ts';
 import { workflowError } from '../errors.ts';
 import type { GitlabJobBody, Plan, PlannedJob, SourceLocation } from '../model.ts';
-import { isMap, isScalar, YamlSource, type Node, type YAMLMap } from '../yaml-source.ts';
+import { isMap, YamlSource, type Node, type YAMLMap } from '../yaml-source.ts';
 import { evaluateRuleIf, parseDurationMinutes } from './rules.ts';
 
 export interface GitlabPlanOptions {
@@ -476,4 +476,3 @@ export async function parseGitlabCi(file: string, options: GitlabPlanOptions): P
   return new GitlabCiParser(options).parse(file);
 }
 
-export { isScalar };

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { VmDriver } from '../../vm/driver.ts';
 import { evaluateCondition, interpolate, type ExpressionContexts, type JobStatus } from '../github/expressions.ts';
-import type { GithubJobBody, GithubStep, PlannedJob, SourceLocation } from '../model.ts';
+import type { GithubJobBody, GithubStep, PlannedJob } from '../model.ts';
 import { parseFileCommand } from './file-commands.ts';
 import type { GuestSession } from './guest-session.ts';
 import { bootJobVm } from './job-vm.ts';
@@ -223,4 +223,3 @@ async function runStep(step: GithubStep, env: Record<string, string>, contexts: 
   return { exitCode, outputs };
 }
 
-export type { SourceLocation };
