@@ -7,6 +7,9 @@ import { HearthError } from '../errors.ts';
  * - `hearth-4cpu-8gb`, `4cpu-8gb`, or the parts alone (`4cpu`, `8gb`, `512mb`) set vCPUs and memory;
  *   any prefix before them (`firecracker-2cpu-4gb`) is accepted.
  * - `hearth-image-NAME` picks an image; otherwise `debian`.
+ * - The key-value form `hearth/cpu=4/ram=8/image=debian/pool=default` (ram in GiB, or with a unit:
+ *   `ram=512mb`) sets any of these at once.
+ * - `hearth=<unique>` pins a runner to one job (see `jobOwnership`); it does not change the shape.
  * - The usual GitHub-hosted names (`ubuntu-latest`, `ubuntu-24.04`, `linux`, `self-hosted`, `x64`)
  *   mean "a Linux VM": they are recognised and do not change the shape.
  * - Anything else is returned in `unrecognised`, so callers can decide (the
@@ -21,6 +24,10 @@ export interface VmShape {
 export interface ShapeDecision {
   readonly shape: VmShape;
   readonly unrecognised: readonly string[];
+  /** From `hearth/pool=NAME`; `default` otherwise. */
+  readonly pool: string;
+  /** From `hearth=<unique>`: the label that binds a runner to exactly one job. */
+  readonly pin?: string;
 }
 
 export const DEFAULT_SHAPE: VmShape = { cpus: 2, memoryMib: 2048, image: 'debian' };
@@ -44,11 +51,40 @@ function applyPart(part: string, shape: { cpus: number; memoryMib: number }, lab
   return true;
 }
 
+function applyKeyValues(label: string, shape: { cpus: number; memoryMib: number; image: string }): string {
+  let pool = 'default';
+  for (const part of label.split('/').slice(1)) {
+    const eq = part.indexOf('=');
+    const key = part.slice(0, eq).toLowerCase();
+    const value = part.slice(eq + 1);
+    const bad = (reason: string): HearthError => new HearthError('HEARTH_ERR_BAD_OPTION', { option: `label "${label}"`, reason, hint: 'for example hearth/cpu=4/ram=8/image=debian/pool=default' });
+    if (eq <= 0) throw bad(`"${part}" is not key=value`);
+    if (key === 'cpu') {
+      if (!applyPart(`${value}cpu`, shape, label)) throw bad(`cpu=${value} is not a number`);
+    } else if (key === 'ram' || key === 'mem' || key === 'memory') {
+      if (!applyPart(/^\d+$/.test(value) ? `${value}gb` : value, shape, label)) throw bad(`${key}=${value} is not a size`);
+    } else if (key === 'image') shape.image = value.toLowerCase();
+    else if (key === 'pool') pool = value;
+    else throw bad(`unknown key "${key}" (known: cpu, ram, image, pool)`);
+  }
+  return pool;
+}
+
 export function shapeFromLabels(labels: readonly string[], defaults: VmShape = DEFAULT_SHAPE): ShapeDecision {
   const shape = { ...defaults };
   const unrecognised: string[] = [];
+  let pool = 'default';
+  let pin: string | undefined;
   for (const label of labels) {
     if (GENERIC.test(label)) continue;
+    if (label.startsWith('hearth/')) {
+      pool = applyKeyValues(label, shape);
+      continue;
+    }
+    if (label.startsWith('hearth=')) {
+      pin = label;
+      continue;
+    }
     const image = /^hearth-image-([a-z0-9-]+)$/i.exec(label);
     if (image) {
       shape.image = image[1]!.toLowerCase();
@@ -64,5 +100,40 @@ export function shapeFromLabels(labels: readonly string[], defaults: VmShape = D
     }
     for (const part of parts.slice(parts.length - sized)) applyPart(part, shape, label);
   }
-  return { shape, unrecognised };
+  return { shape, unrecognised, pool, ...(pin ? { pin } : {}) };
+}
+
+/** Per-shape maxima for the controller (from config). */
+export interface ShapeLimits {
+  readonly maxCpus: number;
+  readonly maxMemoryMib: number;
+  /** Images the controller may boot. */
+  readonly images: readonly string[];
+}
+
+export type Ownership =
+  | { readonly owned: false; readonly reason: string }
+  | { readonly owned: true; readonly shape: VmShape; readonly pool: string; readonly pin?: string }
+  | { readonly owned: true; readonly refused: string };
+
+/**
+ * Whether a forge job is Hearth's to run: it must carry `hearth`, `hearth=<unique>`,
+ * a `hearth-…`/`hearth/…` shape, or FireRunner's `firecracker-NcpuMgb`. Other jobs
+ * are never launched. An owned job whose shape breaks the limits is refused with
+ * the reason (to be logged), not silently shrunk.
+ */
+export function jobOwnership(labels: readonly string[], limits: ShapeLimits): Ownership {
+  const ours = labels.some((l) => l === 'hearth' || l.startsWith('hearth=') || l.startsWith('hearth-') || l.startsWith('hearth/') || /^firecracker-\d+cpu(-\d+(gb|mb))?$/i.test(l));
+  if (!ours) return { owned: false, reason: `no hearth label among [${labels.join(', ')}]` };
+  let decision: ShapeDecision;
+  try {
+    decision = shapeFromLabels(labels);
+  } catch (error) {
+    return { owned: true, refused: (error as Error).message };
+  }
+  const { shape } = decision;
+  if (shape.cpus > limits.maxCpus) return { owned: true, refused: `${shape.cpus} vCPUs exceeds the limit of ${limits.maxCpus}` };
+  if (shape.memoryMib > limits.maxMemoryMib) return { owned: true, refused: `${shape.memoryMib} MiB exceeds the limit of ${limits.maxMemoryMib} MiB` };
+  if (!limits.images.includes(shape.image)) return { owned: true, refused: `image "${shape.image}" is not one of ${limits.images.join(', ')}` };
+  return { owned: true, shape, pool: decision.pool, ...(decision.pin ? { pin: decision.pin } : {}) };
 }

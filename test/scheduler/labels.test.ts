@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { isHearthError } from '../../src/errors.ts';
-import { DEFAULT_SHAPE, shapeFromLabels } from '../../src/scheduler/labels.ts';
+import { DEFAULT_SHAPE, jobOwnership, shapeFromLabels } from '../../src/scheduler/labels.ts';
 
 it('reads vCPUs and memory from size labels with any prefix', () => {
   assert.deepEqual(shapeFromLabels(['hearth-4cpu-8gb']).shape, { ...DEFAULT_SHAPE, cpus: 4, memoryMib: 8192 });
@@ -19,4 +19,29 @@ it('picks an image and refuses impossible sizes with a fix', () => {
   assert.equal(shapeFromLabels(['hearth-image-minimal']).shape.image, 'minimal');
   assert.throws(() => shapeFromLabels(['hearth-0cpu']), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /hearth-2cpu-4gb/.test(e.fix));
   assert.throws(() => shapeFromLabels(['64mb']), /below 128/);
+});
+
+it('reads the key-value form and the pin label', () => {
+  const decision = shapeFromLabels(['self-hosted', 'hearth/cpu=4/ram=8/image=minimal/pool=fast', 'hearth=12345-0']);
+  assert.deepEqual(decision.shape, { cpus: 4, memoryMib: 8192, image: 'minimal' });
+  assert.equal(decision.pool, 'fast');
+  assert.equal(decision.pin, 'hearth=12345-0');
+  assert.equal(shapeFromLabels(['hearth/ram=512mb']).shape.memoryMib, 512);
+  assert.throws(() => shapeFromLabels(['hearth/gpu=1']), /unknown key "gpu"/);
+  assert.throws(() => shapeFromLabels(['hearth/cpu=many']), /cpu=many is not a number/);
+});
+
+it('owns only jobs with a hearth or firecracker label, and refuses shapes past the limits', () => {
+  const limits = { maxCpus: 8, maxMemoryMib: 16384, images: ['debian', 'minimal'] };
+  assert.deepEqual(jobOwnership(['ubuntu-latest'], limits), { owned: false, reason: 'no hearth label among [ubuntu-latest]' });
+  assert.equal(jobOwnership(['self-hosted', 'gpu'], limits).owned, false);
+  const owned = jobOwnership(['self-hosted', 'hearth', 'hearth-2cpu-4gb'], limits);
+  assert.ok(owned.owned && 'shape' in owned);
+  assert.deepEqual(owned.shape, { cpus: 2, memoryMib: 4096, image: 'debian' });
+  const firecracker = jobOwnership(['firecracker-4cpu-8gb'], limits);
+  assert.ok(firecracker.owned && 'shape' in firecracker && firecracker.shape.cpus === 4);
+  const big = jobOwnership(['hearth-32cpu-4gb'], limits);
+  assert.ok(big.owned && 'refused' in big && /32 vCPUs exceeds the limit of 8/.test(big.refused));
+  const image = jobOwnership(['hearth/image=windows'], limits);
+  assert.ok(image.owned && 'refused' in image && /image "windows"/.test(image.refused));
 });
