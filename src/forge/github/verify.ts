@@ -1,0 +1,21 @@
+import { createHmac } from 'node:crypto';
+import { constantTimeEqual } from '../constant-time.ts';
+
+export type Verification = { readonly ok: true; readonly secretIndex: number } | { readonly ok: false; readonly reason: string };
+
+/**
+ * Checks `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`
+ * against each configured secret in turn, so a secret can be rotated by
+ * listing the new one first and the old one after it. Reasons never contain
+ * the signature or a secret.
+ */
+export function verifyGithubSignature(rawBody: Buffer, header: string | undefined, secrets: readonly string[]): Verification {
+  if (secrets.length === 0) return { ok: false, reason: 'no webhook secret is configured' };
+  if (!header) return { ok: false, reason: 'missing X-Hub-Signature-256 header' };
+  if (!/^sha256=[0-9a-f]{64}$/.test(header)) return { ok: false, reason: 'X-Hub-Signature-256 is not sha256=<64 hex digits>' };
+  for (const [index, secret] of secrets.entries()) {
+    const expected = `sha256=${createHmac('sha256', secret).update(rawBody).digest('hex')}`;
+    if (constantTimeEqual(expected, header)) return { ok: true, secretIndex: index };
+  }
+  return { ok: false, reason: 'signature does not match any configured secret' };
+}
