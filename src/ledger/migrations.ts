@@ -1,0 +1,50 @@
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { JOB_STATES } from './states.ts';
+
+/**
+ * Migrations, in order, in code: they ship with the binary and run on start.
+ * Only portable SQL (SQLite now, Postgres in the scale-out work).
+ */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001_jobs_and_deliveries': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('deliveries')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('forge', 'text', (c) => c.notNull())
+        .addColumn('event', 'text', (c) => c.notNull())
+        .addColumn('received_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('jobs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('forge', 'text', (c) => c.notNull())
+        .addColumn('forge_job_id', 'text', (c) => c.notNull())
+        .addColumn('repository', 'text', (c) => c.notNull())
+        .addColumn('labels', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull().check(sql.raw(`state in (${JOB_STATES.map((s) => `'${s}'`).join(', ')})`)))
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('vm_id', 'text')
+        .addColumn('runner_name', 'text')
+        .addColumn('last_error', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('jobs_state').on('jobs').columns(['state', 'updated_at']).execute();
+      await db.schema
+        .createTable('job_events')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id'))
+        .addColumn('from_state', 'text')
+        .addColumn('to_state', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('job_events_job').on('job_events').columns(['job_id', 'id']).execute();
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => MIGRATIONS,
+};

@@ -1,0 +1,70 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { LedgerSchema } from './schema.ts';
+import { sourcesOf, type JobState } from './states.ts';
+
+/**
+ * Every statement the ledger runs, one named function each (after pg-boss's
+ * plans): the classes that use them hold no SQL.
+ */
+type Db = Kysely<LedgerSchema> | Transaction<LedgerSchema>;
+
+/** Inserts a delivery; false when it was recorded before (a redelivery). */
+export async function insertDelivery(db: Db, row: LedgerSchema['deliveries']): Promise<boolean> {
+  const result = await db.insertInto('deliveries').values(row).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
+}
+
+/** Inserts a job in `queued`; false when the job is already known. */
+export async function insertQueuedJob(db: Db, row: Omit<LedgerSchema['jobs'], 'state' | 'attempts' | 'vm_id' | 'runner_name' | 'last_error'>): Promise<boolean> {
+  const result = await db
+    .insertInto('jobs')
+    .values({ ...row, state: 'queued', attempts: 0, vm_id: null, runner_name: null, last_error: null })
+    .onConflict((oc) => oc.column('id').doNothing())
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
+}
+
+/** The guarded transition: changes the row only from a state the machine allows. */
+export async function updateJobState(db: Db, id: string, to: JobState, at: string, extra: { vm_id?: string; runner_name?: string; last_error?: string; attempt?: boolean } = {}): Promise<JobState | undefined> {
+  const current = await db.selectFrom('jobs').select('state').where('id', '=', id).executeTakeFirst();
+  if (!current) return undefined;
+  const result = await db
+    .updateTable('jobs')
+    .set((eb) => ({
+      state: to,
+      updated_at: at,
+      ...(extra.vm_id !== undefined ? { vm_id: extra.vm_id } : {}),
+      ...(extra.runner_name !== undefined ? { runner_name: extra.runner_name } : {}),
+      ...(extra.last_error !== undefined ? { last_error: extra.last_error } : {}),
+      ...(extra.attempt ? { attempts: eb('attempts', '+', 1) } : {}),
+    }))
+    .where('id', '=', id)
+    .where('state', '=', current.state)
+    .where('state', 'in', [...sourcesOf(to)])
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0 ? current.state : undefined;
+}
+
+export async function insertJobEvent(db: Db, row: Omit<LedgerSchema['job_events'], 'id'>): Promise<void> {
+  await db.insertInto('job_events').values(row).execute();
+}
+
+export function selectJob(db: Db, id: string) {
+  return db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export function selectJobEvents(db: Db, id: string) {
+  return db.selectFrom('job_events').select(['from_state', 'to_state', 'reason', 'at']).where('job_id', '=', id).orderBy('id').execute();
+}
+
+/** Jobs newest first, after an optional cursor (the id of the last job of the previous page). */
+export function selectJobsPage(db: Db, limit: number, after?: { created_at: string; id: string }) {
+  let query = db.selectFrom('jobs').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit);
+  if (after) query = query.where((eb) => eb.or([eb('created_at', '<', after.created_at), eb.and([eb('created_at', '=', after.created_at), eb('id', '<', after.id)])]));
+  return query.execute();
+}
+
+/** Jobs sitting in `state` since before `before`: for the reconcile loop's deadlines. */
+export function selectJobsStuckIn(db: Db, state: JobState, before: string) {
+  return db.selectFrom('jobs').selectAll().where('state', '=', state).where('updated_at', '<', before).execute();
+}
