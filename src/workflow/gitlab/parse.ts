@@ -108,6 +108,16 @@ function variablesOf(value: Json): Record<string, string> {
   return out;
 }
 
+/** `services: []` (or null) declares none; only a non-empty list is something to refuse. */
+function hasServices(value: Json): boolean {
+  return value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0);
+}
+
+/** Expands $VAR and ${VAR} as GitLab does in tags and similar fields. */
+export function expandVariables(text: string, variables: Readonly<Record<string, string>>): string {
+  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (whole, braced: string | undefined, bare: string | undefined) => variables[braced ?? bare ?? ''] ?? whole);
+}
+
 function flattenScript(value: Json): string[] {
   if (value === undefined || value === null) return [];
   if (Array.isArray(value)) return value.flatMap(flattenScript);
@@ -151,6 +161,7 @@ class GitlabCiParser {
           const kind = typeof entry === 'string' ? 'remote' : isPlainMap(entry) ? (['remote', 'project', 'template', 'component'].find((k) => k in entry) ?? 'unknown') : 'unknown';
           throw source.error(node, `include: ${kind} is not supported by hearth run (only include: local)`, 'copy the included configuration into the project and include it with local:');
         }
+        if (isPlainMap(entry) && Array.isArray(entry.rules) && !this.includeWanted(entry.rules, local, source, node)) continue;
         if (local.includes('*')) throw source.error(node, `include: local with a wildcard (${local}) is not supported by hearth run`, 'list the files one by one');
         const path = join(this.options.repoRoot, local.replace(/^\/+/, ''));
         merged = deepMerge(merged, await this.loadFile(path, { source, node }, depth + 1));
@@ -158,6 +169,25 @@ class GitlabCiParser {
     }
     const { include: _ignored, ...own } = config;
     return deepMerge(merged, own);
+  }
+
+  /** include: rules: the first matching rule decides; no match (or when: never) leaves the file out. */
+  private includeWanted(rules: Json[], local: string, source: YamlSource, node: Node | undefined): boolean {
+    const vars = { ...predefinedVariables(this.options), ...this.options.variables };
+    for (const rule of rules) {
+      if (!isPlainMap(rule)) continue;
+      if (rule.if !== undefined) {
+        let matched: boolean;
+        try {
+          matched = evaluateRuleIf(String(rule.if), vars);
+        } catch (error) {
+          throw source.error(node, `cannot evaluate the rules of include ${local}: ${(error as Error).message}`, 'GitLab rules use $VARIABLE, ==, !=, =~ /regex/, &&, || and parentheses');
+        }
+        if (!matched) continue;
+      }
+      return rule.when !== 'never';
+    }
+    return false;
   }
 
   /** Where a job (or one of its keys) is written, searching the files that define it, the main file last. */
@@ -268,12 +298,12 @@ class GitlabCiParser {
     const config = this.resolveReferences(merged, merged) as JsonMap;
     const main = this.files[0]!.source;
     const mainRoot = main.root();
-    if (config.services !== undefined) throw main.error(main.get(mainRoot, 'services') ?? mainRoot, 'services: is not supported by hearth run: it runs jobs directly in a microVM, without containers', 'remove services: for local runs and start what you need in before_script');
+    if (hasServices(config.services)) throw main.error(main.get(mainRoot, 'services') ?? mainRoot, 'services: is not supported by hearth run: it runs jobs directly in a microVM, without containers', 'remove services: for local runs and start what you need in before_script');
     const stages = Array.isArray(config.stages) ? ['.pre', ...config.stages.map(String).filter((s) => s !== '.pre' && s !== '.post'), '.post'] : DEFAULT_STAGES;
     const globalVariables = variablesOf(config.variables);
     const defaults: JsonMap = { ...(isPlainMap(config.default) ? config.default : {}) };
     for (const legacy of ['image', 'before_script', 'after_script', 'cache']) if (config[legacy] !== undefined && defaults[legacy] === undefined) defaults[legacy] = config[legacy];
-    if (defaults.services !== undefined) throw main.error(main.get(mainRoot, 'default') ?? mainRoot, 'default: services: is not supported by hearth run: it runs jobs directly in a microVM, without containers', 'remove services: for local runs');
+    if (hasServices(defaults.services)) throw main.error(main.get(mainRoot, 'default') ?? mainRoot, 'default: services: is not supported by hearth run: it runs jobs directly in a microVM, without containers', 'remove services: for local runs');
     const baseVars = { ...predefinedVariables(this.options), ...globalVariables, ...this.options.variables };
 
     const skipped: { key: string; reason: string }[] = [];
@@ -290,14 +320,14 @@ class GitlabCiParser {
     for (const name of jobNames) {
       const job = this.resolveExtends(name, config);
       if (job.trigger !== undefined) throw this.error(name, 'trigger', `job ${name} triggers another pipeline (trigger:), which hearth run does not support`, 'run the downstream pipeline file directly');
-      if (job.services !== undefined) throw this.error(name, 'services', `job ${name} uses services:, which hearth run does not support yet: it runs jobs directly in a microVM, without containers`, 'remove services: for local runs and start what you need in before_script');
+      if (hasServices(job.services)) throw this.error(name, 'services', `job ${name} uses services:, which hearth run does not support yet: it runs jobs directly in a microVM, without containers`, 'remove services: for local runs and start what you need in before_script');
       const inherit = isPlainMap(job.inherit) ? job.inherit : {};
       const inheritDefault = inherit.default;
       for (const key of DEFAULTABLE) {
         const allowed = inheritDefault === undefined || inheritDefault === true || (Array.isArray(inheritDefault) && inheritDefault.includes(key));
         if (allowed && job[key] === undefined && defaults[key] !== undefined) job[key] = defaults[key];
       }
-      if (job.services !== undefined) throw this.error(name, undefined, `job ${name} inherits services: from default:, which hearth run does not support`, 'set inherit: default: false, or remove services:');
+      if (hasServices(job.services)) throw this.error(name, undefined, `job ${name} inherits services: from default:, which hearth run does not support`, 'set inherit: default: false, or remove services:');
       const inheritVars = inherit.variables;
       const inheritedVars = inheritVars === false ? {} : Array.isArray(inheritVars) ? Object.fromEntries(Object.entries(globalVariables).filter(([k]) => inheritVars.includes(k))) : globalVariables;
       let variables = { ...inheritedVars, ...variablesOf(job.variables) };
@@ -370,9 +400,11 @@ class GitlabCiParser {
         when: when as GitlabJobBody['when'],
         ...(job.image !== undefined ? { image: isPlainMap(job.image) ? String(job.image.name) : String(job.image) } : {}),
       };
-      const common = { name, labels: Array.isArray(job.tags) ? job.tags.map(String) : [], timeoutMinutes, allowFailure, location: this.location(name), stageIndex, baseName: name, ...(explicitNeeds ? { explicitNeeds } : {}) };
+      const tags = Array.isArray(job.tags) ? job.tags.map(String) : [];
+      const common = { name, timeoutMinutes, allowFailure, location: this.location(name), stageIndex, baseName: name, ...(explicitNeeds ? { explicitNeeds } : {}) };
       for (const expansion of this.expandParallel(name, job.parallel)) {
-        drafts.push({ ...common, key: expansion.key, body: { ...body, variables: { ...body.variables, ...expansion.variables }, ...(expansion.node ? { node: expansion.node } : {}) } });
+        const labels = tags.map((tag) => expandVariables(tag, { ...baseVars, ...variables, ...expansion.variables }));
+        drafts.push({ ...common, labels, key: expansion.key, body: { ...body, variables: { ...body.variables, ...expansion.variables }, ...(expansion.node ? { node: expansion.node } : {}) } });
       }
     }
 

@@ -28,9 +28,12 @@ export function gitlabScript(commands: readonly string[]): string {
 function shouldRun(body: GitlabJobBody, run: JobRun): { run: boolean; why: string } {
   const needs = Object.values(run.needs);
   const anyFailed = needs.some((n) => (n.result === 'failure' || n.result === 'cancelled') && !n.allowFailure);
+  // A need that was skipped never succeeded: what depends on it is skipped too, down the chain.
+  const anySkipped = needs.some((n) => n.result === 'skipped');
   if (body.when === 'always') return { run: true, why: '' };
   if (body.when === 'on_failure') return { run: anyFailed, why: 'when: on_failure and nothing before it failed' };
-  return { run: !anyFailed, why: 'a job it needs failed' };
+  if (anyFailed) return { run: false, why: 'a job it needs failed' };
+  return { run: !anySkipped, why: 'a job it needs was skipped' };
 }
 
 /** Runs one GitLab CI job in a fresh VM: before_script and script in one shell, then after_script. */

@@ -133,6 +133,14 @@ manual:
     assert.equal(p.jobs.find((j) => j.key === 'from-b')?.location.file, join(root, 'ci/b.yml'));
   });
 
+  it('skips includes whose rules do not match, accepts services: [], and expands variables in tags', async () => {
+    const p = await plan(
+      'variables: {RUNNER: hearth-1cpu}\ninclude:\n  - local: never.yml\n    rules: [{if: $NOT_SET}]\n  - local: ci/kept.yml\n    rules: [{if: $CI_COMMIT_BRANCH == "main"}]\nj:\n  services: []\n  tags: [$RUNNER, "${SIZE}"]\n  parallel:\n    matrix:\n      - SIZE: [512mb, 1024mb]\n  script: [x]\n',
+      { files: { 'ci/kept.yml': 'kept: {script: [k]}\n' } },
+    );
+    assert.deepEqual(p.jobs.map((j) => [j.key, j.labels]), [['kept', []], ['j: [512mb]', ['hearth-1cpu', '512mb']], ['j: [1024mb]', ['hearth-1cpu', '1024mb']]]);
+  });
+
   it('refuses remote includes, triggers and services at their place', async () => {
     await assert.rejects(plan('include:\n  - remote: https://example.com/x.yml\nj: {script: [x]}\n'), /\.gitlab-ci\.yml:2:5: include: remote is not supported/);
     await assert.rejects(plan('j:\n  trigger: other/project\n'), /\.gitlab-ci\.yml:2:3: job j triggers another pipeline/);
