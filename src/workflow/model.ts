@@ -26,6 +26,8 @@ export interface Plan {
   readonly jobs: readonly PlannedJob[];
   /** Jobs left out at plan time (rules, when: manual, only/except, --job filter), with why. */
   readonly skipped: readonly { readonly key: string; readonly reason: string }[];
+  /** GitHub: the workflow_dispatch inputs after checking, with declared defaults filled in. */
+  readonly inputs?: Readonly<Record<string, string>>;
 }
 
 export interface PlannedJob {

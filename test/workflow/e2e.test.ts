@@ -49,6 +49,7 @@ describe('hearth run, end to end in real VMs', () => {
     assert.ok(run.lines.includes('[build (fancy, sparkles)] matrix fancy extra=sparkles step-output=pkg-fancy'));
     assert.ok(run.lines.includes('[build (plain)] matrix plain extra= step-output=pkg-plain'));
     assert.ok(run.lines.some((l) => /^\[report\] needs output pkg-(plain|fancy) result success$/.test(l)), run.out);
+    assert.ok(run.lines.includes('[report] in /tmp/runner for by-push'), 'workflow env and working-directory are interpolated');
   });
 
   it('continue-on-error tolerates a step, a real failure fails the job, if: failure() cleans up, dependants are skipped', () => {

@@ -100,13 +100,14 @@ export function registerRun(program: Command, context: () => CliContext): void {
       try {
         let executeJob;
         if (forge === 'github') {
-          const { github, payload } = await githubContextFor({ event: options.event, repoRoot, inputs });
+          const resolvedInputs = plan.inputs ?? inputs;
+          const { github, payload } = await githubContextFor({ event: options.event, repoRoot, inputs: resolvedInputs });
           const jobIdOf = (key: string): string => {
             const job = plan.jobs.find((j) => j.key === key);
             return job?.body.kind === 'github' ? job.body.jobId : key;
           };
           executeJob = (run: Parameters<typeof runGithubJob>[0]) =>
-            runGithubJob(run, { driver, repoRoot, write, github, eventPayload: JSON.stringify(payload), secrets, vars, inputs, network: options.network ?? false, jobIdOf });
+            runGithubJob(run, { driver, repoRoot, write, github, eventPayload: JSON.stringify(payload), secrets, vars, inputs: resolvedInputs, network: options.network ?? false, jobIdOf });
         } else {
           executeJob = (run: Parameters<typeof runGitlabJob>[0]) => runGitlabJob(run, { driver, repoRoot, write, planOptions: gitlabOptions, secrets, network: options.network ?? false });
         }

@@ -304,7 +304,7 @@ class GithubWorkflowParser {
       for (const job of expansions.get(jobId)!) jobs.push({ ...job, needs });
     }
     this.checkCycles(order, needsOf);
-    return this.filter({ forge: 'github', file: s.file, jobs, skipped: [] }, order, needsOf);
+    return this.filter({ forge: 'github', file: s.file, jobs, skipped: [], inputs }, order, needsOf);
   }
 
   private checkCycles(order: string[], needsOf: Map<string, { ids: string[]; node: Node | undefined }>): void {

@@ -59,7 +59,7 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
   const needs: Record<string, { result: string; outputs: Record<string, string> }> = {};
   for (const [key, finished] of Object.entries(run.needs)) needs[env.jobIdOf(key)] = { result: finished.result, outputs: { ...finished.outputs } };
   const needStatus: JobStatus = Object.values(run.needs).some((n) => n.result === 'cancelled') ? 'cancelled' : Object.values(run.needs).some((n) => n.result === 'failure' && !n.allowFailure) ? 'failure' : 'success';
-  const runner = { os: 'Linux', arch: 'X64', name: `hearth-${job.key}`, temp: '/tmp/runner', tool_cache: '/opt/hostedtoolcache' };
+  const runner = { os: 'Linux', arch: 'X64', name: `hearth-${job.key}`, temp: '/tmp/runner', tool_cache: '/opt/hostedtoolcache', workspace: '/' };
   const strategy = { 'fail-fast': body.strategy.failFast, 'job-index': body.strategy.jobIndex, 'job-total': body.strategy.jobTotal, 'max-parallel': body.strategy.maxParallel ?? body.strategy.jobTotal };
   const base: Omit<ExpressionContexts, 'env' | 'steps' | 'job'> = { github: { ...env.github, job: body.jobId }, vars: env.vars, matrix: body.matrix, needs, runner, inputs: env.inputs, secrets: env.secrets, strategy };
 
@@ -79,8 +79,9 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
   const outcomes: StepOutcome[] = [];
   try {
     await session.capture(['sh', '-c', `mkdir -p ${WORKSPACE} /tmp/runner /tmp/hearth && printf %s "$1" > ${EVENT_PATH}`, 'sh', env.eventPayload]);
-    // Job-level env may refer to matrix, needs, secrets and the like; evaluated once, before the steps.
-    const jobEnv: Record<string, string> = { ...body.workflowEnv };
+    // Workflow and job env may refer to matrix, needs, secrets and the like; evaluated once, before the steps.
+    const jobEnv: Record<string, string> = {};
+    for (const [k, v] of Object.entries(body.workflowEnv)) jobEnv[k] = interpolate(v, { ...jobLevel, env: jobEnv }, job.location);
     for (const [k, v] of Object.entries(body.jobEnv)) jobEnv[k] = interpolate(v, { ...jobLevel, env: jobEnv }, job.location);
     const scope = { base, jobEnv, steps: {} as Record<string, StepRecord>, inputs: env.inputs };
     await runSteps(body.steps, scope, { session, log, state, outcomes, body, env, signal: run.signal });
@@ -209,7 +210,7 @@ async function runStep(step: GithubStep, env: Record<string, string>, contexts: 
     script,
     shell: step.shell ?? body.defaults.shell ?? 'bash',
     env: { ...defaults, PATH: path, ...env },
-    cwd: joinPath(WORKSPACE, step.workingDirectory ?? body.defaults.workingDirectory),
+    cwd: joinPath(WORKSPACE, interpolate(step.workingDirectory ?? body.defaults.workingDirectory ?? '', contexts(env), step.location) || undefined),
     ...(step.timeoutMinutes ? { timeoutSeconds: Math.ceil(step.timeoutMinutes * 60) } : {}),
     setup: `mkdir -p ${dir} && : > ${files.GITHUB_OUTPUT} && : > ${files.GITHUB_ENV} && : > ${files.GITHUB_PATH} && : > ${files.GITHUB_STEP_SUMMARY}`,
   });

@@ -63,7 +63,9 @@ describe('jobs, needs and filters', () => {
     const yaml = 'on:\n  workflow_dispatch:\n    inputs:\n      level: {default: info}\n      target: {required: true}\njobs:\n  a: {runs-on: x, steps: [{run: echo}]}\n';
     await assert.rejects(plan(yaml, { event: 'workflow_dispatch' }), (e) => isHearthError(e, 'HEARTH_ERR_WORKFLOW') && /input "target" is required/.test(e.message) && /--input target=VALUE/.test(e.fix));
     await assert.rejects(plan(yaml, { event: 'workflow_dispatch', inputs: { target: 'x', typo: '1' } }), /--input typo is not an input[\s\S]*/);
-    assert.equal((await plan(yaml, { event: 'workflow_dispatch', inputs: { target: 'prod' } })).jobs.length, 1);
+    const dispatched = await plan(yaml, { event: 'workflow_dispatch', inputs: { target: 'prod' } });
+    assert.equal(dispatched.jobs.length, 1);
+    assert.deepEqual(dispatched.inputs, { target: 'prod', level: 'info' });
   });
 
   it('refuses services, containers and reusable workflows at their place; unknown actions fail only their job', async () => {
