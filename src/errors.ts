@@ -81,6 +81,18 @@ export const ERRORS = {
     message: '{location}: {reason}',
     fix: '{hint}',
   },
+  HEARTH_ERR_CONFIG: {
+    message: 'config {source}: {key} {reason}',
+    fix: '{hint}',
+  },
+  HEARTH_ERR_FORGE_API: {
+    message: '{forge} API {method} {path} failed with {status}: {reason}',
+    fix: '{hint}',
+  },
+  HEARTH_ERR_PROVISION: {
+    message: 'job {jobId}: provisioning failed after {attempts} attempt(s): {reason}',
+    fix: 'see the job timeline: curl -H "Authorization: Bearer $HEARTH_API_TOKEN" {apiUrl}/api/v1/jobs/{jobId}',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -20,6 +20,16 @@ import { QmpClient } from './qmp.ts';
 
 export const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const KVM_PROBE_TIMEOUT_MS = 8_000;
+/**
+ * A TCG guest with several vCPUs on a busy host now and then stalls in early
+ * boot (soft lockups before init, seen in CI) while the same boot normally takes
+ * 2-4 s. A stalled guest never recovers, so the boot budget is split into
+ * attempts and a stalled attempt is replaced by a fresh VM.
+ */
+const COLD_BOOT_ATTEMPTS = 2;
+
+/** The guest never answered: a fresh attempt may succeed where this one stalled. */
+class BootStalledError extends Error {}
 
 export interface QemuDriverOptions {
   readonly paths: HearthPaths;
@@ -157,7 +167,16 @@ export class QemuDriver implements VmDriver {
     validateVmSpec(spec);
     const image = await loadImage(this.options.paths.cache, spec.image);
     const { accel } = await this.accel();
-    return this.launch({ spec, image, accel, origin: { kind: 'cold' } });
+    const budgetMs = this.options.bootTimeoutMs ?? 60_000;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.launch({ spec, image, accel, origin: { kind: 'cold' }, bootTimeoutMs: Math.ceil(budgetMs / COLD_BOOT_ATTEMPTS) });
+      } catch (error) {
+        const stalled = isHearthError(error) && error.code === 'HEARTH_ERR_VM_BOOT' && error.cause instanceof BootStalledError;
+        if (!stalled || attempt >= COLD_BOOT_ATTEMPTS) throw error;
+        this.options.logger.warn({ attempt, err: (error as Error).message.split('\n')[0] }, 'guest stalled during boot; booting a fresh VM');
+      }
+    }
   }
 
   async restore(snapshotName: string, options: RestoreOptions = {}): Promise<Vm> {
@@ -237,7 +256,7 @@ export class QemuDriver implements VmDriver {
     let timer: NodeJS.Timeout | undefined;
     const failure = new Promise<never>((_, reject) => {
       exited.then(() => reject(new Error(`QEMU exited during boot (${child.exitCode ?? child.signalCode ?? 'spawn failed'})`)), () => {});
-      timer = setTimeout(() => reject(new Error(`the guest agent did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
+      timer = setTimeout(() => reject(new BootStalledError(`the guest agent did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
     });
     failure.catch(() => {});
     try {
