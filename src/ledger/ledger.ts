@@ -3,15 +3,32 @@ import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { migrationProvider } from './migrations.ts';
-import { insertDelivery, insertJobEvent, insertQueuedJob, selectJob, selectJobEvents, selectJobsPage, selectJobsStuckIn, updateJobState } from './plans.ts';
+import { countJobsByState, insertDelivery, insertJobEvent, insertQueuedJob, markJobReleased, selectJob, selectJobEvents, selectJobsInStates, selectJobsPage, selectJobsStuckIn, selectUnreleasedFinalJobs, updateJobResources, updateJobState, type JobResources } from './plans.ts';
+import type { Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
-import type { JobState } from './states.ts';
+import { FINAL_STATES, type JobState } from './states.ts';
 
 export interface NewJob {
   readonly forge: 'github' | 'gitlab';
   readonly forgeJobId: string;
   readonly repository: string;
   readonly labels: readonly string[];
+}
+
+export type JobRow = LedgerSchema['jobs'];
+
+/** What a webhook asks of the ledger, applied in the same transaction that records the delivery. */
+export type WebhookEffect =
+  | { readonly kind: 'enqueue'; readonly job: NewJob; readonly reason: string }
+  | { readonly kind: 'transition'; readonly id: string; readonly to: JobState; readonly reason: string }
+  | { readonly kind: 'none' };
+
+export interface TransitionExtra {
+  readonly vmId?: string;
+  readonly runnerName?: string;
+  readonly runnerId?: string;
+  readonly error?: string;
+  readonly attempt?: boolean;
 }
 
 export interface TimelineEntry {
@@ -55,14 +72,15 @@ export class Ledger {
   }
 
   /** Adds a queued job (idempotent); returns its ledger id and whether it is new. */
-  async enqueue(job: NewJob, reason: string): Promise<{ id: string; created: boolean }> {
-    const id = `${job.forge}:${job.forgeJobId}`;
+  enqueue(job: NewJob, reason: string): Promise<{ id: string; created: boolean }> {
+    return this.db.transaction().execute((tx) => this.enqueueIn(tx, job, reason));
+  }
+
+  private async enqueueIn(tx: Transaction<LedgerSchema>, job: NewJob, reason: string): Promise<{ id: string; created: boolean }> {
+    const id = jobId(job.forge, job.forgeJobId);
     const at = this.now();
-    const created = await this.db.transaction().execute(async (tx) => {
-      const inserted = await insertQueuedJob(tx, { id, forge: job.forge, forge_job_id: job.forgeJobId, repository: job.repository, labels: JSON.stringify(job.labels), created_at: at, updated_at: at });
-      if (inserted) await insertJobEvent(tx, { job_id: id, from_state: null, to_state: 'queued', reason, at });
-      return inserted;
-    });
+    const created = await insertQueuedJob(tx, { id, forge: job.forge, forge_job_id: job.forgeJobId, repository: job.repository, labels: JSON.stringify(job.labels), created_at: at, updated_at: at });
+    if (created) await insertJobEvent(tx, { job_id: id, from_state: null, to_state: 'queued', reason, at });
     return { id, created };
   }
 
@@ -70,22 +88,77 @@ export class Ledger {
    * Moves a job to `to` if the state machine allows it from where the job is;
    * returns false (changing nothing) when it does not, e.g. `running` after `completed`.
    */
-  async transition(id: string, to: JobState, reason: string, extra: { vmId?: string; runnerName?: string; error?: string; attempt?: boolean } = {}): Promise<boolean> {
+  transition(id: string, to: JobState, reason: string, extra: TransitionExtra = {}): Promise<boolean> {
+    return this.db.transaction().execute((tx) => this.transitionIn(tx, id, to, reason, extra));
+  }
+
+  private async transitionIn(tx: Transaction<LedgerSchema>, id: string, to: JobState, reason: string, extra: TransitionExtra = {}): Promise<boolean> {
+    const at = this.now();
+    const from = await updateJobState(tx, id, to, at, {
+      ...(extra.vmId !== undefined ? { vm_id: extra.vmId } : {}),
+      ...(extra.runnerName !== undefined ? { runner_name: extra.runnerName } : {}),
+      ...(extra.runnerId !== undefined ? { runner_id: extra.runnerId } : {}),
+      ...(extra.error !== undefined ? { last_error: extra.error } : {}),
+      ...(extra.attempt ? { attempt: true } : {}),
+    });
+    if (from === undefined) return false;
+    await insertJobEvent(tx, { job_id: id, from_state: from, to_state: to, reason, at });
+    return true;
+  }
+
+  /**
+   * Records a webhook delivery and what it asks for in one transaction, so the
+   * answer to the forge means both are on disk. A redelivery changes nothing.
+   */
+  recordWebhook(delivery: { forge: string; deliveryId: string; event: string }, effect: WebhookEffect): Promise<{ duplicate: boolean; changed: boolean; jobId?: string }> {
+    return this.db.transaction().execute(async (tx) => {
+      const fresh = await insertDelivery(tx, { id: `${delivery.forge}:${delivery.deliveryId}`, forge: delivery.forge, event: delivery.event, received_at: this.now() });
+      if (!fresh) return { duplicate: true, changed: false };
+      if (effect.kind === 'enqueue') {
+        const { id, created } = await this.enqueueIn(tx, effect.job, effect.reason);
+        return { duplicate: false, changed: created, jobId: id };
+      }
+      if (effect.kind === 'transition') return { duplicate: false, changed: await this.transitionIn(tx, effect.id, effect.to, effect.reason), jobId: effect.id };
+      return { duplicate: false, changed: false };
+    });
+  }
+
+  /** A stage in the timeline that is not a state change (VM ready, runner exited, torn down). */
+  async note(id: string, reason: string, resources?: JobResources): Promise<void> {
+    const at = this.now();
+    await this.db.transaction().execute(async (tx) => {
+      const job = await selectJob(tx, id);
+      if (!job) return;
+      if (resources) await updateJobResources(tx, id, at, resources);
+      await insertJobEvent(tx, { job_id: id, from_state: job.state, to_state: job.state, reason, at });
+    });
+  }
+
+  /** Marks a final job's VM and registration as gone; true the first time only. */
+  async release(id: string, reason: string): Promise<boolean> {
     const at = this.now();
     return this.db.transaction().execute(async (tx) => {
-      const from = await updateJobState(tx, id, to, at, {
-        ...(extra.vmId !== undefined ? { vm_id: extra.vmId } : {}),
-        ...(extra.runnerName !== undefined ? { runner_name: extra.runnerName } : {}),
-        ...(extra.error !== undefined ? { last_error: extra.error } : {}),
-        ...(extra.attempt ? { attempt: true } : {}),
-      });
-      if (from === undefined) return false;
-      await insertJobEvent(tx, { job_id: id, from_state: from, to_state: to, reason, at });
+      const job = await selectJob(tx, id);
+      if (!job || !(await markJobReleased(tx, id, at))) return false;
+      await insertJobEvent(tx, { job_id: id, from_state: job.state, to_state: job.state, reason, at });
       return true;
     });
   }
 
-  job(id: string) {
+  inStates(states: readonly JobState[]): Promise<JobRow[]> {
+    return selectJobsInStates(this.db, states);
+  }
+
+  unreleasedFinal(): Promise<JobRow[]> {
+    return selectUnreleasedFinalJobs(this.db, FINAL_STATES);
+  }
+
+  async countByState(): Promise<Record<string, number>> {
+    const rows = await countJobsByState(this.db);
+    return Object.fromEntries(rows.map((r) => [r.state, Number(r.count)]));
+  }
+
+  job(id: string): Promise<JobRow | undefined> {
     return selectJob(this.db, id);
   }
 
@@ -105,4 +178,8 @@ export class Ledger {
   close(): Promise<void> {
     return this.db.destroy();
   }
+}
+
+export function jobId(forge: string, forgeJobId: string): string {
+  return `${forge}:${forgeJobId}`;
 }

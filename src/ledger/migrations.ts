@@ -43,6 +43,14 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.createIndex('job_events_job').on('job_events').columns(['job_id', 'id']).execute();
     },
   },
+  '0002_runner_and_release': {
+    async up(db: Kysely<unknown>) {
+      // runner_id: the forge's id of the one-job registration, for its removal.
+      await db.schema.alterTable('jobs').addColumn('runner_id', 'text').execute();
+      // released_at: when the VM and registration were torn down; a final job without it still holds something.
+      await db.schema.alterTable('jobs').addColumn('released_at', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

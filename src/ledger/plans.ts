@@ -8,6 +8,13 @@ import { sourcesOf, type JobState } from './states.ts';
  */
 type Db = Kysely<LedgerSchema> | Transaction<LedgerSchema>;
 
+/** What a job holds outside the ledger: a VM and a forge registration. null clears. */
+export interface JobResources {
+  vm_id?: string | null;
+  runner_name?: string | null;
+  runner_id?: string | null;
+}
+
 /** Inserts a delivery; false when it was recorded before (a redelivery). */
 export async function insertDelivery(db: Db, row: LedgerSchema['deliveries']): Promise<boolean> {
   const result = await db.insertInto('deliveries').values(row).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
@@ -15,17 +22,17 @@ export async function insertDelivery(db: Db, row: LedgerSchema['deliveries']): P
 }
 
 /** Inserts a job in `queued`; false when the job is already known. */
-export async function insertQueuedJob(db: Db, row: Omit<LedgerSchema['jobs'], 'state' | 'attempts' | 'vm_id' | 'runner_name' | 'last_error'>): Promise<boolean> {
+export async function insertQueuedJob(db: Db, row: Omit<LedgerSchema['jobs'], 'state' | 'attempts' | 'vm_id' | 'runner_name' | 'runner_id' | 'released_at' | 'last_error'>): Promise<boolean> {
   const result = await db
     .insertInto('jobs')
-    .values({ ...row, state: 'queued', attempts: 0, vm_id: null, runner_name: null, last_error: null })
+    .values({ ...row, state: 'queued', attempts: 0, vm_id: null, runner_name: null, runner_id: null, released_at: null, last_error: null })
     .onConflict((oc) => oc.column('id').doNothing())
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
 }
 
 /** The guarded transition: changes the row only from a state the machine allows. */
-export async function updateJobState(db: Db, id: string, to: JobState, at: string, extra: { vm_id?: string; runner_name?: string; last_error?: string; attempt?: boolean } = {}): Promise<JobState | undefined> {
+export async function updateJobState(db: Db, id: string, to: JobState, at: string, extra: JobResources & { last_error?: string; attempt?: boolean } = {}): Promise<JobState | undefined> {
   const current = await db.selectFrom('jobs').select('state').where('id', '=', id).executeTakeFirst();
   if (!current) return undefined;
   const result = await db
@@ -35,6 +42,7 @@ export async function updateJobState(db: Db, id: string, to: JobState, at: strin
       updated_at: at,
       ...(extra.vm_id !== undefined ? { vm_id: extra.vm_id } : {}),
       ...(extra.runner_name !== undefined ? { runner_name: extra.runner_name } : {}),
+      ...(extra.runner_id !== undefined ? { runner_id: extra.runner_id } : {}),
       ...(extra.last_error !== undefined ? { last_error: extra.last_error } : {}),
       ...(extra.attempt ? { attempts: eb('attempts', '+', 1) } : {}),
     }))
@@ -67,4 +75,27 @@ export function selectJobsPage(db: Db, limit: number, after?: { created_at: stri
 /** Jobs sitting in `state` since before `before`: for the reconcile loop's deadlines. */
 export function selectJobsStuckIn(db: Db, state: JobState, before: string) {
   return db.selectFrom('jobs').selectAll().where('state', '=', state).where('updated_at', '<', before).execute();
+}
+
+export function selectJobsInStates(db: Db, states: readonly JobState[]) {
+  return db.selectFrom('jobs').selectAll().where('state', 'in', [...states]).orderBy('created_at').orderBy('id').execute();
+}
+
+/** Final jobs whose VM or registration may still exist: the teardown backlog. */
+export function selectUnreleasedFinalJobs(db: Db, finalStates: readonly JobState[]) {
+  return db.selectFrom('jobs').selectAll().where('state', 'in', [...finalStates]).where('released_at', 'is', null).execute();
+}
+
+/** Records resources without a state change (a VM booted, a runner registered). */
+export async function updateJobResources(db: Db, id: string, at: string, resources: JobResources): Promise<void> {
+  await db.updateTable('jobs').set({ ...resources, updated_at: at }).where('id', '=', id).execute();
+}
+
+export async function markJobReleased(db: Db, id: string, at: string): Promise<boolean> {
+  const result = await db.updateTable('jobs').set({ released_at: at }).where('id', '=', id).where('released_at', 'is', null).executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
+export function countJobsByState(db: Db) {
+  return db.selectFrom('jobs').select(['state', (eb) => eb.fn.countAll<number>().as('count')]).groupBy('state').execute();
 }

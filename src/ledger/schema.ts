@@ -21,6 +21,8 @@ export interface LedgerSchema {
     attempts: number;
     vm_id: string | null;
     runner_name: string | null;
+    runner_id: string | null;
+    released_at: string | null;
     last_error: string | null;
     created_at: string;
     updated_at: string;

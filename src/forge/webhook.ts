@@ -1,0 +1,74 @@
+import type { ForgeJob, ForgeKind } from './forge.ts';
+
+/** Where a forge says a job is, from a webhook, normalised across forges. */
+export type JobPhase = 'queued' | 'running' | 'finished' | 'cancelled' | 'other';
+
+export interface JobEvent {
+  readonly kind: 'job';
+  readonly job: ForgeJob;
+  readonly phase: JobPhase;
+  /** The forge's own word: GitHub's action/conclusion, GitLab's build_status. */
+  readonly detail: string;
+  readonly runnerName: string | null;
+  /** GitLab's hook has no tags: they must be fetched before ownership is known. */
+  readonly labelsKnown: boolean;
+}
+
+export type WebhookPayload = JobEvent | { readonly kind: 'ping' } | { readonly kind: 'ignored'; readonly reason: string };
+
+export interface WebhookDelivery {
+  readonly forge: ForgeKind;
+  /** X-GitHub-Delivery, or GitLab's Idempotency-Key: equal on a redelivery. */
+  readonly deliveryId: string;
+  readonly event: string;
+  readonly payload: WebhookPayload;
+}
+
+/** A delivery Hearth refuses, with the HTTP status to answer and a reason safe to log. */
+export class WebhookRejection extends Error {
+  constructor(
+    readonly status: number,
+    reason: string,
+  ) {
+    super(reason);
+    this.name = 'WebhookRejection';
+  }
+}
+
+export type Headers = Record<string, string | string[] | undefined>;
+
+export function header(headers: Headers, name: string): string | undefined {
+  const value = headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** JSON object from a raw body, or a 400 that says what is wrong. */
+export function parseJsonObject(raw: Buffer): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new WebhookRejection(400, 'body is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new WebhookRejection(400, 'body is not a JSON object');
+  return value as Record<string, unknown>;
+}
+
+export function field<T>(object: Record<string, unknown>, key: string, check: (v: unknown) => v is T, what: string): T {
+  const value = object[key];
+  if (!check(value)) throw new WebhookRejection(400, `${what}.${key} is missing or not ${check.name.replace(/^is/, '').toLowerCase() || 'valid'}`);
+  return value;
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+export function isString(v: unknown): v is string {
+  return typeof v === 'string';
+}
+export function isId(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+}
+export function isStringList(v: unknown): v is string[] {
+  return Array.isArray(v) && v.length <= 100 && v.every((x) => typeof x === 'string' && x.length <= 256);
+}
