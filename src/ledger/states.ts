@@ -18,7 +18,7 @@ export const FINAL_STATES: readonly JobState[] = ['completed', 'failed', 'cancel
 
 /** For each target state, the states it may be reached from. */
 const SOURCES: Record<JobState, readonly JobState[]> = {
-  queued: ['claimed', 'provisioning'], // released for a retry
+  queued: ['claimed', 'provisioning', 'runner_registered'], // released for a retry
   claimed: ['queued'],
   provisioning: ['claimed'],
   runner_registered: ['provisioning'],

@@ -122,12 +122,12 @@ export type Ownership =
  * are never launched. An owned job whose shape breaks the limits is refused with
  * the reason (to be logged), not silently shrunk.
  */
-export function jobOwnership(labels: readonly string[], limits: ShapeLimits): Ownership {
+export function jobOwnership(labels: readonly string[], limits: ShapeLimits, defaults: VmShape = DEFAULT_SHAPE): Ownership {
   const ours = labels.some((l) => l === 'hearth' || l.startsWith('hearth=') || l.startsWith('hearth-') || l.startsWith('hearth/') || /^firecracker-\d+cpu(-\d+(gb|mb))?$/i.test(l));
   if (!ours) return { owned: false, reason: `no hearth label among [${labels.join(', ')}]` };
   let decision: ShapeDecision;
   try {
-    decision = shapeFromLabels(labels);
+    decision = shapeFromLabels(labels, defaults);
   } catch (error) {
     return { owned: true, refused: (error as Error).message };
   }

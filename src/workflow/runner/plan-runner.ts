@@ -1,4 +1,4 @@
-import { cpus, totalmem } from 'node:os';
+import { hostCapacity } from '../../scheduler/capacity.ts';
 import { shapeFromLabels, type VmShape } from '../../scheduler/labels.ts';
 import type { Plan, PlannedJob } from '../model.ts';
 
@@ -49,9 +49,6 @@ export interface PlanRunOptions {
   readonly onProgress?: (running: readonly string[], finished: number, total: number) => void;
 }
 
-export function hostCapacity(): { cpus: number; memoryMib: number } {
-  return { cpus: cpus().length * 2, memoryMib: Math.floor((totalmem() / 1024 ** 2) * 0.75) };
-}
 
 interface Group {
   running: number;

@@ -1,0 +1,399 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { HearthError, isHearthError } from '../errors.ts';
+import type { Forge, ForgeJobStatus, ForgeKind, RunnerRegistration } from '../forge/forge.ts';
+import type { JobRow, Ledger } from '../ledger/ledger.ts';
+import { isFinal, type JobState } from '../ledger/states.ts';
+import type { Logger } from '../log.ts';
+import { fits, type Capacity } from '../scheduler/capacity.ts';
+import { jobOwnership, type ShapeLimits, type VmShape } from '../scheduler/labels.ts';
+import type { VmDriver } from '../vm/driver.ts';
+import { reconcileLeakedVms } from '../vm/gc.ts';
+
+export interface ControllerSettings {
+  readonly limits: ShapeLimits;
+  readonly defaultShape: VmShape;
+  readonly capacity: Capacity;
+  /** 0: as many as the capacity allows. */
+  readonly maxConcurrent: number;
+  readonly network: boolean;
+  readonly jobTimeoutMinutes: number;
+  readonly intervalSeconds: number;
+  readonly stuckAfterSeconds: number;
+  readonly maxAttempts: number;
+}
+
+/** What the controller reports as it works; the server turns it into Prometheus metrics. */
+export interface ControllerObserver {
+  transition?(to: JobState, forge: string): void;
+  stage?(stage: 'vm_ready' | 'runner_registered' | 'runner_started', seconds: number): void;
+  provisionFailed?(forge: string, final: boolean): void;
+  reconciled?(step: string, ok: boolean): void;
+  orphanRemoved?(kind: 'vm' | 'runner'): void;
+}
+
+interface ActiveJob {
+  readonly shape: VmShape;
+  vmId?: string;
+  registration?: RunnerRegistration;
+  task?: Promise<void>;
+}
+
+const TRANSITIONAL: readonly JobState[] = ['claimed', 'provisioning', 'runner_registered', 'running'];
+
+/**
+ * The one place that closes the gap between what the ledger wants (jobs that
+ * need a runner) and what exists (VMs, forge registrations). Level-triggered:
+ * every pass reads the whole picture again, so a lost webhook, a crash or a
+ * duplicate event only delays convergence. Webhooks just make a pass come sooner.
+ */
+export class RunnerController {
+  private readonly active = new Map<string, ActiveJob>();
+  private timer: NodeJS.Timeout | undefined;
+  private pass: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private firstPass = true;
+
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly driver: VmDriver,
+    private readonly forges: ReadonlyMap<ForgeKind, Forge>,
+    private readonly settings: ControllerSettings,
+    private readonly logger: Logger,
+    private readonly observer: ControllerObserver = {},
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.kick();
+    this.timer = setInterval(() => this.kick(), this.settings.intervalSeconds * 1000);
+    this.timer.unref();
+  }
+
+  /** Asks for a reconcile pass soon; passes never overlap, and a kick during one runs another after it. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.pass) {
+      this.again = true;
+      return;
+    }
+    this.pass = this.reconcile()
+      .catch((error: unknown) => this.logger.error({ err: error }, 'reconcile pass failed'))
+      .finally(() => {
+        this.pass = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Waits for the current pass (tests and shutdown). */
+  async settle(): Promise<void> {
+    while (this.pass) await this.pass;
+  }
+
+  get activeJobs(): number {
+    return this.active.size;
+  }
+
+  /** Stops taking work and tears down every VM and registration this process holds. */
+  async stop(reason: string): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.settle();
+    for (const [id, job] of this.active) {
+      this.logger.info({ jobId: id, vmId: job.vmId }, `stopping: ${reason}`);
+      if (job.vmId) await this.driver.destroy(job.vmId).catch(() => {});
+    }
+    await Promise.allSettled([...this.active.values()].map((j) => j.task));
+  }
+
+  /** One full pass. Each step is independent: one failing (a forge down) does not stop the others. */
+  async reconcile(): Promise<void> {
+    const steps: [string, () => Promise<void>][] = [
+      ['recover', () => this.recoverAbandoned()],
+      ['sync_queued', () => this.syncQueued()],
+      ['release', () => this.releaseFinished()],
+      ['stuck', () => this.failStuck()],
+      ['provision', () => this.provisionQueued()],
+      ['orphans', () => this.removeOrphans()],
+    ];
+    for (const [name, step] of steps) {
+      if (this.stopped) return;
+      try {
+        await step();
+        this.observer.reconciled?.(name, true);
+      } catch (error) {
+        this.observer.reconciled?.(name, false);
+        this.logger.warn({ step: name, err: isHearthError(error) ? { message: error.message, fix: error.fix } : error }, 'reconcile step failed; the next pass retries');
+      }
+    }
+    this.firstPass = false;
+  }
+
+  private forgeOf(job: JobRow): Forge | undefined {
+    return this.forges.get(job.forge as ForgeKind);
+  }
+
+  private async move(job: { id: string; forge: string }, to: JobState, reason: string, extra: Parameters<Ledger['transition']>[3] = {}): Promise<boolean> {
+    const moved = await this.ledger.transition(job.id, to, reason, extra);
+    if (moved) {
+      this.observer.transition?.(to, job.forge);
+      this.logger.info({ jobId: job.id, to, reason }, 'job state');
+    }
+    return moved;
+  }
+
+  /**
+   * Jobs in a transitional state that no task of this process works on were
+   * abandoned by a process that died (kill -9, power loss). Their VMs died with
+   * it (or are destroyed here); the forge says what became of the job.
+   */
+  private async recoverAbandoned(): Promise<void> {
+    if (this.firstPass) {
+      const leaked = await reconcileLeakedVms(this.driver, { all: false });
+      for (const vm of leaked) this.logger.warn({ vmId: vm.id }, 'destroyed a VM left by a process that died');
+    }
+    for (const job of await this.ledger.inStates(TRANSITIONAL)) {
+      if (this.active.has(job.id)) continue;
+      const log = this.logger.child({ jobId: job.id, vmId: job.vm_id ?? undefined });
+      if (job.vm_id) await this.driver.destroy(job.vm_id).catch(() => {});
+      const forge = this.forgeOf(job);
+      const status: ForgeJobStatus = forge ? await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id }) : { status: 'unknown' };
+      log.warn({ state: job.state, forgeStatus: status.status }, 'job abandoned by an earlier process; recovering');
+      await this.settleFromForge(job, status, 'its VM was lost when the process that ran it stopped');
+    }
+  }
+
+  /** Decides a job whose runner is gone from what the forge says of it. */
+  private async settleFromForge(job: JobRow, status: ForgeJobStatus, lost: string): Promise<void> {
+    if (status.status === 'finished') await this.move(job, 'completed', `forge reports it finished: ${status.conclusion}`);
+    else if (status.status === 'cancelled') await this.move(job, 'cancelled', 'forge reports it cancelled');
+    else if (status.status === 'running') await this.move(job, 'failed', `${lost} while the job ran`, { error: lost });
+    else await this.retryOrFail(job, lost);
+    await this.teardown(job.id);
+  }
+
+  private async retryOrFail(job: JobRow, reason: string): Promise<void> {
+    const current = (await this.ledger.job(job.id)) ?? job;
+    if (isFinal(current.state)) return;
+    if (current.attempts + 1 >= this.settings.maxAttempts) {
+      const error = new HearthError('HEARTH_ERR_PROVISION', { jobId: job.id, attempts: current.attempts + 1, reason, apiUrl: 'http://HOST:PORT' });
+      this.observer.provisionFailed?.(job.forge, true);
+      this.logger.error({ jobId: job.id, err: { code: error.code, message: error.message } }, 'job failed: no runner after the allowed attempts');
+      await this.move(current, 'failed', error.message, { error: reason, attempt: true });
+    } else {
+      this.observer.provisionFailed?.(job.forge, false);
+      await this.move(current, 'queued', `retrying: ${reason}`, { error: reason, attempt: true });
+    }
+  }
+
+  /** Lost webhooks: the forge's queued jobs that the ledger does not know, if they are ours. */
+  private async syncQueued(): Promise<void> {
+    for (const forge of this.forges.values()) {
+      for (const found of await forge.listQueuedJobs()) {
+        if (await this.ledger.job(`${found.forge}:${found.forgeJobId}`)) continue;
+        const ownership = jobOwnership(found.labels, this.settings.limits, this.settings.defaultShape);
+        if (!ownership.owned) continue;
+        if ('refused' in ownership) {
+          this.logger.warn({ forgeJobId: found.forgeJobId, labels: found.labels, reason: ownership.refused }, 'refusing a queued job: its shape is outside the limits');
+          continue;
+        }
+        const { created, id } = await this.ledger.enqueue({ forge: found.forge, forgeJobId: found.forgeJobId, repository: found.repository, labels: found.labels }, 'found queued at the forge by reconcile (its webhook was missed)');
+        if (created) {
+          this.observer.transition?.('queued', found.forge);
+          this.logger.info({ jobId: id }, 'enqueued a job whose webhook was missed');
+        }
+      }
+    }
+  }
+
+  /** Final jobs still holding a VM or registration: stop what runs, remove what remains. */
+  private async releaseFinished(): Promise<void> {
+    for (const job of await this.ledger.unreleasedFinal()) {
+      const active = this.active.get(job.id);
+      if (active) {
+        // The launch task's own teardown finishes the job once its runner is gone.
+        if (active.vmId) await this.driver.destroy(active.vmId).catch(() => {});
+        continue;
+      }
+      await this.teardown(job.id);
+    }
+  }
+
+  /** Jobs that sat in a transitional state past the deadline get a retry or a visible failure. */
+  private async failStuck(): Promise<void> {
+    const deadlineMs = this.settings.stuckAfterSeconds * 1000;
+    for (const state of ['claimed', 'provisioning', 'runner_registered'] as const) {
+      for (const job of await this.ledger.stuckIn(state, deadlineMs)) {
+        const forge = this.forgeOf(job);
+        if (state === 'runner_registered' && forge) {
+          const status = await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id });
+          if (status.status === 'running') {
+            await this.move(job, 'running', `forge reports it running on ${status.runnerName ?? 'a runner'} (its webhook was missed)`);
+            continue;
+          }
+        }
+        const active = this.active.get(job.id);
+        this.logger.warn({ jobId: job.id, state, vmId: active?.vmId }, `stuck in ${state} for more than ${this.settings.stuckAfterSeconds} s`);
+        if (active?.vmId) await this.driver.destroy(active.vmId).catch(() => {});
+        if (!active) await this.retryOrFail(job, `stuck in ${state} for more than ${this.settings.stuckAfterSeconds} s`);
+      }
+    }
+  }
+
+  private used(): Capacity & { count: number } {
+    let cpus = 0;
+    let memoryMib = 0;
+    for (const job of this.active.values()) {
+      cpus += job.shape.cpus;
+      memoryMib += job.shape.memoryMib;
+    }
+    return { cpus, memoryMib, count: this.active.size };
+  }
+
+  /** Claims queued jobs, oldest first, while the host has room, and launches a runner for each. */
+  private async provisionQueued(): Promise<void> {
+    for (const job of await this.ledger.inStates(['queued'])) {
+      if (this.stopped || this.active.has(job.id)) continue;
+      const labels = JSON.parse(job.labels) as string[];
+      const ownership = jobOwnership(labels, this.settings.limits, this.settings.defaultShape);
+      if (!ownership.owned || 'refused' in ownership) {
+        await this.move(job, 'failed', ownership.owned ? `refused: ${'refused' in ownership ? ownership.refused : ''}` : `not ours: ${ownership.reason}`);
+        continue;
+      }
+      if (this.settings.maxConcurrent > 0 && this.active.size >= this.settings.maxConcurrent) return;
+      if (!fits(this.used(), ownership.shape, this.settings.capacity)) return;
+      if (!(await this.move(job, 'claimed', 'claimed by this controller'))) continue;
+      const active: ActiveJob = { shape: ownership.shape };
+      this.active.set(job.id, active);
+      active.task = this.launchRunner(job, ownership.shape, active).finally(() => {
+        this.active.delete(job.id);
+        this.kick();
+      });
+    }
+  }
+
+  /**
+   * One job's whole life on this host: boot a VM and register the runner side by
+   * side, hand the runner its credentials through the agent, wait for it to exit,
+   * tear everything down. Failures before the runner starts are retried.
+   */
+  private async launchRunner(job: JobRow, shape: VmShape, active: ActiveJob): Promise<void> {
+    const log = this.logger.child({ jobId: job.id });
+    const forge = this.forgeOf(job);
+    const started = performance.now();
+    try {
+      if (!forge) throw new Error(`no ${job.forge} forge is configured (set its token in the config)`);
+      await this.move(job, 'provisioning', `placed: ${shape.cpus} vCPU, ${shape.memoryMib} MiB, image ${shape.image}`);
+      const labels = JSON.parse(job.labels) as string[];
+      const [vm, registration] = await Promise.allSettled([
+        this.driver.boot({ image: shape.image, cpus: shape.cpus, memoryMib: shape.memoryMib, network: this.settings.network }).then(async (booted) => {
+          active.vmId = booted.id;
+          this.observer.stage?.('vm_ready', (performance.now() - started) / 1000);
+          await this.ledger.note(job.id, `VM ${booted.id} ready in ${(booted.startMs / 1000).toFixed(1)} s (${booted.accel})`, { vm_id: booted.id });
+          return booted;
+        }),
+        forge.registerRunner({ id: job.id, repository: job.repository, forgeJobId: job.forge_job_id, labels }).then(async (registered) => {
+          active.registration = registered;
+          await this.ledger.note(job.id, `runner ${registered.runnerName} (id ${registered.runnerId}) registered at ${job.forge}`, { runner_id: registered.runnerId, runner_name: registered.runnerName });
+          return registered;
+        }),
+      ]);
+      if (vm.status === 'rejected') throw vm.reason;
+      if (registration.status === 'rejected') throw registration.reason;
+      const current = await this.ledger.job(job.id);
+      if (!current || isFinal(current.state)) {
+        log.info({ state: current?.state }, 'job ended while its runner was being prepared');
+        return;
+      }
+      await this.move(job, 'runner_registered', `runner ${registration.value.runnerName} handed to VM ${vm.value.id}`, { vmId: vm.value.id, runnerName: registration.value.runnerName, runnerId: registration.value.runnerId });
+      this.observer.stage?.('runner_registered', (performance.now() - started) / 1000);
+      const vmLog = log.child({ vmId: vm.value.id });
+      vmLog.info({ runner: registration.value.runnerName }, 'starting the runner in the VM');
+      const tail: string[] = [];
+      const keep = (chunk: Buffer): void => {
+        for (const line of chunk.toString('utf8').split('\n')) {
+          if (!line) continue;
+          tail.push(line.slice(0, 500));
+          if (tail.length > 20) tail.shift();
+          vmLog.debug({ line: line.slice(0, 500) }, 'runner output');
+        }
+      };
+      this.observer.stage?.('runner_started', (performance.now() - started) / 1000);
+      const result = await this.driver
+        .exec(vm.value.id, { argv: registration.value.argv, env: { RUNNER_ALLOW_RUNASROOT: '1' }, cwd: '/root', timeoutSeconds: this.settings.jobTimeoutMinutes * 60 }, { stdout: keep, stderr: keep })
+        .catch((error: unknown) => ({ exitCode: -1, signal: 0, durationMs: 0, error: error as Error }));
+      const how = 'error' in result ? `stopped: ${result.error.message.split('\n')[0]}` : `exited with code ${result.exitCode}`;
+      await this.ledger.note(job.id, `runner ${how}`);
+      vmLog.info({ exitCode: result.exitCode, tail: tail.slice(-5) }, `runner ${how}`);
+      await this.teardown(job.id, active);
+      const after = await this.ledger.job(job.id);
+      if (after && !isFinal(after.state)) await this.settleFromForge(after, await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id }), `the runner ${how}`);
+    } catch (error) {
+      const reason = isHearthError(error) ? error.message.split('\n')[0] ?? error.code : (error as Error).message;
+      log.warn({ err: isHearthError(error) ? { code: error.code, message: reason, fix: error.fix } : error }, 'provisioning failed');
+      await this.teardown(job.id, active);
+      await this.retryOrFail((await this.ledger.job(job.id)) ?? job, reason ?? 'unknown error');
+      // A failed attempt waits a little, so a broken forge or host is not hammered.
+      await sleep(Math.min(30_000, 1000 * 2 ** job.attempts));
+    } finally {
+      const final = await this.ledger.job(job.id);
+      if (final && isFinal(final.state)) await this.teardown(job.id, active);
+    }
+  }
+
+  /** Destroys the job's VM and removes its registration; marks a final job released. Idempotent. */
+  private async teardown(id: string, active?: ActiveJob): Promise<void> {
+    const job = await this.ledger.job(id);
+    if (!job) return;
+    const log = this.logger.child({ jobId: id });
+    const vmId = active?.vmId ?? job.vm_id;
+    if (vmId) await this.driver.destroy(vmId).catch((error: unknown) => log.debug({ vmId, err: error }, 'VM already gone'));
+    const runnerId = active?.registration?.runnerId ?? job.runner_id;
+    const forge = this.forgeOf(job);
+    if (runnerId && forge) {
+      const outcome = await forge.removeRunner({ repository: job.repository, runnerId });
+      if (outcome === 'busy') {
+        log.warn({ runnerId }, 'registration still busy at the forge; the orphan sweep removes it later');
+        return;
+      }
+    }
+    if (active) {
+      delete active.vmId;
+      delete active.registration;
+    }
+    if (isFinal(job.state)) {
+      if (await this.ledger.release(id, `torn down: ${vmId ? `VM ${vmId} destroyed` : 'no VM'}, ${runnerId ? `runner ${runnerId} removed` : 'no registration'}`)) log.info({ vmId }, 'torn down');
+    } else if (vmId || runnerId) {
+      await this.ledger.note(id, 'VM and registration removed before a retry', { vm_id: null, runner_id: null, runner_name: null });
+    }
+  }
+
+  /** VMs this host runs for no job, and `hearth-` registrations no job holds. Busy runners are never touched. */
+  private async removeOrphans(): Promise<void> {
+    const live = await this.ledger.inStates(TRANSITIONAL);
+    const vmsInUse = new Set([...live.map((j) => j.vm_id), ...[...this.active.values()].map((a) => a.vmId)].filter((v): v is string => Boolean(v)));
+    for (const vm of await this.driver.list()) {
+      // Only VMs this process started: `hearth run` on the same host keeps its own.
+      if (vm.ownerPid !== process.pid || vmsInUse.has(vm.id)) continue;
+      const booting = [...this.active.values()].some((a) => a.vmId === undefined);
+      if (booting) continue; // a VM whose job has not recorded it yet
+      this.logger.warn({ vmId: vm.id }, 'destroying a VM no job holds');
+      await this.driver.destroy(vm.id).catch(() => {});
+      this.observer.orphanRemoved?.('vm');
+    }
+    const namesInUse = new Set(live.map((j) => j.runner_name).filter((n): n is string => Boolean(n)));
+    for (const a of this.active.values()) if (a.registration) namesInUse.add(a.registration.runnerName);
+    const registering = [...this.active.values()].some((a) => a.registration === undefined);
+    for (const forge of this.forges.values()) {
+      for (const runner of await forge.listRunners()) {
+        if (runner.busy || namesInUse.has(runner.runnerName) || registering) continue;
+        this.logger.warn({ runner: runner.runnerName, runnerId: runner.runnerId, forge: forge.kind }, 'removing a registration no job holds');
+        await forge.removeRunner(runner);
+        this.observer.orphanRemoved?.('runner');
+      }
+    }
+  }
+}
