@@ -1,8 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { createCliContext, type CliContext } from './context.ts';
+import { registerConfig } from './commands/config.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerImage } from './commands/image.ts';
 import { registerRun } from './commands/run.ts';
+import { registerServe } from './commands/serve.ts';
 import { registerVm } from './commands/vm.ts';
 import { EXIT_HEARTH_ERROR, reportError } from './errors.ts';
 
@@ -18,6 +20,8 @@ export function buildProgram(): Command {
   registerImage(program, lazyContext);
   registerVm(program, lazyContext);
   registerRun(program, lazyContext);
+  registerServe(program, lazyContext);
+  registerConfig(program, lazyContext);
   return program;
 }
 

@@ -1,0 +1,91 @@
+import type { ForgeKind } from '../forge/forge.ts';
+import type { GitlabForge } from '../forge/gitlab/client.ts';
+import type { WebhookDelivery } from '../forge/webhook.ts';
+import { jobId, type Ledger, type WebhookEffect } from '../ledger/ledger.ts';
+import type { Logger } from '../log.ts';
+import { jobOwnership, type ShapeLimits, type VmShape } from '../scheduler/labels.ts';
+
+export interface IngestDeps {
+  readonly ledger: Ledger;
+  readonly limits: ShapeLimits;
+  readonly defaultShape: VmShape;
+  /** Only for the tags a GitLab Job Hook lacks. */
+  readonly gitlab?: GitlabForge | undefined;
+  readonly logger: Logger;
+  /** Called when the ledger changed, so the controller reconciles soon. */
+  readonly onChange: () => void;
+}
+
+export interface IngestOutcome {
+  /** 200: recorded (or a duplicate of something recorded); 202: accepted and ignored. */
+  readonly status: 200 | 202;
+  readonly outcome: 'enqueued' | 'updated' | 'duplicate' | 'unchanged' | 'not_ours' | 'refused' | 'ignored' | 'pong' | 'deferred';
+  readonly jobId?: string;
+}
+
+/**
+ * Turns a verified, parsed delivery into at most one ledger change, recorded in
+ * the same transaction as the delivery id so a redelivery changes nothing. Only
+ * owned jobs are enqueued; updates touch only jobs the ledger already has.
+ */
+export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery): Promise<IngestOutcome> {
+  const { payload } = delivery;
+  const record = (effect: WebhookEffect) => deps.ledger.recordWebhook({ forge: delivery.forge, deliveryId: delivery.deliveryId, event: delivery.event }, effect);
+  if (payload.kind === 'ping') {
+    await record({ kind: 'none' });
+    return { status: 200, outcome: 'pong' };
+  }
+  if (payload.kind === 'ignored') return { status: 202, outcome: 'ignored' };
+
+  const id = jobId(delivery.forge, payload.job.forgeJobId);
+  let effect: WebhookEffect = { kind: 'none' };
+  let outcome: IngestOutcome['outcome'] = 'unchanged';
+  const why = `${delivery.forge} webhook ${delivery.deliveryId}: ${payload.detail}`;
+  if (payload.phase === 'queued') {
+    let labels = payload.job.labels;
+    if (!payload.labelsKnown) {
+      const fetched = await fetchGitlabTags(deps, delivery.forge, payload.job);
+      if (fetched === undefined) {
+        await record({ kind: 'none' });
+        return { status: 200, outcome: 'deferred', jobId: id };
+      }
+      labels = fetched;
+    }
+    const ownership = jobOwnership(labels, deps.limits, deps.defaultShape);
+    if (!ownership.owned) {
+      await record({ kind: 'none' });
+      return { status: 202, outcome: 'not_ours' };
+    }
+    if ('refused' in ownership) {
+      deps.logger.warn({ jobId: id, deliveryId: delivery.deliveryId, labels, reason: ownership.refused }, 'refusing an owned job: its shape is outside the limits');
+      await record({ kind: 'none' });
+      return { status: 202, outcome: 'refused', jobId: id };
+    }
+    effect = { kind: 'enqueue', job: { ...payload.job, labels }, reason: why };
+    outcome = 'enqueued';
+  } else if (payload.phase === 'running') {
+    effect = { kind: 'transition', id, to: 'running', reason: `${why}${payload.runnerName ? ` on ${payload.runnerName}` : ''}` };
+    outcome = 'updated';
+  } else if (payload.phase === 'finished') {
+    effect = { kind: 'transition', id, to: 'completed', reason: why };
+    outcome = 'updated';
+  } else if (payload.phase === 'cancelled') {
+    effect = { kind: 'transition', id, to: 'cancelled', reason: why };
+    outcome = 'updated';
+  }
+  const result = await record(effect);
+  if (result.duplicate) return { status: 200, outcome: 'duplicate', jobId: id };
+  if (result.changed) deps.onChange();
+  return { status: 200, outcome: result.changed ? outcome : 'unchanged', jobId: id };
+}
+
+/** The Job Hook has no tags; one quick API call gets them. On failure the reconcile loop finds the job instead. */
+async function fetchGitlabTags(deps: IngestDeps, forge: ForgeKind, job: { repository: string; forgeJobId: string }): Promise<string[] | undefined> {
+  if (forge !== 'gitlab' || !deps.gitlab) return undefined;
+  try {
+    return await deps.gitlab.jobLabels(job, true);
+  } catch (error) {
+    deps.logger.warn({ jobId: jobId(forge, job.forgeJobId), err: (error as Error).message }, 'could not read the job tags now; reconcile will pick the job up');
+    return undefined;
+  }
+}

@@ -1,0 +1,147 @@
+import type { FastifyInstance } from 'fastify';
+import { storeTarget, type ServeConfig } from '../config/serve-config.ts';
+import type { HearthPaths } from '../config/paths.ts';
+import { RunnerController } from '../controller/controller.ts';
+import { HearthError } from '../errors.ts';
+import type { Forge, ForgeKind } from '../forge/forge.ts';
+import { GithubAuth } from '../forge/github/auth.ts';
+import { GithubForge } from '../forge/github/client.ts';
+import { GitlabForge } from '../forge/gitlab/client.ts';
+import { loadImage } from '../image/store.ts';
+import { Ledger } from '../ledger/ledger.ts';
+import type { Logger } from '../log.ts';
+import { hostCapacity, type Capacity } from '../scheduler/capacity.ts';
+import { QemuDriver } from '../vm/qemu/driver.ts';
+import { buildServer } from './app.ts';
+import { HearthMetrics } from './metrics.ts';
+
+export interface HearthService {
+  readonly app: FastifyInstance;
+  readonly ledger: Ledger;
+  readonly controller: RunnerController;
+  readonly driver: QemuDriver;
+  /** Where it listens, e.g. http://127.0.0.1:8080. */
+  readonly url: string;
+  /** What it chose, one line each, for the start-up message. */
+  readonly choices: readonly string[];
+  close(reason: string): Promise<void>;
+}
+
+async function openLedger(config: ServeConfig): Promise<{ ledger: Ledger; description: string }> {
+  const target = storeTarget(config.store.url);
+  if (target.kind === 'postgres') {
+    throw new HearthError('HEARTH_ERR_CONFIG', { source: 'store.url', key: 'store.url', reason: 'is a PostgreSQL URL, and this build of Hearth stores in SQLite only', hint: 'set store.url to a SQLite file path, e.g. /var/lib/hearth/hearth.db (PostgreSQL comes with the scale-out work)' });
+  }
+  return { ledger: await Ledger.openSqlite(target.path), description: `store: SQLite (WAL) at ${target.path}` };
+}
+
+function createDriver(config: ServeConfig, paths: HearthPaths, logger: Logger): QemuDriver {
+  if (config.driver.name === 'firecracker' || config.driver.name === 'flintlock') {
+    throw new HearthError('HEARTH_ERR_CONFIG', { source: 'driver.name', key: 'driver.name', reason: `is ${config.driver.name}, which this build does not have yet`, hint: 'set driver.name to qemu or auto' });
+  }
+  return new QemuDriver({ paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}) });
+}
+
+function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics): Map<ForgeKind, Forge> {
+  const forges = new Map<ForgeKind, Forge>();
+  const onResponse = (forge: ForgeKind, status: number): void => void metrics.forgeResponses.inc({ forge, status: String(status) });
+  const auth = GithubAuth.fromConfig(config.github.apiUrl, config.github.token, config.github.app);
+  if (auth.configured) {
+    forges.set('github', new GithubForge({ apiUrl: config.github.apiUrl, auth, repos: config.github.repos, orgs: config.github.orgs, runnerGroupId: config.github.runnerGroupId, runnerCommand: config.github.runnerCommand, logger: logger.child({ forge: 'github' }), onResponse }));
+  }
+  if (config.gitlab.token) {
+    forges.set('gitlab', new GitlabForge({ url: config.gitlab.url, runnerUrl: config.gitlab.runnerUrl ?? config.gitlab.url, token: config.gitlab.token, projects: config.gitlab.projects, groups: config.gitlab.groups, runnerCommand: config.gitlab.runnerCommand, waitTimeoutSeconds: config.gitlab.waitTimeoutSeconds, logger: logger.child({ forge: 'gitlab' }), onResponse }));
+  }
+  return forges;
+}
+
+/**
+ * Wires `hearth serve`: ledger, driver, forges, controller and HTTP server,
+ * then listens. `close` stops taking work and tears down what this process holds.
+ */
+export async function startHearthService(options: { config: ServeConfig; paths: HearthPaths; logger: Logger; capacity?: Capacity }): Promise<HearthService> {
+  const { config, paths, logger } = options;
+  const choices: string[] = [];
+  const driver = createDriver(config, paths, logger);
+  const { ledger, description } = await openLedger(config);
+  choices.push(description);
+  const accel = await driver.accel();
+  choices.push(`driver: qemu (${accel.accel}${accel.reason ? `: ${accel.reason}` : ''})`);
+  const capacity = options.capacity ?? hostCapacity();
+  choices.push(`capacity: ${capacity.cpus} vCPU, ${capacity.memoryMib} MiB${config.runners.maxConcurrent > 0 ? `, at most ${config.runners.maxConcurrent} runners` : ''}`);
+
+  const controllerRef: { current?: RunnerController } = {};
+  const metrics = new HearthMetrics(ledger, () => controllerRef.current?.activeJobs ?? 0);
+  const forges = createForges(config, logger, metrics);
+  choices.push(forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)');
+  const limits = { maxCpus: config.runners.maxCpus, maxMemoryMib: config.runners.maxMemoryMib, images: [...new Set([config.runners.image, 'minimal', 'debian'])] };
+  const defaultShape = { cpus: 2, memoryMib: 2048, image: config.runners.image };
+  const controller = new RunnerController(
+    ledger,
+    driver,
+    forges,
+    {
+      limits,
+      defaultShape,
+      capacity,
+      maxConcurrent: config.runners.maxConcurrent,
+      network: config.runners.network,
+      jobTimeoutMinutes: config.runners.jobTimeoutMinutes,
+      intervalSeconds: config.reconcile.intervalSeconds,
+      stuckAfterSeconds: config.reconcile.stuckAfterSeconds,
+      maxAttempts: config.reconcile.maxAttempts,
+    },
+    logger.child({ component: 'controller' }),
+    metrics.observer(),
+  );
+  controllerRef.current = controller;
+
+  const gitlab = forges.get('gitlab');
+  const app = await buildServer({
+    config,
+    logger,
+    metrics,
+    ledger,
+    driver,
+    limits,
+    defaultShape,
+    gitlab: gitlab instanceof GitlabForge ? gitlab : undefined,
+    onChange: () => controller.kick(),
+    secrets: { github: config.github.webhookSecret, gitlabTokens: config.gitlab.webhookToken ? [config.gitlab.webhookToken] : [], gitlabSigning: config.gitlab.signingSecret },
+    ready: async () => {
+      const checks: Record<string, string> = {};
+      let ok = true;
+      try {
+        await ledger.countByState();
+        checks.store = 'ok';
+      } catch (error) {
+        ok = false;
+        checks.store = `unreachable: ${(error as Error).message}`;
+      }
+      try {
+        await driver.version();
+        await loadImage(paths.cache, config.runners.image);
+        checks.driver = 'ok';
+      } catch (error) {
+        ok = false;
+        checks.driver = (error as Error).message;
+      }
+      return { ok, checks };
+    },
+  });
+  const address = await app.listen({ host: config.server.host, port: config.server.port });
+  controller.start();
+  return {
+    app,
+    ledger,
+    controller,
+    driver,
+    url: address,
+    choices,
+    async close(reason: string) {
+      await app.close();
+      await controller.stop(reason);
+      await ledger.close();
+    },
+  };
+}
