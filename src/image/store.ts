@@ -38,6 +38,13 @@ export function isImageName(name: string): name is ImageName {
   return (IMAGE_NAMES as readonly string[]).includes(name);
 }
 
+/** Names a build can be published under: the built-in ones, or any `--name` given to `hearth image build`. */
+export const PUBLISHED_NAME = /^[a-z][a-z0-9-]{0,39}$/;
+
+export function isPublishedName(name: string): boolean {
+  return PUBLISHED_NAME.test(name);
+}
+
 export function imagesDir(cacheDir: string): string {
   return join(cacheDir, 'images');
 }
@@ -56,7 +63,7 @@ export async function readImageById(cacheDir: string, id: string): Promise<Image
 
 /** The current build of a named image, or a clear error naming the build command. */
 export async function loadImage(cacheDir: string, name: string): Promise<Image> {
-  if (!isImageName(name)) throw new HearthError('HEARTH_ERR_IMAGE_UNKNOWN', { image: name, known: IMAGE_NAMES.join(', ') });
+  if (!isPublishedName(name)) throw new HearthError('HEARTH_ERR_IMAGE_UNKNOWN', { image: name, known: IMAGE_NAMES.join(', ') });
   let ref: { id: string };
   try {
     ref = JSON.parse(await readFile(join(imagesDir(cacheDir), `${name}.json`), 'utf8')) as { id: string };
