@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HearthError, isHearthError } from '../errors.ts';
-import type { Forge, ForgeJobStatus, ForgeKind, RunnerRegistration } from '../forge/forge.ts';
+import { RUNNER_NAME_PREFIX, type Forge, type ForgeJobStatus, type ForgeKind, type RunnerRegistration } from '../forge/forge.ts';
 import type { JobRow, Ledger } from '../ledger/ledger.ts';
 import { isFinal, type JobState } from '../ledger/states.ts';
 import type { Logger } from '../log.ts';
@@ -170,7 +170,12 @@ export class RunnerController {
   private async settleFromForge(job: JobRow, status: ForgeJobStatus, lost: string): Promise<void> {
     if (status.status === 'finished') await this.move(job, 'completed', `forge reports it finished: ${status.conclusion}`);
     else if (status.status === 'cancelled') await this.move(job, 'cancelled', 'forge reports it cancelled');
-    else if (status.status === 'running') await this.move(job, 'failed', `${lost} while the job ran`, { error: lost });
+    else if (status.status === 'running' && status.runnerName && status.runnerName !== job.runner_name && status.runnerName.startsWith(RUNNER_NAME_PREFIX)) {
+      // With equal labels the forge gave this job another Hearth runner; that runner's VM carries it now.
+      await this.move(job, 'running', `forge reports it running on ${status.runnerName}`, { ranOn: status.runnerName });
+      await this.teardown(job.id);
+      return;
+    } else if (status.status === 'running') await this.move(job, 'failed', `${lost} while the job ran`, { error: lost });
     else await this.retryOrFail(job, lost);
     await this.teardown(job.id);
   }
@@ -214,6 +219,9 @@ export class RunnerController {
     for (const job of await this.ledger.unreleasedFinal()) {
       const active = this.active.get(job.id);
       if (active) {
+        // The job ran on another job's runner: this VM's runner may be running that other
+        // job now, so it is left to exit by itself (one-job runners always do).
+        if (job.ran_on && active.registration && job.ran_on !== active.registration.runnerName) continue;
         // The launch task's own teardown finishes the job once its runner is gone.
         if (active.vmId) await this.driver.destroy(active.vmId).catch(() => {});
         continue;

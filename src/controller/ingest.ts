@@ -49,7 +49,12 @@ export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery
         await record({ kind: 'none' });
         return { status: 200, outcome: 'deferred', jobId: id };
       }
-      labels = fetched;
+      // A pending hook delivered late, after the job already moved on, must start nothing.
+      if (fetched.status !== 'pending') {
+        await record({ kind: 'none' });
+        return { status: 200, outcome: 'unchanged', jobId: id };
+      }
+      labels = fetched.tags;
     }
     const ownership = jobOwnership(labels, deps.limits, deps.defaultShape);
     if (!ownership.owned) {
@@ -64,13 +69,14 @@ export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery
     effect = { kind: 'enqueue', job: { ...payload.job, labels }, reason: why };
     outcome = 'enqueued';
   } else if (payload.phase === 'running') {
-    effect = { kind: 'transition', id, to: 'running', reason: `${why}${payload.runnerName ? ` on ${payload.runnerName}` : ''}` };
+    effect = { kind: 'transition', id, to: 'running', reason: `${why}${payload.runnerName ? ` on ${payload.runnerName}` : ''}`, ranOn: payload.runnerName ?? undefined };
     outcome = 'updated';
-  } else if (payload.phase === 'finished') {
-    effect = { kind: 'transition', id, to: 'completed', reason: why };
-    outcome = 'updated';
-  } else if (payload.phase === 'cancelled') {
-    effect = { kind: 'transition', id, to: 'cancelled', reason: why };
+  } else if (payload.phase === 'finished' || payload.phase === 'cancelled') {
+    const to = payload.phase === 'finished' ? 'completed' : 'cancelled';
+    const known = await deps.ledger.job(id);
+    // An owned job that ends before its queued event arrived (reordered delivery) is recorded as ended.
+    const owned = !known && payload.labelsKnown && jobOwnership(payload.job.labels, deps.limits, deps.defaultShape).owned;
+    effect = owned ? { kind: 'finish', job: payload.job, to, reason: why } : { kind: 'transition', id, to, reason: why, ranOn: payload.runnerName ?? undefined };
     outcome = 'updated';
   }
   const result = await record(effect);
@@ -80,7 +86,7 @@ export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery
 }
 
 /** The Job Hook has no tags; one quick API call gets them. On failure the reconcile loop finds the job instead. */
-async function fetchGitlabTags(deps: IngestDeps, forge: ForgeKind, job: { repository: string; forgeJobId: string }): Promise<string[] | undefined> {
+async function fetchGitlabTags(deps: IngestDeps, forge: ForgeKind, job: { repository: string; forgeJobId: string }): Promise<{ tags: string[]; status: string } | undefined> {
   if (forge !== 'gitlab' || !deps.gitlab) return undefined;
   try {
     return await deps.gitlab.jobLabels(job, true);

@@ -20,13 +20,17 @@ export type JobRow = LedgerSchema['jobs'];
 /** What a webhook asks of the ledger, applied in the same transaction that records the delivery. */
 export type WebhookEffect =
   | { readonly kind: 'enqueue'; readonly job: NewJob; readonly reason: string }
-  | { readonly kind: 'transition'; readonly id: string; readonly to: JobState; readonly reason: string }
+  | { readonly kind: 'transition'; readonly id: string; readonly to: JobState; readonly reason: string; readonly ranOn?: string | undefined }
+  /** Finished before its queued event arrived: recorded final, so a late `queued` starts nothing. */
+  | { readonly kind: 'finish'; readonly job: NewJob; readonly to: JobState; readonly reason: string }
   | { readonly kind: 'none' };
 
 export interface TransitionExtra {
   readonly vmId?: string;
   readonly runnerName?: string;
   readonly runnerId?: string;
+  /** The runner the forge reports the job on. */
+  readonly ranOn?: string;
   readonly error?: string;
   readonly attempt?: boolean;
 }
@@ -98,6 +102,7 @@ export class Ledger {
       ...(extra.vmId !== undefined ? { vm_id: extra.vmId } : {}),
       ...(extra.runnerName !== undefined ? { runner_name: extra.runnerName } : {}),
       ...(extra.runnerId !== undefined ? { runner_id: extra.runnerId } : {}),
+      ...(extra.ranOn !== undefined ? { ran_on: extra.ranOn } : {}),
       ...(extra.error !== undefined ? { last_error: extra.error } : {}),
       ...(extra.attempt ? { attempt: true } : {}),
     });
@@ -118,7 +123,13 @@ export class Ledger {
         const { id, created } = await this.enqueueIn(tx, effect.job, effect.reason);
         return { duplicate: false, changed: created, jobId: id };
       }
-      if (effect.kind === 'transition') return { duplicate: false, changed: await this.transitionIn(tx, effect.id, effect.to, effect.reason), jobId: effect.id };
+      if (effect.kind === 'finish') {
+        const { id, created } = await this.enqueueIn(tx, effect.job, `${effect.reason} (before Hearth saw it queued)`);
+        const moved = await this.transitionIn(tx, id, effect.to, effect.reason);
+        if (created && moved) await markJobReleased(tx, id, this.now());
+        return { duplicate: false, changed: created || moved, jobId: id };
+      }
+      if (effect.kind === 'transition') return { duplicate: false, changed: await this.transitionIn(tx, effect.id, effect.to, effect.reason, effect.ranOn ? { ranOn: effect.ranOn } : {}), jobId: effect.id };
       return { duplicate: false, changed: false };
     });
   }

@@ -49,6 +49,9 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('jobs').addColumn('runner_id', 'text').execute();
       // released_at: when the VM and registration were torn down; a final job without it still holds something.
       await db.schema.alterTable('jobs').addColumn('released_at', 'text').execute();
+      // ran_on: the runner the forge ran the job on. With equal labels a forge may give a job
+      // another job's runner, so it can differ from runner_name.
+      await db.schema.alterTable('jobs').addColumn('ran_on', 'text').execute();
     },
   },
 };

@@ -22,17 +22,17 @@ export async function insertDelivery(db: Db, row: LedgerSchema['deliveries']): P
 }
 
 /** Inserts a job in `queued`; false when the job is already known. */
-export async function insertQueuedJob(db: Db, row: Omit<LedgerSchema['jobs'], 'state' | 'attempts' | 'vm_id' | 'runner_name' | 'runner_id' | 'released_at' | 'last_error'>): Promise<boolean> {
+export async function insertQueuedJob(db: Db, row: Omit<LedgerSchema['jobs'], 'state' | 'attempts' | 'vm_id' | 'runner_name' | 'runner_id' | 'released_at' | 'ran_on' | 'last_error'>): Promise<boolean> {
   const result = await db
     .insertInto('jobs')
-    .values({ ...row, state: 'queued', attempts: 0, vm_id: null, runner_name: null, runner_id: null, released_at: null, last_error: null })
+    .values({ ...row, state: 'queued', attempts: 0, vm_id: null, runner_name: null, runner_id: null, released_at: null, ran_on: null, last_error: null })
     .onConflict((oc) => oc.column('id').doNothing())
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
 }
 
 /** The guarded transition: changes the row only from a state the machine allows. */
-export async function updateJobState(db: Db, id: string, to: JobState, at: string, extra: JobResources & { last_error?: string; attempt?: boolean } = {}): Promise<JobState | undefined> {
+export async function updateJobState(db: Db, id: string, to: JobState, at: string, extra: JobResources & { ran_on?: string; last_error?: string; attempt?: boolean } = {}): Promise<JobState | undefined> {
   const current = await db.selectFrom('jobs').select('state').where('id', '=', id).executeTakeFirst();
   if (!current) return undefined;
   const result = await db
@@ -43,6 +43,7 @@ export async function updateJobState(db: Db, id: string, to: JobState, at: strin
       ...(extra.vm_id !== undefined ? { vm_id: extra.vm_id } : {}),
       ...(extra.runner_name !== undefined ? { runner_name: extra.runner_name } : {}),
       ...(extra.runner_id !== undefined ? { runner_id: extra.runner_id } : {}),
+      ...(extra.ran_on !== undefined ? { ran_on: extra.ran_on } : {}),
       ...(extra.last_error !== undefined ? { last_error: extra.last_error } : {}),
       ...(extra.attempt ? { attempts: eb('attempts', '+', 1) } : {}),
     }))

@@ -23,6 +23,7 @@ export interface LedgerSchema {
     runner_name: string | null;
     runner_id: string | null;
     released_at: string | null;
+    ran_on: string | null;
     last_error: string | null;
     created_at: string;
     updated_at: string;

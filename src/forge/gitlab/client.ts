@@ -39,7 +39,7 @@ export class GitlabForge implements Forge {
   }
 
   /** The job's tags: the Job Hook lacks them. One quick try: the webhook path must answer fast, and reconcile catches a miss. */
-  async jobLabels(job: { repository: string; forgeJobId: string }, quick = false): Promise<string[] | undefined> {
+  async jobLabels(job: { repository: string; forgeJobId: string }, quick = false): Promise<{ tags: string[]; status: string } | undefined> {
     const response = await this.http.request({
       method: 'GET',
       path: `/projects/${encodeURIComponent(job.repository)}/jobs/${encodeURIComponent(job.forgeJobId)}`,
@@ -47,7 +47,8 @@ export class GitlabForge implements Forge {
       ...(quick ? { retry: { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 } } : {}),
     });
     if (response.status === 404) return undefined;
-    return (response.body as ApiJob).tag_list ?? [];
+    const api = response.body as ApiJob;
+    return { tags: api.tag_list ?? [], status: api.status };
   }
 
   async registerRunner(job: { id: string; repository: string; forgeJobId: string; labels: readonly string[] }): Promise<RunnerRegistration> {

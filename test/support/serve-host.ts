@@ -1,0 +1,112 @@
+import { mkdtemp, rm, writeFile, copyFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { defaultServeConfig, type ServeConfig } from '../../src/config/serve-config.ts';
+import { resolvePaths, type HearthPaths } from '../../src/config/paths.ts';
+import { addRunnersToImage } from '../../src/image/runner-payload.ts';
+import { loadImage } from '../../src/image/store.ts';
+import { createLogger } from '../../src/log.ts';
+import { startHearthService, type HearthService } from '../../src/server/service.ts';
+import { runProgram } from '../../src/system/run.ts';
+import { ForgeSimulator, GITHUB_RUNNER_STAND_IN, GITLAB_RUNNER_STAND_IN } from './forge-sim/index.ts';
+
+export const SECRETS = {
+  githubWebhookSecret: 'gh-webhook-secret-for-tests',
+  gitlabWebhookToken: 'gl-webhook-token-for-tests',
+  githubToken: 'github_pat_TESTONLY0123456789',
+  gitlabToken: 'glpat-TESTONLY0123456789',
+  apiToken: 'api-token-for-tests-0123456789',
+};
+
+export const REPO = 'octo-org/hello-world';
+export const PROJECT = 4242;
+/** Labels of a job Hearth owns, sized for the minimal image. */
+export const OWNED_LABELS = ['self-hosted', 'hearth', 'hearth-1cpu-512mb'];
+export const STAND_IN_IMAGE = 'hearth-stand-ins';
+
+/**
+ * The test image: `minimal` plus the runner stand-ins, put in place exactly as
+ * `hearth image build --github-runner/--gitlab-runner` puts the official runners.
+ */
+export async function ensureStandInImage(cacheDir: string = resolvePaths().cache): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'hearth-standin-'));
+  try {
+    await mkdir(join(work, 'runner'));
+    await copyFile(GITHUB_RUNNER_STAND_IN, join(work, 'runner', 'run.sh'));
+    await runProgram('tar', ['-czf', join(work, 'runner.tar.gz'), '-C', join(work, 'runner'), '.']);
+    await addRunnersToImage(cacheDir, await loadImage(cacheDir, 'minimal'), { githubRunner: join(work, 'runner.tar.gz'), gitlabRunner: GITLAB_RUNNER_STAND_IN }, STAND_IN_IMAGE);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+export function testServeConfig(paths: HearthPaths, sim: ForgeSimulator, change: (c: ServeConfig) => void = () => {}): ServeConfig {
+  const config = defaultServeConfig(paths);
+  config.server.host = '127.0.0.1';
+  config.server.port = 0;
+  config.server.rateLimitPerMinute = 0;
+  config.store.url = join(paths.data, 'hearth.db');
+  config.api.token = SECRETS.apiToken;
+  config.driver.accel = process.env.HEARTH_ACCEL === 'kvm' ? 'kvm' : process.env.HEARTH_ACCEL === 'tcg' ? 'tcg' : 'auto';
+  config.runners.image = STAND_IN_IMAGE;
+  config.runners.bootTimeoutSeconds = 60;
+  config.runners.jobTimeoutMinutes = 5;
+  config.reconcile.intervalSeconds = 2;
+  config.reconcile.stuckAfterSeconds = 120;
+  config.github.apiUrl = sim.githubApiUrl;
+  config.github.webhookSecret = [SECRETS.githubWebhookSecret];
+  config.github.token = SECRETS.githubToken;
+  config.github.repos = [REPO];
+  config.gitlab.url = sim.gitlabUrl;
+  config.gitlab.runnerUrl = sim.guestGitlabUrl;
+  config.gitlab.webhookToken = SECRETS.gitlabWebhookToken;
+  config.gitlab.token = SECRETS.gitlabToken;
+  config.gitlab.projects = [String(PROJECT)];
+  config.gitlab.waitTimeoutSeconds = 60;
+  change(config);
+  return config;
+}
+
+export interface ServeHarness {
+  readonly sim: ForgeSimulator;
+  readonly service: HearthService;
+  readonly paths: HearthPaths;
+  readonly logLines: string[];
+  api<T>(path: string): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** A forge simulator and an in-process `hearth serve` wired to it, each in its own directories. */
+export async function startServeHarness(options: { jobDurationMs?: number; seed?: number; change?: (c: ServeConfig) => void } = {}): Promise<ServeHarness> {
+  const root = await mkdtemp(join(tmpdir(), 'hearth-serve-'));
+  const paths: HearthPaths = { cache: resolvePaths().cache, data: join(root, 'data'), runtime: join(root, 'run') };
+  const sim = await ForgeSimulator.start({ ...SECRETS, jobDurationMs: options.jobDurationMs ?? 300, seed: options.seed ?? 7 });
+  const logLines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logLines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      callback();
+    },
+  });
+  const config = testServeConfig(paths, sim, options.change);
+  const service = await startHearthService({ config, paths, logger: createLogger({ level: 'debug', destination }), capacity: { cpus: 4, memoryMib: 4096 } });
+  sim.setWebhookTargets({ github: `${service.url}/webhooks/github`, gitlab: `${service.url}/webhooks/gitlab` });
+  return {
+    sim,
+    service,
+    paths,
+    logLines,
+    async api<T>(path: string): Promise<T> {
+      const response = await fetch(`${service.url}/api/v1${path}`, { headers: { authorization: `Bearer ${SECRETS.apiToken}` } });
+      if (!response.ok) throw new Error(`API ${path}: ${response.status} ${await response.text()}`);
+      return (await response.json()) as T;
+    },
+    async close() {
+      await service.close('test finished');
+      await sim.close();
+      await writeFile(join(root, '.done'), '');
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
