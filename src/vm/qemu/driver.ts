@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -57,6 +57,18 @@ interface LaunchPlan {
   readonly origin: Vm['origin'];
   readonly incoming?: string;
   readonly bootTimeoutMs?: number;
+}
+
+/** The pid of a QEMU process whose command line contains `needle`, if one runs. */
+async function findVmmByArgument(needle: string): Promise<number | undefined> {
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.startsWith('qemu-system') || cmdline.includes('/qemu-system')) {
+      if (cmdline.split('\0').some((arg) => arg.includes(needle))) return Number(name);
+    }
+  }
+  return undefined;
 }
 
 export function validateVmSpec(spec: VmSpec): void {
@@ -399,8 +411,17 @@ export class QemuDriver implements VmDriver {
       if (live) live.vm.state = 'destroying';
       live?.channel?.close();
       const entry = await this.registry.read(vmId);
-      const pid = live?.child.pid ?? entry?.pid ?? 0;
-      const ours = live !== undefined || (entry !== undefined && isSameProcess(entry.pid, entry.pidStart));
+      let pid = live?.child.pid ?? entry?.pid ?? 0;
+      let ours = live !== undefined || (entry !== undefined && isSameProcess(entry.pid, entry.pidStart));
+      if (!ours) {
+        // A process killed between spawning QEMU and recording its pid leaves an entry
+        // without one: find the VMM by the runtime directory only it has on its command line.
+        const found = await findVmmByArgument(join(this.registry.dirOf(vmId), 'qmp.sock'));
+        if (found) {
+          pid = found;
+          ours = true;
+        }
+      }
       if (pid > 0 && ours) {
         try {
           process.kill(-pid, 'SIGKILL');

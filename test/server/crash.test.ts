@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { HEARTH_BIN, processListContains } from '../support/env.ts';
+import { ForgeSimulator } from '../support/forge-sim/index.ts';
+import { OWNED_LABELS, REPO, SECRETS, STAND_IN_IMAGE, ensureStandInImage } from '../support/serve-host.ts';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+let root: string;
+let sim: ForgeSimulator;
+let child: ChildProcess | undefined;
+before(async () => {
+  await ensureStandInImage();
+  root = await mkdtemp(join(tmpdir(), 'hearth-crash-'));
+  sim = await ForgeSimulator.start({ ...SECRETS, jobDurationMs: 500 });
+});
+after(async () => {
+  child?.kill('SIGKILL');
+  await sim.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+test('kill -9 of hearth serve while it provisions, then a restart: nothing leaked, nothing lost', async () => {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const env = {
+    ...process.env,
+    HEARTH_DATA_DIR: join(root, 'data'),
+    HEARTH_RUNTIME_DIR: join(root, 'run'),
+    HEARTH_SERVER_HOST: '127.0.0.1',
+    HEARTH_SERVER_PORT: String(port),
+    HEARTH_API_TOKEN: SECRETS.apiToken,
+    HEARTH_GITHUB_API_URL: sim.githubApiUrl,
+    HEARTH_GITHUB_TOKEN: SECRETS.githubToken,
+    HEARTH_GITHUB_WEBHOOK_SECRET: SECRETS.githubWebhookSecret,
+    HEARTH_GITHUB_REPOS: REPO,
+    HEARTH_RUNNERS_IMAGE: STAND_IN_IMAGE,
+    HEARTH_RECONCILE_INTERVAL_SECONDS: '2',
+    HEARTH_LOG_LEVEL: 'info',
+  };
+  const output: string[] = [];
+  const start = async (): Promise<ChildProcess> => {
+    const proc = spawn(process.execPath, [HEARTH_BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout?.on('data', (b: Buffer) => output.push(b.toString()));
+    proc.stderr?.on('data', (b: Buffer) => output.push(b.toString()));
+    for (let i = 0; i < 300; i += 1) {
+      if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) return proc;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`hearth serve did not start:\n${output.join('')}`);
+  };
+  const job = async (id: string): Promise<{ state: string; vmId: string | null; releasedAt: string | null; timeline: { to: string; reason: string }[] } | undefined> => {
+    const response = await fetch(`${url}/api/v1/jobs/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${SECRETS.apiToken}` } });
+    return response.ok ? ((await response.json()) as never) : undefined;
+  };
+
+  child = await start();
+  sim.setWebhookTargets({ github: `${url}/webhooks/github` });
+  const queued = await sim.queueGithubJob({ repo: REPO, labels: OWNED_LABELS });
+  const id = `github:${queued.id}`;
+  let firstVm: string | undefined;
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const dirs = await readdir(join(root, 'run', 'vms')).catch(() => [] as string[]);
+    if ((await job(id))?.state === 'provisioning' && dirs.length > 0) {
+      firstVm = dirs[0];
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(firstVm, `the job reached provisioning with a VM booting:\n${output.join('')}`);
+  child.kill('SIGKILL');
+  await new Promise((r) => child!.once('exit', r));
+  assert.equal(await processListContains(firstVm), true, 'the VM outlived the killed process (it is what recovery must clean up)');
+
+  child = await start();
+  const until = Date.now() + 120_000;
+  let final: Awaited<ReturnType<typeof job>>;
+  while (Date.now() < until) {
+    final = await job(id);
+    if (final?.releasedAt) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(final?.state, 'completed', `${JSON.stringify(final?.timeline)}\n${output.join('').slice(-3000)}`);
+  assert.equal(sim.github.jobs.get(queued.id)?.conclusion, 'success');
+  assert.equal(await processListContains(firstVm), false, `the VM of the killed process is gone\n${output.join("").slice(-6000)}`);
+  assert.equal(sim.github.runners.size, 0, 'no registration left at the forge');
+  assert.match(final!.timeline.map((e) => e.reason).join('\n'), /retrying: its VM was lost/);
+  child.kill('SIGTERM');
+  await new Promise((r) => child!.once('exit', r));
+  child = undefined;
+  assert.deepEqual(await readdir(join(root, 'run', 'vms')).catch(() => []), [], 'no VM directory left');
+});
