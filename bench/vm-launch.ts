@@ -9,30 +9,20 @@
  * - snapshot restore: restore + exec until output ÷ Hearth's cold launch.
  * - host RSS of the controlling Node process per live VM.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { resolvePaths } from '../src/config/paths.ts';
-import { encodeExec, encodeFrame, FrameType } from '../src/guest/protocol.ts';
 import { loadImage } from '../src/image/store.ts';
 import { createLogger } from '../src/log.ts';
-import { qemuArgs } from '../src/vm/qemu/args.ts';
 import { QemuDriver } from '../src/vm/qemu/driver.ts';
+import { bareLaunch, median } from './bare-qemu.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 const SPEC = { image: 'minimal', cpus: 1, memoryMib: 256, network: false };
 const COMMAND = ['echo', 'ready'];
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 
 const root = await mkdtemp(join(tmpdir(), 'hearth-bench-'));
 const paths = { cache: resolvePaths().cache, data: join(root, 'data'), runtime: join(root, 'run') };
@@ -40,37 +30,8 @@ const driver = new QemuDriver({ paths, logger: createLogger({ level: 'silent' })
 const { accel } = await driver.accel();
 const image = await loadImage(paths.cache, 'minimal');
 
-/** The reference: bare QEMU with Hearth's arguments and a raw socket client. */
-async function bareLaunch(): Promise<number> {
-  const dir = await mkdtemp(join(root, 'bare-'));
-  const args = qemuArgs({ ...SPEC, accel, kernel: image.kernelPath, initrd: image.initrdPath, runtimeDir: dir });
-  const frame = encodeFrame(FrameType.EXEC, 1, encodeExec({ argv: COMMAND, env: { PATH: '/bin:/sbin:/usr/bin:/usr/sbin' }, cwd: '/', timeoutMs: 0 }));
-  const started = performance.now();
-  const qemu = spawn('qemu-system-x86_64', args, { stdio: 'ignore' });
-  try {
-    for (;;) {
-      const done = await new Promise<boolean>((resolve) => {
-        const socket = createConnection(join(dir, 'agent.sock'));
-        socket.once('error', () => resolve(false));
-        socket.once('connect', () => socket.write(frame));
-        let seen = Buffer.alloc(0);
-        socket.on('data', (chunk: Buffer) => {
-          seen = Buffer.concat([seen, chunk]);
-          if (seen.includes('ready\n')) {
-            socket.destroy();
-            resolve(true);
-          }
-        });
-      });
-      if (done) break;
-      await sleep(5);
-    }
-    return performance.now() - started;
-  } finally {
-    qemu.kill('SIGKILL');
-    await new Promise((resolve) => qemu.once('exit', resolve));
-    await rm(dir, { recursive: true, force: true });
-  }
+function bareReference(): Promise<number> {
+  return bareLaunch({ accel, cpus: SPEC.cpus, memoryMib: SPEC.memoryMib, network: SPEC.network, image, workDir: root, command: COMMAND, marker: 'ready\n' });
 }
 
 async function hearthLaunch(from?: string): Promise<number> {
@@ -107,7 +68,7 @@ try {
   const cold: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     // Interleaved, so drift in machine load hits both sides alike.
-    bare.push(await bareLaunch());
+    bare.push(await bareReference());
     cold.push(await hearthLaunch());
     process.stderr.write(`  run ${i + 1}: bare ${bare.at(-1)!.toFixed(0)} ms, hearth ${cold.at(-1)!.toFixed(0)} ms\n`);
   }

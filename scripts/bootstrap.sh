@@ -15,6 +15,8 @@ have_pkg libc6-dev || missing+=(libc6-dev)
 command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# The test suite reads Hearth's initramfs archives back with GNU cpio.
+command -v cpio >/dev/null 2>&1 || missing+=(cpio)
 
 # The guest kernel is fetched with `apt-get download linux-image-cloud-amd64`,
 # which needs apt's package lists.
@@ -31,7 +33,7 @@ if [ "${#missing[@]}" -gt 0 ] || [ "$kernel_known" = 0 ]; then
     fi
   else
     echo "hearth: this machine lacks what Hearth needs. Run once as root:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends qemu-system-x86 qemu-utils busybox-static gcc libc6-dev e2fsprogs debootstrap" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends qemu-system-x86 qemu-utils busybox-static gcc libc6-dev e2fsprogs debootstrap cpio" >&2
     echo "then run this command again." >&2
     exit 1
   fi

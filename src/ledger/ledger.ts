@@ -25,6 +25,18 @@ export type WebhookEffect =
   | { readonly kind: 'finish'; readonly job: NewJob; readonly to: JobState; readonly reason: string }
   | { readonly kind: 'none' };
 
+export interface WebhookRecord {
+  readonly forge: string;
+  readonly deliveryId: string;
+  readonly event: string;
+}
+
+export interface WebhookResult {
+  readonly duplicate: boolean;
+  readonly changed: boolean;
+  readonly jobId?: string;
+}
+
 export interface TransitionExtra {
   readonly vmId?: string;
   readonly runnerName?: string;
@@ -57,7 +69,21 @@ export class Ledger {
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    const ledger = new Ledger(new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database: sqlite }) }));
+    // Kysely prepares every statement anew; the ledger runs a small fixed set of
+    // parameterised statements, so reusing them halves the cost of a webhook.
+    const statements = new Map<string, Database.Statement>();
+    const database = {
+      close: () => void sqlite.close(),
+      prepare(sqlText: string): Database.Statement {
+        let statement = statements.get(sqlText);
+        if (!statement) {
+          statement = sqlite.prepare(sqlText);
+          if (statements.size < 1000) statements.set(sqlText, statement);
+        }
+        return statement;
+      },
+    };
+    const ledger = new Ledger(new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database }) }));
     ledger.clock = clock;
     const { error } = await new Migrator({ db: ledger.db, provider: migrationProvider }).migrateToLatest();
     if (error) throw new Error(`ledger migration failed for ${path}: ${(error as Error).message}`, { cause: error });
@@ -114,24 +140,65 @@ export class Ledger {
   /**
    * Records a webhook delivery and what it asks for in one transaction, so the
    * answer to the forge means both are on disk. A redelivery changes nothing.
+   * Concurrent deliveries share a transaction (group commit): each caller still
+   * hears back only after the commit that holds its rows.
    */
-  recordWebhook(delivery: { forge: string; deliveryId: string; event: string }, effect: WebhookEffect): Promise<{ duplicate: boolean; changed: boolean; jobId?: string }> {
-    return this.db.transaction().execute(async (tx) => {
-      const fresh = await insertDelivery(tx, { id: `${delivery.forge}:${delivery.deliveryId}`, forge: delivery.forge, event: delivery.event, received_at: this.now() });
-      if (!fresh) return { duplicate: true, changed: false };
-      if (effect.kind === 'enqueue') {
-        const { id, created } = await this.enqueueIn(tx, effect.job, effect.reason);
-        return { duplicate: false, changed: created, jobId: id };
-      }
-      if (effect.kind === 'finish') {
-        const { id, created } = await this.enqueueIn(tx, effect.job, `${effect.reason} (before Hearth saw it queued)`);
-        const moved = await this.transitionIn(tx, id, effect.to, effect.reason);
-        if (created && moved) await markJobReleased(tx, id, this.now());
-        return { duplicate: false, changed: created || moved, jobId: id };
-      }
-      if (effect.kind === 'transition') return { duplicate: false, changed: await this.transitionIn(tx, effect.id, effect.to, effect.reason, effect.ranOn ? { ranOn: effect.ranOn } : {}), jobId: effect.id };
-      return { duplicate: false, changed: false };
+  recordWebhook(delivery: WebhookRecord, effect: WebhookEffect): Promise<WebhookResult> {
+    return new Promise((resolve, reject) => {
+      this.pendingWebhooks.push({ delivery, effect, resolve, reject });
+      if (this.flushingWebhooks) return;
+      this.flushingWebhooks = true;
+      // SQLite here is synchronous: flushing at once would commit every delivery alone.
+      // After the current I/O phase, all requests read in it share one commit.
+      setImmediate(() => void this.flushWebhooks());
     });
+  }
+
+  private pendingWebhooks: { delivery: WebhookRecord; effect: WebhookEffect; resolve: (r: WebhookResult) => void; reject: (e: unknown) => void }[] = [];
+  private flushingWebhooks = false;
+
+  private async flushWebhooks(): Promise<void> {
+    try {
+      while (this.pendingWebhooks.length > 0) {
+        const batch = this.pendingWebhooks.splice(0, 256);
+        try {
+          const results = await this.db.transaction().execute(async (tx) => {
+            const out: WebhookResult[] = [];
+            for (const item of batch) out.push(await this.applyWebhook(tx, item.delivery, item.effect));
+            return out;
+          });
+          batch.forEach((item, i) => item.resolve(results[i]!));
+        } catch {
+          // One failing delivery must not fail its neighbours: apply them one by one.
+          for (const item of batch) {
+            try {
+              item.resolve(await this.db.transaction().execute((tx) => this.applyWebhook(tx, item.delivery, item.effect)));
+            } catch (error) {
+              item.reject(error);
+            }
+          }
+        }
+      }
+    } finally {
+      this.flushingWebhooks = false;
+    }
+  }
+
+  private async applyWebhook(tx: Transaction<LedgerSchema>, delivery: WebhookRecord, effect: WebhookEffect): Promise<WebhookResult> {
+    const fresh = await insertDelivery(tx, { id: `${delivery.forge}:${delivery.deliveryId}`, forge: delivery.forge, event: delivery.event, received_at: this.now() });
+    if (!fresh) return { duplicate: true, changed: false };
+    if (effect.kind === 'enqueue') {
+      const { id, created } = await this.enqueueIn(tx, effect.job, effect.reason);
+      return { duplicate: false, changed: created, jobId: id };
+    }
+    if (effect.kind === 'finish') {
+      const { id, created } = await this.enqueueIn(tx, effect.job, `${effect.reason} (before Hearth saw it queued)`);
+      const moved = await this.transitionIn(tx, id, effect.to, effect.reason);
+      if (created && moved) await markJobReleased(tx, id, this.now());
+      return { duplicate: false, changed: created || moved, jobId: id };
+    }
+    if (effect.kind === 'transition') return { duplicate: false, changed: await this.transitionIn(tx, effect.id, effect.to, effect.reason, effect.ranOn ? { ranOn: effect.ranOn } : {}), jobId: effect.id };
+    return { duplicate: false, changed: false };
   }
 
   /** A stage in the timeline that is not a state change (VM ready, runner exited, torn down). */

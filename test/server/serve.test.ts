@@ -109,7 +109,7 @@ describe('hearth serve with a forge simulator and real VMs', () => {
   test('with 30 % of webhooks dropped, every owned job still runs (reconcile finds what the webhooks missed)', async () => {
     h = await startServeHarness({ seed: 4 });
     h.sim.faults.dropRate = 0.3;
-    const jobs = [];
+    const jobs: { id: number }[] = [];
     for (let i = 0; i < 5; i += 1) jobs.push(await h.sim.queueGithubJob({ repo: REPO, labels: OWNED_LABELS }));
     await h.sim.waitFor(() => jobs.every((j) => h!.sim.github.jobs.get(j.id)?.status === 'completed'), 150_000, 'every job to complete at the forge');
     const droppedQueued = new Set(h.sim.deliveries.filter((d) => d.dropped && d.action === 'queued').map((d) => d.jobId));

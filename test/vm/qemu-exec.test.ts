@@ -172,6 +172,7 @@ describe('timeouts and opt-in network', () => {
 
   it('rejects a bad shape before starting anything', async () => {
     await assert.rejects(host.driver.boot({ ...SPEC, cpus: 0 }), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /--cpus/.test(e.message));
-    await assert.rejects(host.driver.boot({ ...SPEC, image: 'nope' }), (e) => isHearthError(e, 'HEARTH_ERR_IMAGE_UNKNOWN'));
+    await assert.rejects(host.driver.boot({ ...SPEC, image: 'Not An Image' }), (e) => isHearthError(e, 'HEARTH_ERR_IMAGE_UNKNOWN'));
+    await assert.rejects(host.driver.boot({ ...SPEC, image: 'never-built' }), (e) => isHearthError(e, 'HEARTH_ERR_IMAGE_NOT_BUILT'));
   });
 });

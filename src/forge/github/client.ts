@@ -50,7 +50,7 @@ export class GithubForge implements Forge {
     return { path: `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`, repository };
   }
 
-  async registerRunner(job: { id: string; repository: string; labels: readonly string[] }): Promise<RunnerRegistration> {
+  async registerRunner(job: { id: string; repository: string; forgeJobId: string; labels: readonly string[] }): Promise<RunnerRegistration> {
     const scope = this.scopeOf(job.repository);
     const name = runnerName(job.id, randomBytes(3).toString('hex'));
     const custom = [...new Set(job.labels.filter((l) => !DEFAULT_RUNNER_LABELS.test(l)))];

@@ -1,0 +1,207 @@
+/**
+ * npm run bench: `hearth serve` figures, each against a reference measured in
+ * the same run.
+ *
+ * - Durable webhook ingestion over HTTP (events/s): signed workflow_job
+ *   deliveries posted by a load generator on its own thread, each answered only
+ *   after its row is committed, ÷ a raw in-process loop of verify + parse +
+ *   insert on the same ledger code. Goal: >= 5,000 events/s.
+ *   A second reference is fastify answering the same requests with a no-op
+ *   handler: the most any Node HTTP server does on this machine.
+ * - Webhook to runner command executing in the guest (p50/p95, cold): from the
+ *   forge simulator sending `queued` to the runner stand-in in the fresh VM
+ *   calling back with its JIT config, ÷ a bare QEMU of the same image running
+ *   a command.
+ */
+import { createHmac, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import Fastify from 'fastify';
+import { defaultServeConfig } from '../src/config/serve-config.ts';
+import { resolvePaths } from '../src/config/paths.ts';
+import { ingestDelivery } from '../src/controller/ingest.ts';
+import { parseGithubDelivery } from '../src/forge/github/webhook.ts';
+import { verifyGithubSignature } from '../src/forge/github/verify.ts';
+import { loadImage } from '../src/image/store.ts';
+import { Ledger } from '../src/ledger/ledger.ts';
+import { createLogger } from '../src/log.ts';
+import { buildServer } from '../src/server/app.ts';
+import { HearthMetrics } from '../src/server/metrics.ts';
+import { DEFAULT_SHAPE } from '../src/scheduler/labels.ts';
+import { QemuDriver } from '../src/vm/qemu/driver.ts';
+import { OWNED_LABELS, REPO, STAND_IN_IMAGE, ensureStandInImage, startServeHarness } from '../test/support/serve-host.ts';
+import { bareLaunch, median, percentile } from './bare-qemu.ts';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 7);
+const ONLY_INGEST = process.env.BENCH_ONLY_INGEST === '1';
+const EVENTS = Number(process.env.BENCH_EVENTS ?? 5000);
+const CONCURRENCY = 32;
+const SECRET = 'bench-secret';
+const LIMITS = { maxCpus: 8, maxMemoryMib: 16384, images: ['debian', 'minimal'] };
+
+const examplesPath = createRequire(import.meta.url).resolve('@octokit/webhooks-examples/api.github.com/index.json');
+const examples = JSON.parse(await readFile(examplesPath, 'utf8')) as { name: string; examples: { action: string; workflow_job: Record<string, unknown> }[] }[];
+const queuedExample = examples.find((e) => e.name === 'workflow_job')!.examples.find((e) => e.action === 'queued')!;
+
+interface Delivery {
+  body: Buffer;
+  headers: Record<string, string>;
+}
+
+/** Deliveries signed up front: signing is the forge's cost, not Hearth's. */
+function deliveries(count: number, offset: number): Delivery[] {
+  return Array.from({ length: count }, (_, i) => {
+    const payload = structuredClone(queuedExample);
+    Object.assign(payload.workflow_job, { id: offset + i, labels: OWNED_LABELS });
+    const body = Buffer.from(JSON.stringify(payload));
+    return { body, headers: { 'content-type': 'application/json', 'x-github-event': 'workflow_job', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}` } };
+  });
+}
+
+const root = await mkdtemp(join(tmpdir(), 'hearth-bench-serve-'));
+const paths = { cache: resolvePaths().cache, data: join(root, 'data'), runtime: join(root, 'run') };
+const silent = createLogger({ level: 'silent' });
+
+async function rawIngest(run: number): Promise<number> {
+  const ledger = await Ledger.openSqlite(join(root, `raw-${run}.db`));
+  const batch = deliveries(EVENTS, 1_000_000 * (run + 1));
+  const started = performance.now();
+  for (const d of batch) {
+    if (!verifyGithubSignature(d.body, d.headers['x-hub-signature-256'], [SECRET]).ok) throw new Error('signature');
+    const delivery = parseGithubDelivery(d.headers, d.body);
+    await ingestDelivery({ ledger, limits: LIMITS, defaultShape: DEFAULT_SHAPE, logger: silent, onChange: () => {} }, delivery);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await ledger.close();
+  return EVENTS / seconds;
+}
+
+// The load generator runs on its own thread with undici's pipelining client, the
+// cheapest HTTP client Node has, so the figure is the server's and not the client's.
+const LOAD_GENERATOR = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { Pool } = require(workerData.undici);
+const pool = new Pool('http://127.0.0.1:' + workerData.port, { connections: 8, pipelining: 8 });
+const items = workerData.items;
+let next = 0, failed = 0;
+const started = performance.now();
+async function one() {
+  while (next < items.length) {
+    const item = items[next++];
+    try {
+      const res = await pool.request({ path: '/webhooks/github', method: 'POST', headers: item.headers, body: Buffer.from(item.body) });
+      if (res.statusCode !== 200) failed++;
+      await res.body.dump();
+    } catch { failed++; }
+  }
+}
+Promise.all(Array.from({ length: workerData.concurrency }, one)).then(async () => {
+  parentPort.postMessage({ seconds: (performance.now() - started) / 1000, failed });
+  await pool.close();
+});
+`;
+
+async function loadGenerator(port: number, items: Delivery[]): Promise<{ seconds: number; failed: number }> {
+  const worker = new Worker(LOAD_GENERATOR, { eval: true, workerData: { port, items, concurrency: CONCURRENCY, undici: createRequire(import.meta.url).resolve('undici') } });
+  try {
+    return await new Promise<{ seconds: number; failed: number }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+  } finally {
+    await worker.terminate();
+  }
+}
+
+/** The HTTP floor of this machine: fastify parsing the same JSON bodies and answering, storing nothing. */
+async function bareHttp(run: number): Promise<number> {
+  const app = Fastify({ bodyLimit: 26_214_400 });
+  app.post('/webhooks/github', async () => ({ ok: true }));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const result = await loadGenerator((app.server.address() as { port: number }).port, deliveries(EVENTS, 1_000_000 * (run + 1)));
+  await app.close();
+  if (result.failed > 0) throw new Error(`bare HTTP: ${result.failed} requests failed`);
+  return EVENTS / result.seconds;
+}
+
+async function httpIngest(run: number): Promise<number> {
+  const ledger = await Ledger.openSqlite(join(root, `http-${run}.db`));
+  const config = defaultServeConfig(paths);
+  config.github.webhookSecret = [SECRET];
+  config.server.rateLimitPerMinute = 0;
+  const app = await buildServer({
+    config,
+    logger: silent,
+    metrics: new HearthMetrics(ledger, () => 0),
+    ledger,
+    driver: new QemuDriver({ paths, logger: silent }),
+    limits: LIMITS,
+    defaultShape: DEFAULT_SHAPE,
+    gitlab: undefined,
+    onChange: () => {},
+    secrets: { github: [SECRET], gitlabTokens: [], gitlabSigning: [] },
+    ready: async () => ({ ok: true, checks: {} }),
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  const result = await loadGenerator(port, deliveries(EVENTS, 1_000_000 * (run + 1)));
+  const stored = (await ledger.countByState()).queued ?? 0;
+  await app.close();
+  await ledger.close();
+  if (result.failed > 0 || stored !== EVENTS) throw new Error(`ingestion lost events: ${result.failed} failed, ${stored} of ${EVENTS} stored`);
+  return EVENTS / result.seconds;
+}
+
+async function webhookToRunner(): Promise<{ times: number[]; bare: number[] }> {
+  await ensureStandInImage(paths.cache);
+  const harness = await startServeHarness({ jobDurationMs: 100 });
+  const image = await loadImage(paths.cache, STAND_IN_IMAGE);
+  const { accel } = await harness.service.driver.accel();
+  const times: number[] = [];
+  const bare: number[] = [];
+  try {
+    for (let i = 0; i < RUNS; i++) {
+      bare.push(await bareLaunch({ image, accel, cpus: 1, memoryMib: 512, network: true, workDir: root, command: ['echo', 'ready'], marker: 'ready\n' }));
+      const seen = harness.sim.apiLog.length;
+      const started = Date.now();
+      const job = await harness.sim.queueGithubJob({ repo: REPO, labels: OWNED_LABELS });
+      await harness.sim.waitFor(() => harness.sim.apiLog.slice(seen).some((e) => e.forge === 'runner' && e.path.endsWith('/start') && e.status === 200), 120_000, 'the runner in the VM to call back');
+      const callback = harness.sim.apiLog.slice(seen).find((e) => e.forge === 'runner' && e.path.endsWith('/start') && e.status === 200)!;
+      times.push(callback.at - started);
+      await harness.sim.waitFor(() => harness.sim.github.jobs.get(job.id)?.status === 'completed', 60_000, 'the job to complete');
+      await harness.service.controller.settle();
+      process.stderr.write(`  run ${i + 1}: bare ${bare.at(-1)!.toFixed(0)} ms, webhook to runner ${times.at(-1)} ms\n`);
+    }
+  } finally {
+    await harness.close();
+  }
+  return { times, bare };
+}
+
+try {
+  process.stderr.write(`bench serve: ${EVENTS} events per ingestion run, ${RUNS} cold runner launches, ${cpus().length} CPUs\n`);
+  const raw: number[] = [];
+  const bare: number[] = [];
+  const http: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    raw.push(await rawIngest(i));
+    bare.push(await bareHttp(i));
+    http.push(await httpIngest(i));
+    process.stderr.write(`  ingestion run ${i + 1}: raw loop ${raw.at(-1)!.toFixed(0)}/s, bare HTTP ${bare.at(-1)!.toFixed(0)}/s, hearth ${http.at(-1)!.toFixed(0)}/s\n`);
+  }
+  const launch = ONLY_INGEST ? { times: [NaN], bare: [NaN] } : await webhookToRunner();
+  process.stdout.write(`\nHearth serve benchmark (${new Date().toISOString().slice(0, 10)}, ${cpus().length} CPUs)\n`);
+  process.stdout.write('figure                                  hearth         reference                 ratio  goal\n');
+  const line = (name: string, value: string, reference: string, ratio: number, goal: string): void => void process.stdout.write(`${name.padEnd(39)} ${value.padEnd(14)} ${reference.padEnd(25)} ${ratio.toFixed(3).padEnd(6)} ${goal}\n`);
+  line('durable webhook ingestion (HTTP)', `${median(http).toFixed(0)}/s`, `raw loop ${median(raw).toFixed(0)}/s`, median(http) / median(raw), '>= 5,000/s');
+  line('  the same, against bare HTTP', `${median(http).toFixed(0)}/s`, `fastify, no-op ${median(bare).toFixed(0)}/s`, median(http) / median(bare), '');
+  if (ONLY_INGEST) process.exit(0);
+  line('webhook to runner in guest, p50', `${median(launch.times).toFixed(0)} ms`, `bare QEMU ${median(launch.bare).toFixed(0)} ms`, median(launch.times) / median(launch.bare), '');
+  line('webhook to runner in guest, p95', `${percentile(launch.times, 95).toFixed(0)} ms`, `bare QEMU ${median(launch.bare).toFixed(0)} ms`, percentile(launch.times, 95) / median(launch.bare), '');
+} finally {
+  await rm(root, { recursive: true, force: true });
+}
