@@ -27,6 +27,14 @@ describe('forge API calls under rate limiting and errors', () => {
     assert.ok(Date.now() - started >= 2900);
   });
 
+  test("GitHub's secondary rate limit (403 with Retry-After) is waited out, not treated as a permission error", async () => {
+    sim.failApi({ status: 403, count: 1, retryAfterSeconds: 1, secondaryRateLimit: true, path: /\/actions\/runs$/ });
+    const started = Date.now();
+    assert.deepEqual(await github.listQueuedJobs(), []);
+    assert.ok(Date.now() - started >= 950);
+    assert.deepEqual(sim.apiLog.filter((e) => e.path.endsWith('/actions/runs')).map((e) => e.status), [403, 200]);
+  });
+
   test('5xx is retried with backoff; a 401 is not retried and names the fix', async () => {
     sim.failApi({ status: 502, count: 2, path: /generate-jitconfig$/ });
     const registration = await github.registerRunner({ id: 'github:1', repository: REPO, forgeJobId: '1', labels: ['self-hosted', 'hearth'] });

@@ -14,6 +14,7 @@ import { DEFAULT_SHAPE } from '../../src/scheduler/labels.ts';
 import { createTestHost, type TestHost } from '../support/env.ts';
 
 const SECRET = 'webhook-secret-under-test';
+const SIGNING_SECRET = `whsec_${Buffer.from('standard-webhooks-key-under-test').toString('base64')}`;
 const examplesPath = createRequire(import.meta.url).resolve('@octokit/webhooks-examples/api.github.com/index.json');
 const examples = JSON.parse(readFileSync(examplesPath, 'utf8')) as { name: string; examples: Record<string, unknown>[] }[];
 const workflowJobExamples = examples.find((e) => e.name === 'workflow_job')?.examples ?? [];
@@ -55,7 +56,7 @@ describe('webhook ingestion over HTTP', () => {
       defaultShape: DEFAULT_SHAPE,
       gitlab: undefined,
       onChange: () => void changes++,
-      secrets: { github: config.github.webhookSecret, gitlabTokens: ['gitlab-token-under-test'], gitlabSigning: [] },
+      secrets: { github: config.github.webhookSecret, gitlabTokens: ['gitlab-token-under-test'], gitlabSigning: [SIGNING_SECRET] },
       ready: async () => ({ ok: true, checks: {} }),
     });
   });
@@ -135,6 +136,23 @@ describe('webhook ingestion over HTTP', () => {
     const page2 = (await app.inject({ url: `/api/v1/jobs?limit=1&cursor=${page1.nextCursor}`, headers: auth })).json() as { jobs: { id: string }[] };
     assert.equal(page1.jobs.length, 1);
     assert.notEqual(page1.jobs[0]?.id, page2.jobs[0]?.id);
+  });
+
+  test('GitLab: the X-Gitlab-Token or a Standard Webhooks signature is required; a Job Hook without reachable tags is deferred to reconcile', async () => {
+    const hook = Buffer.from(JSON.stringify({ object_kind: 'build', build_id: 5001, project_id: 42, build_status: 'pending', build_name: 'test', runner: null }));
+    const base = { 'content-type': 'application/json', 'x-gitlab-event': 'Job Hook' };
+    const postGitlab = (headers: Record<string, string>) => app.inject({ method: 'POST', url: '/webhooks/gitlab', payload: hook, headers: { ...base, ...headers } });
+    assert.equal((await postGitlab({ 'x-gitlab-token': 'wrong', 'idempotency-key': randomUUID() })).statusCode, 401);
+    const byToken = await postGitlab({ 'x-gitlab-token': 'gitlab-token-under-test', 'idempotency-key': randomUUID() });
+    assert.equal(byToken.statusCode, 200);
+    assert.equal(byToken.json().outcome, 'deferred', 'no GitLab API here: the tags cannot be read, reconcile will find the job');
+    const id = randomUUID();
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const key = Buffer.from(SIGNING_SECRET.slice(6), 'base64');
+    const signature = `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${hook.toString()}`).digest('base64')}`;
+    assert.equal((await postGitlab({ 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signature, 'idempotency-key': id })).statusCode, 200);
+    assert.equal((await postGitlab({ 'webhook-id': id, 'webhook-timestamp': String(Number(timestamp) - 3600), 'webhook-signature': signature, 'idempotency-key': id })).statusCode, 401, 'an old timestamp is a replay');
+    assert.equal(await ledger.job('gitlab:5001'), undefined);
   });
 
   test('1,000 fuzzed malformed payloads: no crash, no 5xx, no state change', async () => {
