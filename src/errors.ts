@@ -91,7 +91,7 @@ export const ERRORS = {
   },
   HEARTH_ERR_PROVISION: {
     message: 'job {jobId}: provisioning failed after {attempts} attempt(s): {reason}',
-    fix: 'see the job timeline: curl -H "Authorization: Bearer $HEARTH_API_TOKEN" {apiUrl}/api/v1/jobs/{jobId}',
+    fix: 'read the job timeline (GET /api/v1/jobs/{jobId}) and the log lines with its jobId; fix the cause named there, then re-run the job at the forge',
   },
 } as const satisfies Record<string, ErrorSpec>;
 

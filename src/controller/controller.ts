@@ -184,7 +184,7 @@ export class RunnerController {
     const current = (await this.ledger.job(job.id)) ?? job;
     if (isFinal(current.state)) return;
     if (current.attempts + 1 >= this.settings.maxAttempts) {
-      const error = new HearthError('HEARTH_ERR_PROVISION', { jobId: job.id, attempts: current.attempts + 1, reason, apiUrl: 'http://HOST:PORT' });
+      const error = new HearthError('HEARTH_ERR_PROVISION', { jobId: job.id, attempts: current.attempts + 1, reason });
       this.observer.provisionFailed?.(job.forge, true);
       this.logger.error({ jobId: job.id, err: { code: error.code, message: error.message } }, 'job failed: no runner after the allowed attempts');
       await this.move(current, 'failed', error.message, { error: reason, attempt: true });

@@ -12,6 +12,8 @@ export interface ForgeRequest {
   readonly accept?: readonly number[];
   /** Overrides the client's policy, e.g. one quick try on a webhook's hot path. */
   readonly retry?: RetryPolicy;
+  /** Per attempt; 30 s unless given. */
+  readonly timeoutMs?: number;
 }
 
 export interface ForgeResponse {
@@ -90,7 +92,7 @@ export class ForgeHttp {
             ...(await this.authHeaders()),
           },
           ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
-          signal: AbortSignal.timeout(30_000),
+          signal: AbortSignal.timeout(request.timeoutMs ?? 30_000),
         });
       } catch (error) {
         lastReason = `network error: ${(error as Error).message}`;

@@ -44,7 +44,8 @@ export class GitlabForge implements Forge {
       method: 'GET',
       path: `/projects/${encodeURIComponent(job.repository)}/jobs/${encodeURIComponent(job.forgeJobId)}`,
       accept: [404],
-      ...(quick ? { retry: { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 } } : {}),
+      // A webhook must be answered well within GitHub's and GitLab's 10 s.
+      ...(quick ? { retry: { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, timeoutMs: 3000 } : {}),
     });
     if (response.status === 404) return undefined;
     const api = response.body as ApiJob;
