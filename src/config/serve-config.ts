@@ -8,7 +8,7 @@ import type { HearthPaths } from './paths.ts';
 
 /**
  * Configuration of `hearth serve`, the runner manager daemon: a YAML file
- * (--config or $HEARTH_CONFIG), then one HEARTH_<SECTION>_<KEY> variable per key,
+ * (--config or $HEARTH_SERVE_CONFIG), then one HEARTH_<SECTION>_<KEY> variable per key,
  * which wins. Every key has a default, so no file at all is a valid setup.
  * Each key is declared once in FIELDS; the environment names, the unknown-key
  * checks and the redaction are all derived from it.
@@ -470,7 +470,7 @@ function readYamlFile(path: string): { document: Document.Parsed; lines: LineCou
     textContent = readFileSync(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw configError(path, 'file', code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (error as Error).message})`, 'check the path given with --config or HEARTH_CONFIG, or leave both unset to use the embedded defaults');
+    throw configError(path, 'file', code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (error as Error).message})`, 'check the path given with --config or HEARTH_SERVE_CONFIG, or leave both unset to use the embedded defaults');
   }
   const lines = new LineCounter();
   const document = parseDocument(textContent, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
@@ -544,13 +544,13 @@ function getPath(tree: unknown, key: string): unknown {
 // Loading
 
 /**
- * Defaults, then the YAML file (options.path, else $HEARTH_CONFIG, else none), then
+ * Defaults, then the YAML file (options.path, else $HEARTH_SERVE_CONFIG, else none), then
  * HEARTH_* variables. Throws HEARTH_ERR_CONFIG for the first problem, naming its
  * source (file, variable or 'defaults'), the dotted key and a fix.
  */
 export function loadServeConfig(options: { path?: string | undefined; env?: NodeJS.ProcessEnv; paths: HearthPaths }): LoadedConfig {
   const env = options.env ?? process.env;
-  const chosenPath = options.path ?? (env.HEARTH_CONFIG || undefined);
+  const chosenPath = options.path ?? (env.HEARTH_SERVE_CONFIG || undefined);
   const source = chosenPath === undefined ? null : resolve(chosenPath);
   const notes: string[] = [];
   const provided = new Map<ServeConfigKey, Provided>();

@@ -50,9 +50,9 @@ test('no file and no environment gives the defaults, with a note saying so', () 
   assert.ok(loaded.notes.includes('GitLab webhooks disabled (no gitlab.webhookToken or gitlab.signingSecret)'));
 });
 
-test('HEARTH_CONFIG names the file when no path is given', () => {
+test('HEARTH_SERVE_CONFIG names the file when no path is given', () => {
   const path = yamlFile('server:\n  port: 9000\n');
-  const loaded = loadServeConfig({ env: { HEARTH_CONFIG: path }, paths });
+  const loaded = loadServeConfig({ env: { HEARTH_SERVE_CONFIG: path }, paths });
   assert.equal(loaded.source, path);
   assert.equal(loaded.config.server.port, 9000);
   assert.throws(() => loadServeConfig({ path: join(dir, 'missing.yaml'), env: {}, paths }), (error: HearthError) => error.context.key === 'file' && /does not exist/.test(error.message));

@@ -9,7 +9,7 @@ export function registerConfig(program: Command, context: () => CliContext): voi
   config
     .command('check')
     .description('load and validate the serve configuration (YAML file, then HEARTH_* variables) and print the effective result, secrets redacted')
-    .option('--config <path>', 'YAML file to check (default: $HEARTH_CONFIG, else the embedded defaults)')
+    .option('--config <path>', 'YAML file to check (default: $HEARTH_SERVE_CONFIG, else the embedded defaults)')
     .option('--json', 'print one JSON object instead of YAML')
     .action((options: { config?: string; json?: boolean }) => {
       // A problem throws HEARTH_ERR_CONFIG naming the key; the top level prints it and exits 125.

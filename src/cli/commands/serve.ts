@@ -8,7 +8,7 @@ export function registerServe(program: Command, context: () => CliContext): void
   program
     .command('serve')
     .description('run the runner manager: receive forge webhooks, launch a one-job runner in a fresh microVM per owned job, tear it down afterwards')
-    .option('--config <path>', 'YAML config file (default: $HEARTH_CONFIG, else embedded defaults); every key can be overridden as HEARTH_<SECTION>_<KEY>')
+    .option('--config <path>', 'YAML config file (default: $HEARTH_SERVE_CONFIG, else embedded defaults); every key can be overridden as HEARTH_<SECTION>_<KEY>')
     .action(async (options: { config?: string }) => {
       const { paths } = context();
       const loaded = loadServeConfig({ path: options.config, env: process.env, paths });
