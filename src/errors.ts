@@ -35,7 +35,7 @@ export const ERRORS = {
   },
   HEARTH_ERR_IMAGE_NOT_BUILT: {
     message: 'image "{image}" is not built',
-    fix: 'build it: hearth image build {image} (a runner image: hearth image build debian --github-runner TARBALL --name {image})',
+    fix: 'build it: {command}',
   },
   HEARTH_ERR_BAD_OPTION: {
     message: '{option}: {reason}',

@@ -10,7 +10,7 @@ it('every error code is documented in docs/errors.md, and nothing else is', asyn
 });
 
 it('fills message and fix from context, leaving unknown fields visible', () => {
-  const error = new HearthError('HEARTH_ERR_IMAGE_NOT_BUILT', { image: 'minimal' });
+  const error = new HearthError('HEARTH_ERR_IMAGE_NOT_BUILT', { image: 'minimal', command: 'hearth image build minimal' });
   assert.equal(error.message, 'image "minimal" is not built');
   assert.equal(error.fix, 'build it: hearth image build minimal');
   assert.match(new HearthError('HEARTH_ERR_IMAGE_NOT_BUILT').message, /\{image\}/);
