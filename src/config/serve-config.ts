@@ -5,6 +5,7 @@ import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node }
 import { HearthError } from '../errors.ts';
 import { IMAGE_NAMES, isPublishedName } from '../image/store.ts';
 import type { HearthPaths } from './paths.ts';
+import { parsePools, type PoolConfig } from './pools-config.ts';
 
 /**
  * Configuration of `hearth serve`, the runner manager daemon: a YAML file
@@ -68,6 +69,8 @@ export interface ServeConfig {
     waitTimeoutSeconds: number;
   };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
+  /** Warm and snapshot pools (src/config/pools-config.ts); not in the key table: a mapping of names. */
+  pools: PoolConfig[];
 }
 
 export interface LoadedConfig {
@@ -117,6 +120,7 @@ export function defaultServeConfig(paths: HearthPaths): ServeConfig {
       waitTimeoutSeconds: 120,
     },
     log: { level: 'info' },
+    pools: [],
   };
 }
 
@@ -130,7 +134,7 @@ type KeyPaths<T, Prefix extends string = ''> = {
   [K in keyof T & string]: NonNullable<T[K]> extends LeafValue ? `${Prefix}${K}` : KeyPaths<NonNullable<T[K]>, `${Prefix}${K}.`>;
 }[keyof T & string];
 
-export type ServeConfigKey = KeyPaths<ServeConfig>;
+export type ServeConfigKey = KeyPaths<Omit<ServeConfig, 'pools'>>;
 
 type Checked = { value: string } | { reason: string };
 type Check = (value: string) => Checked;
@@ -555,13 +559,33 @@ export function loadServeConfig(options: { path?: string | undefined; env?: Node
   const notes: string[] = [];
   const provided = new Map<ServeConfigKey, Provided>();
 
+  let pools: PoolConfig[] = [];
   if (source === null) {
     notes.push('no config file: using embedded defaults');
   } else {
     const { document, lines } = readYamlFile(source);
+    // pools: is a mapping of names, outside the key table; it is read on its own.
+    const top = document.contents;
+    if (isMap(top)) {
+      const entry = top.items.find((pair) => isScalar(pair.key) && pair.key.value === 'pools');
+      if (entry) {
+        top.items = top.items.filter((pair) => pair !== entry);
+        pools = parsePools((entry.value as Node | null)?.toJS(document) ?? null, source);
+      }
+    }
     collectFromFile(source, document, lines, document.contents, '', provided);
   }
+  if (env.HEARTH_POOLS !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(env.HEARTH_POOLS);
+    } catch {
+      throw configError('HEARTH_POOLS', 'pools', 'is not JSON', 'set HEARTH_POOLS to a JSON object of pool name to settings, e.g. {"fast":{"mode":"snapshot","minIdle":2}}');
+    }
+    pools = parsePools(parsed, 'HEARTH_POOLS');
+  }
   const overrides = collectFromEnv(env, provided);
+  if (env.HEARTH_POOLS !== undefined) overrides.push('HEARTH_POOLS');
 
   const defaults = defaultServeConfig(options.paths);
   const tree: Record<string, unknown> = {};
@@ -592,6 +616,7 @@ export function loadServeConfig(options: { path?: string | undefined; env?: Node
 
   // FIELDS names every key of ServeConfig (its type says so) and each value passed its field.
   const config = tree as unknown as ServeConfig;
+  config.pools = pools;
   notes.push(...describeChoices(config));
   checkGithub(config, sourceOf, notes);
   checkGitlab(config, sourceOf, notes);

@@ -6,7 +6,9 @@ import { isFinal, type JobState } from '../ledger/states.ts';
 import type { Logger } from '../log.ts';
 import { fits, type Capacity } from '../scheduler/capacity.ts';
 import { jobOwnership, type ShapeLimits, type VmShape } from '../scheduler/labels.ts';
-import type { VmDriver } from '../vm/driver.ts';
+import type { Vm, VmDriver } from '../vm/driver.ts';
+import { poolForJob } from '../config/pools-config.ts';
+import type { VmPool } from '../pool/pool.ts';
 import { reconcileLeakedVms } from '../vm/gc.ts';
 
 export interface ControllerSettings {
@@ -20,6 +22,8 @@ export interface ControllerSettings {
   readonly intervalSeconds: number;
   readonly stuckAfterSeconds: number;
   readonly maxAttempts: number;
+  /** Warm and snapshot pools; a job routed to one takes an idle VM at once. */
+  readonly pools?: readonly VmPool[];
 }
 
 /** What the controller reports as it works; the server turns it into Prometheus metrics. */
@@ -107,6 +111,7 @@ export class RunnerController {
       if (job.vmId) await this.driver.destroy(job.vmId).catch(() => {});
     }
     await Promise.allSettled([...this.active.values()].map((j) => j.task));
+    for (const pool of this.pools) await pool.close();
   }
 
   /** One full pass. Each step is independent: one failing (a forge down) does not stop the others. */
@@ -117,6 +122,7 @@ export class RunnerController {
       ['release', () => this.releaseFinished()],
       ['stuck', () => this.failStuck()],
       ['provision', () => this.provisionQueued()],
+      ['pools', () => this.maintainPools()],
       ['orphans', () => this.removeOrphans()],
     ];
     for (const [name, step] of steps) {
@@ -258,7 +264,34 @@ export class RunnerController {
       cpus += job.shape.cpus;
       memoryMib += job.shape.memoryMib;
     }
-    return { cpus, memoryMib, count: this.active.size };
+    for (const pool of this.pools) {
+      cpus += pool.reserved.cpus;
+      memoryMib += pool.reserved.memoryMib;
+    }
+    return { cpus, memoryMib, count: this.active.size + this.pools.reduce((n, p) => n + p.reserved.count, 0) };
+  }
+
+  private get pools(): readonly VmPool[] {
+    return this.settings.pools ?? [];
+  }
+
+  /** Whether one more VM of `shape` fits beside every job and pool VM on this host. */
+  roomFor(shape: Capacity): boolean {
+    return fits(this.used(), shape, this.settings.capacity);
+  }
+
+  private async maintainPools(): Promise<void> {
+    const failures: string[] = [];
+    for (const pool of this.pools) {
+      await pool.maintain().catch((error: unknown) => {
+        failures.push(`${pool.config.name}: ${(error as Error).message.split('\n')[0]}`);
+      });
+    }
+    if (failures.length > 0) throw new Error(`pool maintenance failed: ${failures.join('; ')}`);
+  }
+
+  poolStatus() {
+    return this.pools.map((p) => p.status());
   }
 
   /** Claims queued jobs, oldest first, while the host has room, and launches a runner for each. */
@@ -272,11 +305,15 @@ export class RunnerController {
         continue;
       }
       if (this.settings.maxConcurrent > 0 && this.active.size >= this.settings.maxConcurrent) return;
-      if (!fits(this.used(), ownership.shape, this.settings.capacity)) return;
-      if (!(await this.move(job, 'claimed', 'claimed by this controller'))) continue;
-      const active: ActiveJob = { shape: ownership.shape };
+      const poolConfig = poolForJob(this.pools.map((p) => p.config), labels, ownership.pool);
+      const pool = poolConfig ? this.pools.find((p) => p.config === poolConfig) : undefined;
+      const shape: VmShape = pool ? { cpus: pool.config.cpus, memoryMib: pool.config.memoryMib, image: pool.config.image } : ownership.shape;
+      // An idle pool VM already holds its share of the host; anything else needs room.
+      if (!(pool && pool.status().idle > 0) && !fits(this.used(), shape, this.settings.capacity)) return;
+      if (!(await this.move(job, 'claimed', `claimed by this controller${pool ? ` for pool ${pool.config.name}` : ''}`))) continue;
+      const active: ActiveJob = { shape };
       this.active.set(job.id, active);
-      active.task = this.launchRunner(job, ownership.shape, active).finally(() => {
+      active.task = this.launchRunner(job, shape, active, pool).finally(() => {
         this.active.delete(job.id);
         this.kick();
       });
@@ -288,7 +325,7 @@ export class RunnerController {
    * side, hand the runner its credentials through the agent, wait for it to exit,
    * tear everything down. Failures before the runner starts are retried.
    */
-  private async launchRunner(job: JobRow, shape: VmShape, active: ActiveJob): Promise<void> {
+  private async launchRunner(job: JobRow, shape: VmShape, active: ActiveJob, pool?: VmPool): Promise<void> {
     const log = this.logger.child({ jobId: job.id });
     const forge = this.forgeOf(job);
     const started = performance.now();
@@ -297,10 +334,11 @@ export class RunnerController {
       await this.move(job, 'provisioning', `placed: ${shape.cpus} vCPU, ${shape.memoryMib} MiB, image ${shape.image}`);
       const labels = JSON.parse(job.labels) as string[];
       const [vm, registration] = await Promise.allSettled([
-        this.driver.boot({ image: shape.image, cpus: shape.cpus, memoryMib: shape.memoryMib, network: this.settings.network }).then(async (booted) => {
+        this.startVm(shape, pool).then(async ({ vm: booted, how }) => {
           active.vmId = booted.id;
           this.observer.stage?.('vm_ready', (performance.now() - started) / 1000);
-          await this.ledger.note(job.id, `VM ${booted.id} ready in ${(booted.startMs / 1000).toFixed(1)} s (${booted.accel})`, { vm_id: booted.id });
+          await this.ledger.note(job.id, `VM ${booted.id} ready ${how}`, { vm_id: booted.id });
+          if (pool) this.kick(); // refill behind the job, never in front of it
           return booted;
         }),
         forge.registerRunner({ id: job.id, repository: job.repository, forgeJobId: job.forge_job_id, labels }).then(async (registered) => {
@@ -352,6 +390,18 @@ export class RunnerController {
     }
   }
 
+  /** The job's VM: an idle one from its pool at once, else one started for it now. */
+  private async startVm(shape: VmShape, pool: VmPool | undefined): Promise<{ vm: Vm; how: string }> {
+    if (pool) {
+      const idle = pool.take();
+      if (idle) return { vm: idle, how: `at once from pool ${pool.config.name} (idle, ${pool.config.mode})` };
+      const vm = await pool.startForJob();
+      return { vm, how: `in ${(vm.startMs / 1000).toFixed(1)} s: pool ${pool.config.name} had none idle, ${vm.origin.kind === 'snapshot' ? 'restored from its template' : 'booted'} (${vm.accel})` };
+    }
+    const vm = await this.driver.boot({ image: shape.image, cpus: shape.cpus, memoryMib: shape.memoryMib, network: this.settings.network });
+    return { vm, how: `in ${(vm.startMs / 1000).toFixed(1)} s (${vm.accel})` };
+  }
+
   /** Destroys the job's VM and removes its registration; marks a final job released. Idempotent. */
   private async teardown(id: string, active?: ActiveJob): Promise<void> {
     const job = await this.ledger.job(id);
@@ -385,7 +435,8 @@ export class RunnerController {
     const vmsInUse = new Set([...live.map((j) => j.vm_id), ...[...this.active.values()].map((a) => a.vmId)].filter((v): v is string => Boolean(v)));
     for (const vm of await this.driver.list()) {
       // Only VMs this process started: `hearth run` on the same host keeps its own.
-      if (vm.ownerPid !== process.pid || vmsInUse.has(vm.id)) continue;
+      // Pool VMs idle by design; VMs that appear while a pool is starting some are its own.
+      if (vm.ownerPid !== process.pid || vmsInUse.has(vm.id) || this.pools.some((p) => p.mayOwn(vm.id))) continue;
       const booting = [...this.active.values()].some((a) => a.vmId === undefined);
       if (booting) continue; // a VM whose job has not recorded it yet
       this.logger.warn({ vmId: vm.id }, 'destroying a VM no job holds');

@@ -3,11 +3,13 @@ import type { JobRow, Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
 import type { VmDriver } from '../vm/driver.ts';
 import { bearerMatches } from './guards.ts';
+import type { PoolStatus } from '../pool/pool.ts';
 
 export interface ApiDeps {
   readonly ledger: Ledger;
   readonly driver: VmDriver;
   readonly logger: Logger;
+  readonly pools?: () => readonly PoolStatus[];
 }
 
 type Guard = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
@@ -87,6 +89,8 @@ export function registerApi(scope: FastifyInstance, deps: ApiDeps, token: string
     const vms = await deps.driver.list();
     return { vms };
   });
+
+  scope.get('/pools', async () => ({ pools: deps.pools?.() ?? [] }));
 
   scope.get('/runners', async () => {
     const jobs = await deps.ledger.inStates(['provisioning', 'runner_registered', 'running']);

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ControllerObserver } from '../controller/controller.ts';
+import type { PoolObserver, PoolStatus } from '../pool/pool.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import { JOB_STATES } from '../ledger/states.ts';
 
@@ -15,7 +16,11 @@ export class HearthMetrics {
   readonly reconcileSteps = new Counter({ name: 'hearth_reconcile_steps_total', help: 'Reconcile steps run, by step and result', labelNames: ['step', 'result'], registers: [this.registry] });
   readonly orphans = new Counter({ name: 'hearth_orphans_removed_total', help: 'VMs and registrations removed because no job held them', labelNames: ['kind'], registers: [this.registry] });
 
-  constructor(ledger: Ledger, activeJobs: () => number) {
+  readonly poolAssignments = new Counter({ name: 'hearth_pool_assignments_total', help: 'Jobs routed to a pool: result="hit" took an idle VM at once, "miss" started its own', labelNames: ['pool', 'result'], registers: [this.registry] });
+  readonly poolStarts = new Histogram({ name: 'hearth_pool_vm_start_seconds', help: 'Seconds to make a pool VM ready, by how (boot or restore from the template)', labelNames: ['pool', 'how'], buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21], registers: [this.registry] });
+  readonly poolFailures = new Counter({ name: 'hearth_pool_vm_failures_total', help: 'Pool VMs that failed to start (never handed out)', labelNames: ['pool'], registers: [this.registry] });
+
+  constructor(ledger: Ledger, activeJobs: () => number, pools: () => readonly PoolStatus[] = () => []) {
     collectDefaultMetrics({ register: this.registry, prefix: 'hearth_process_' });
     new Gauge({
       name: 'hearth_jobs',
@@ -28,6 +33,19 @@ export class HearthMetrics {
       },
     });
     new Gauge({
+      name: 'hearth_pool_vms',
+      help: 'Pool VMs by state: idle (ready to hand out), starting (refilling), busy (handed to a job)',
+      labelNames: ['pool', 'state'],
+      registers: [this.registry],
+      collect() {
+        for (const pool of pools()) {
+          this.set({ pool: pool.name, state: 'idle' }, pool.idle);
+          this.set({ pool: pool.name, state: 'starting' }, pool.starting);
+          this.set({ pool: pool.name, state: 'busy' }, pool.busy);
+        }
+      },
+    });
+    new Gauge({
       name: 'hearth_active_runners',
       help: 'Jobs this process is provisioning or running a VM for',
       registers: [this.registry],
@@ -35,6 +53,14 @@ export class HearthMetrics {
         this.set(activeJobs());
       },
     });
+  }
+
+  poolObserver(): PoolObserver {
+    return {
+      assigned: (pool, hit) => this.poolAssignments.inc({ pool, result: hit ? 'hit' : 'miss' }),
+      started: (pool, how, seconds) => this.poolStarts.observe({ pool, how }, seconds),
+      failed: (pool) => this.poolFailures.inc({ pool }),
+    };
   }
 
   observer(): ControllerObserver {

@@ -12,6 +12,7 @@ import { Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
 import { hostCapacity, type Capacity } from '../scheduler/capacity.ts';
 import { QemuDriver } from '../vm/qemu/driver.ts';
+import { VmPool } from '../pool/pool.ts';
 import { buildServer } from './app.ts';
 import { HearthMetrics } from './metrics.ts';
 
@@ -71,10 +72,18 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   choices.push(`capacity: ${capacity.cpus} vCPU, ${capacity.memoryMib} MiB${config.runners.maxConcurrent > 0 ? `, at most ${config.runners.maxConcurrent} runners` : ''}`);
 
   const controllerRef: { current?: RunnerController } = {};
-  const metrics = new HearthMetrics(ledger, () => controllerRef.current?.activeJobs ?? 0);
+  const pools: VmPool[] = [];
+  const metrics = new HearthMetrics(ledger, () => controllerRef.current?.activeJobs ?? 0, () => controllerRef.current?.poolStatus() ?? []);
   const forges = createForges(config, logger, metrics);
   choices.push(forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)');
-  const limits = { maxCpus: config.runners.maxCpus, maxMemoryMib: config.runners.maxMemoryMib, images: [...new Set([config.runners.image, 'minimal', 'debian'])] };
+  const limits = { maxCpus: config.runners.maxCpus, maxMemoryMib: config.runners.maxMemoryMib, images: [...new Set([config.runners.image, 'minimal', 'debian', ...config.pools.map((p) => p.image)])] };
+  for (const pool of config.pools) {
+    const image = await loadImage(paths.cache, pool.image);
+    if (pool.mode === 'snapshot' && image.kind !== 'initramfs') {
+      throw new HearthError('HEARTH_ERR_CONFIG', { source: `pools.${pool.name}`, key: `pools.${pool.name}.mode`, reason: `is snapshot, but image ${pool.image} boots a disk, which snapshots do not cover yet`, hint: `set pools.${pool.name}.mode to booted, or use an initramfs runner image (hearth image build minimal --github-runner … --name NAME)` });
+    }
+    choices.push(`pool ${pool.name}: ${pool.mode}, ${pool.cpus} vCPU, ${pool.memoryMib} MiB, ${pool.image}, ${pool.autoscale ? `idle ${pool.minIdle}-${pool.maxIdle} following demand` : `${pool.minIdle} idle`}, at most ${pool.maxSize}`);
+  }
   const defaultShape = { cpus: 2, memoryMib: 2048, image: config.runners.image };
   const controller = new RunnerController(
     ledger,
@@ -90,11 +99,15 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
       intervalSeconds: config.reconcile.intervalSeconds,
       stuckAfterSeconds: config.reconcile.stuckAfterSeconds,
       maxAttempts: config.reconcile.maxAttempts,
+      pools,
     },
     logger.child({ component: 'controller' }),
     metrics.observer(),
   );
   controllerRef.current = controller;
+  for (const pool of config.pools) {
+    pools.push(new VmPool(pool, driver, paths.cache, paths.data, config.runners.network, logger.child({ pool: pool.name }), (shape) => controller.roomFor(shape), metrics.poolObserver()));
+  }
 
   const gitlab = forges.get('gitlab');
   const app = await buildServer({
@@ -107,6 +120,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     defaultShape,
     gitlab: gitlab instanceof GitlabForge ? gitlab : undefined,
     onChange: () => controller.kick(),
+    pools: () => controller.poolStatus(),
     secrets: { github: config.github.webhookSecret, gitlabTokens: config.gitlab.webhookToken ? [config.gitlab.webhookToken] : [], gitlabSigning: config.gitlab.signingSecret },
     ready: async () => {
       const checks: Record<string, string> = {};

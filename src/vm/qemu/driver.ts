@@ -348,8 +348,10 @@ export class QemuDriver implements VmDriver {
   async snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
     validateSnapshotName(snapshotName);
     const live = this.requireLive(vmId, 'be snapshotted');
-    if ((await this.registry.read(vmId))?.image.startsWith('minimal-') !== true || live.vm.spec.source) {
-      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to disks', hint: 'snapshots cover initramfs images without disks (the minimal image) for now' });
+    const imageId = (await this.registry.read(vmId))?.image;
+    const kind = imageId ? (await readImageById(this.options.paths.cache, imageId).catch(() => undefined))?.kind : undefined;
+    if (kind !== 'initramfs' || live.vm.spec.source) {
+      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to disks', hint: 'snapshots cover initramfs images without disks (minimal, and runner images built on it) for now' });
     }
     const dataDir = this.options.paths.data;
     if (await snapshotExists(dataDir, snapshotName)) throw new HearthError('HEARTH_ERR_SNAPSHOT_EXISTS', { name: snapshotName });

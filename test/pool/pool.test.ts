@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { PoolConfig } from '../../src/config/pools-config.ts';
+import { addRunnersToImage } from '../../src/image/runner-payload.ts';
+import { loadImage } from '../../src/image/store.ts';
+import { createLogger } from '../../src/log.ts';
+import { VmPool } from '../../src/pool/pool.ts';
+import type { Vm } from '../../src/vm/driver.ts';
+import { captureOutput, createTestHost, type TestHost } from '../support/env.ts';
+
+const BASE: PoolConfig = { name: 'p', labels: [], cpus: 1, memoryMib: 256, image: 'minimal', mode: 'snapshot', minIdle: 2, maxSize: 4, maxIdleAgeSeconds: 3600, templateMaxAgeSeconds: 86_400, autoscale: false, maxIdle: 2, demandWindowSeconds: 3600 };
+
+async function waitIdle(pool: VmPool, count: number): Promise<void> {
+  const deadline = Date.now() + 90_000;
+  while (pool.status().idle < count) {
+    if (Date.now() > deadline) throw new Error(`pool never reached ${count} idle: ${JSON.stringify(pool.status())}`);
+    await pool.maintain();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function run(host: TestHost, vm: Vm, script: string): Promise<string> {
+  const out = captureOutput();
+  const result = await host.driver.exec(vm.id, { argv: ['sh', '-c', script] }, out.sink);
+  assert.equal(result.exitCode, 0, out.text().stderr);
+  return out.text().stdout;
+}
+
+describe('VM pools with real VMs', () => {
+  let host: TestHost;
+  let work: string;
+  before(async () => {
+    host = await createTestHost();
+    work = await mkdtemp(join(tmpdir(), 'hearth-pool-'));
+  });
+  after(async () => {
+    await host.cleanup();
+    await rm(work, { recursive: true, force: true });
+  });
+  const newPool = (config: Partial<PoolConfig>): VmPool => new VmPool({ ...BASE, ...config }, host.driver, host.paths.cache, host.paths.data, false, createLogger({ level: 'silent' }), () => true);
+
+  test('snapshot pool: a hit is an idle restored clone; two clones differ in random bytes, hostname and machine-id; the pool refills', async () => {
+    const pool = newPool({ name: 'clones', maxSize: 6 });
+    await waitIdle(pool, 2);
+    assert.ok(pool.status().template, 'a template snapshot was built');
+    const a = pool.take();
+    const b = pool.take();
+    assert.ok(a && b, 'two hits');
+    assert.equal(a.origin.kind, 'snapshot');
+    const probe = 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; hostname; cat /etc/machine-id 2>/dev/null || cat /proc/sys/kernel/random/boot_id';
+    const [outA, outB] = [await run(host, a, probe), await run(host, b, probe)];
+    const [randomA, hostA] = outA.split('\n');
+    const [randomB, hostB] = outB.split('\n');
+    assert.match(randomA ?? '', /^[0-9a-f]{32}$/);
+    assert.notEqual(randomA, randomB, 'clones of one snapshot must not share RNG output');
+    assert.notEqual(hostA, hostB);
+    assert.equal(pool.status().busy, 2);
+    assert.equal(pool.take(), undefined, 'a miss when none is idle');
+    assert.deepEqual({ hits: pool.status().hits, misses: pool.status().misses }, { hits: 2, misses: 1 });
+    const fallback = await pool.startForJob();
+    assert.equal(fallback.origin.kind, 'snapshot', 'a miss restores from the template instead of booting');
+    await waitIdle(pool, 2);
+    for (const vm of [a, b, fallback]) await host.driver.destroy(vm.id);
+    await pool.maintain();
+    assert.equal(pool.status().busy, 0);
+    await pool.close();
+    assert.equal((await host.driver.list()).length, 0, 'close destroys the idle VMs');
+  });
+
+  test('booted pool: pre-booted VMs are handed out and never reused; idle VMs past their age are recycled', async () => {
+    const pool = newPool({ name: 'booted', mode: 'booted', minIdle: 1, maxIdleAgeSeconds: 10 });
+    await waitIdle(pool, 1);
+    const first = pool.status();
+    assert.equal(first.template, null);
+    await pool.maintain(Date.now() + 11_000); // as if 11 s had passed: the idle VM is too old
+    const vm = pool.take();
+    assert.equal(vm, undefined, 'the old idle VM was recycled, not handed out');
+    await waitIdle(pool, 1);
+    const fresh = pool.take();
+    assert.ok(fresh);
+    assert.equal(fresh.origin.kind, 'cold');
+    await host.driver.destroy(fresh.id);
+    await pool.close();
+  });
+
+  test('a changed image rebuilds the template, and old clones are not handed out', async () => {
+    const name = 'pool-test-image';
+    const makeImage = async (content: string) => {
+      await writeFile(join(work, 'gitlab-runner'), content);
+      return (await addRunnersToImage(host.paths.cache, await loadImage(host.paths.cache, 'minimal'), { gitlabRunner: join(work, 'gitlab-runner') }, name)).image;
+    };
+    const v1 = await makeImage('#!/bin/sh\necho v1\n');
+    const pool = newPool({ name: 'rebuild', image: name, minIdle: 1 });
+    await waitIdle(pool, 1);
+    assert.equal(pool.status().template?.imageId, v1.id);
+    const v2 = await makeImage('#!/bin/sh\necho v2\n');
+    await pool.maintain();
+    assert.equal(pool.status().template?.imageId, v2.id, 'template rebuilt for the new image');
+    await waitIdle(pool, 1);
+    const vm = pool.take();
+    assert.ok(vm);
+    assert.equal((await run(host, vm, '/usr/local/bin/gitlab-runner')).trim(), 'v2');
+    await host.driver.destroy(vm.id);
+    await pool.close();
+  });
+});
