@@ -103,3 +103,58 @@ test('kill -9 of hearth serve while it provisions, then a restart: nothing leake
   child = undefined;
   assert.deepEqual(await readdir(join(root, 'run', 'vms')).catch(() => []), [], 'no VM directory left');
 });
+
+test('kill -9 of hearth serve while a pool refills, then a restart: the old pool VMs are destroyed, the pool refills, nothing leaks', async () => {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const dir = join(root, 'pool');
+  const env = {
+    ...process.env,
+    HEARTH_DATA_DIR: join(dir, 'data'),
+    HEARTH_RUNTIME_DIR: join(dir, 'run'),
+    HEARTH_SERVER_HOST: '127.0.0.1',
+    HEARTH_SERVER_PORT: String(port),
+    HEARTH_API_TOKEN: SECRETS.apiToken,
+    HEARTH_RUNNERS_IMAGE: STAND_IN_IMAGE,
+    HEARTH_RECONCILE_INTERVAL_SECONDS: '1',
+    HEARTH_POOLS: JSON.stringify({ warm: { mode: 'booted', minIdle: 2, maxSize: 2, cpus: 1, memoryMib: 256, image: 'minimal' } }),
+  };
+  const output: string[] = [];
+  const start = async (): Promise<ChildProcess> => {
+    const proc = spawn(process.execPath, [HEARTH_BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout?.on('data', (b: Buffer) => output.push(b.toString()));
+    proc.stderr?.on('data', (b: Buffer) => output.push(b.toString()));
+    for (let i = 0; i < 300; i += 1) {
+      if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) return proc;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`hearth serve did not start:\n${output.join('')}`);
+  };
+  const vmDirs = () => readdir(join(dir, 'run', 'vms')).catch(() => [] as string[]);
+  const poolStatus = async () => ((await (await fetch(`${url}/api/v1/pools`, { headers: { authorization: `Bearer ${SECRETS.apiToken}` } })).json()) as { pools: { idle: number; starting: number }[] }).pools[0]!;
+
+  child = await start();
+  let before: string[] = [];
+  for (let i = 0; i < 600 && before.length === 0; i += 1) {
+    before = await vmDirs();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(before.length > 0, 'the pool started refilling');
+  child.kill('SIGKILL');
+  await new Promise((r) => child!.once('exit', r));
+
+  child = await start();
+  for (let i = 0; i < 600; i += 1) {
+    if ((await poolStatus()).idle === 2) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal((await poolStatus()).idle, 2, output.join('').slice(-2000));
+  for (const vm of before) assert.equal(await processListContains(vm), false, `${vm} from the killed process is gone`);
+  const after = await vmDirs();
+  assert.equal(after.length, 2, `only the new pool's VMs remain: ${after.join(', ')}`);
+  assert.ok(after.every((vm) => !before.includes(vm)));
+  child.kill('SIGTERM');
+  await new Promise((r) => child!.once('exit', r));
+  child = undefined;
+  assert.deepEqual(await vmDirs(), [], 'a clean stop destroys the idle pool VMs');
+});

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { PoolStatus } from '../../src/pool/pool.ts';
+import { OWNED_LABELS, REPO, STAND_IN_IMAGE, ensureStandInImage, startServeHarness, type ServeHarness } from '../support/serve-host.ts';
+
+interface ApiJob {
+  state: string;
+  releasedAt: string | null;
+  timeline: { to: string; reason: string }[];
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('hearth serve with a snapshot pool', () => {
+  let h: ServeHarness;
+  before(async () => {
+    await ensureStandInImage();
+    h = await startServeHarness({
+      change: (c) => {
+        c.pools = [{ name: 'fast', labels: ['hearth-fast'], cpus: 1, memoryMib: 512, image: STAND_IN_IMAGE, mode: 'snapshot', minIdle: 1, maxSize: 3, maxIdleAgeSeconds: 3600, templateMaxAgeSeconds: 86_400, autoscale: false, maxIdle: 1, demandWindowSeconds: 3600 }];
+      },
+    });
+  });
+  after(() => h.close());
+
+  const pool = async (): Promise<PoolStatus> => (await h.api<{ pools: PoolStatus[] }>('/pools')).pools[0]!;
+  const finished = (id: string) => until(`job ${id} to finish and be torn down`, async () => {
+    const job = (await h.service.ledger.job(id)) ? await h.api<ApiJob>(`/jobs/${encodeURIComponent(id)}`) : undefined;
+    return job?.releasedAt ? job : undefined;
+  });
+
+  test('a job routed to the pool takes the idle clone at once (a hit), and the pool refills behind it', async () => {
+    await until('the pool to have an idle clone', async () => ((await pool()).idle >= 1 ? true : undefined));
+    const job = await h.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth-fast'] });
+    const done = await finished(`github:${job.id}`);
+    assert.equal(done.state, 'completed', JSON.stringify(done.timeline));
+    assert.match(done.timeline.map((e) => e.reason).join('\n'), /ready at once from pool fast \(idle, snapshot\)/);
+    await until('the refill', async () => ((await pool()).idle >= 1 ? true : undefined));
+    const status = await pool();
+    assert.equal(status.hits, 1);
+    const metrics = await (await fetch(`${h.service.url}/metrics`)).text();
+    assert.match(metrics, /hearth_pool_assignments_total\{pool="fast",result="hit"\} 1/);
+    assert.match(metrics, /hearth_pool_vms\{pool="fast",state="idle"\} 1/);
+  });
+
+  test('with more jobs than idle clones, the miss restores its own clone instead of waiting for the refill', async () => {
+    await until('the pool to have an idle clone', async () => ((await pool()).idle >= 1 ? true : undefined));
+    const jobs = [await h.sim.queueGithubJob({ repo: REPO, labels: ['self-hosted', 'hearth/pool=fast'] }), await h.sim.queueGithubJob({ repo: REPO, labels: ['self-hosted', 'hearth/pool=fast'] })];
+    const timelines = await Promise.all(jobs.map((j) => finished(`github:${j.id}`)));
+    const reasons = timelines.map((t) => t.timeline.map((e) => e.reason).join('\n')).join('\n');
+    assert.ok(timelines.every((t) => t.state === 'completed'));
+    assert.match(reasons, /pool fast had none idle, restored from its template/);
+    const status = await pool();
+    assert.ok(status.misses >= 1, JSON.stringify(status));
+  });
+});
