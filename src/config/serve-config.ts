@@ -688,6 +688,8 @@ export function redactedConfig(config: ServeConfig): unknown {
     else if (value !== null && value !== undefined) setPath(copy, key, REDACTED);
   }
   setPath(copy, 'store.url', redactStoreUrl(config.store.url));
+  // Printed as the file writes it: a mapping of pool name to settings.
+  copy.pools = Object.fromEntries(config.pools.map(({ name, ...settings }) => [name, settings]));
   return copy;
 }
 
