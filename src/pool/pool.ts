@@ -89,7 +89,13 @@ export class VmPool {
     this.demand.record();
     while (this.idle.length > 0) {
       const entry = this.idle.shift()!;
-      if (entry.vm.state !== 'ready') continue; // died while idle: never handed out
+      if (!this.driver.isAlive(entry.vm.id)) {
+        // Died while idle (its VMM crashed or was killed): destroyed, never handed out.
+        this.logger.warn({ pool: this.config.name, vmId: entry.vm.id }, 'idle pool VM failed its health check; destroying it');
+        this.observer.failed?.(this.config.name, 'failed its health check while idle');
+        void this.driver.destroy(entry.vm.id).catch(() => {});
+        continue;
+      }
       this.busy.add(entry.vm);
       this.hits += 1;
       this.observer.assigned?.(this.config.name, true);
@@ -146,9 +152,9 @@ export class VmPool {
     for (let i = this.idle.length - 1; i >= 0; i -= 1) {
       const entry = this.idle[i]!;
       const tooOld = now - entry.readyAt > this.config.maxIdleAgeSeconds * 1000;
-      if (entry.vm.state !== 'ready' || tooOld) {
+      if (!this.driver.isAlive(entry.vm.id) || tooOld) {
         this.idle.splice(i, 1);
-        this.logger.info({ pool: this.config.name, vmId: entry.vm.id, reason: tooOld ? 'idle past maxIdleAgeSeconds' : `state ${entry.vm.state}` }, 'recycling an idle pool VM');
+        this.logger.info({ pool: this.config.name, vmId: entry.vm.id, reason: tooOld ? 'idle past maxIdleAgeSeconds' : 'failed its health check' }, 'recycling an idle pool VM');
         await this.driver.destroy(entry.vm.id).catch(() => {});
       }
     }

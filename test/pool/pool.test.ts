@@ -86,6 +86,22 @@ describe('VM pools with real VMs', () => {
     await pool.close();
   });
 
+  test('an idle VM whose VMM died fails its health check: destroyed and replaced, never handed out', async () => {
+    const pool = newPool({ name: 'health', mode: 'booted', minIdle: 1 });
+    await waitIdle(pool, 1);
+    const [record] = await host.driver.list();
+    assert.ok(record);
+    process.kill(record.pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(pool.take(), undefined, 'the dead VM is not handed out');
+    await waitIdle(pool, 1);
+    const vm = pool.take();
+    assert.ok(vm && vm.id !== record.id);
+    await host.driver.destroy(vm.id);
+    await pool.close();
+    assert.equal((await host.driver.list()).length, 0);
+  });
+
   test('a changed image rebuilds the template, and old clones are not handed out', async () => {
     const name = 'pool-test-image';
     const makeImage = async (content: string) => {

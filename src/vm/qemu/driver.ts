@@ -444,6 +444,12 @@ export class QemuDriver implements VmDriver {
     return work;
   }
 
+  /** Ready for a command, with its VMM still running: a pool hands out nothing less. */
+  isAlive(vmId: string): boolean {
+    const live = this.live.get(vmId);
+    return live !== undefined && live.vm.state === 'ready' && live.child.exitCode === null && live.child.signalCode === null;
+  }
+
   /** Destroys every VM this process started (the signal handlers call it). */
   async destroyAll(): Promise<void> {
     await Promise.all([...this.live.keys()].map((id) => this.destroy(id)));
