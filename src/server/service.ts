@@ -78,10 +78,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   choices.push(forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)');
   const limits = { maxCpus: config.runners.maxCpus, maxMemoryMib: config.runners.maxMemoryMib, images: [...new Set([config.runners.image, 'minimal', 'debian', ...config.pools.map((p) => p.image)])] };
   for (const pool of config.pools) {
-    const image = await loadImage(paths.cache, pool.image);
-    if (pool.mode === 'snapshot' && image.kind !== 'initramfs') {
-      throw new HearthError('HEARTH_ERR_CONFIG', { source: `pools.${pool.name}`, key: `pools.${pool.name}.mode`, reason: `is snapshot, but image ${pool.image} boots a disk, which snapshots do not cover yet`, hint: `set pools.${pool.name}.mode to booted, or use an initramfs runner image (hearth image build minimal --github-runner … --name NAME)` });
-    }
+    await loadImage(paths.cache, pool.image); // a pool of an image never built fails here, with the build command
     choices.push(`pool ${pool.name}: ${pool.mode}, ${pool.cpus} vCPU, ${pool.memoryMib} MiB, ${pool.image}, ${pool.autoscale ? `idle ${pool.minIdle}-${pool.maxIdle} following demand` : `${pool.minIdle} idle`}, at most ${pool.maxSize}`);
   }
   const defaultShape = { cpus: 2, memoryMib: 2048, image: config.runners.image };

@@ -16,6 +16,8 @@ export interface SnapshotManifest {
   readonly accel: 'kvm' | 'tcg';
   readonly vmmVersion: string;
   readonly stateFile: string;
+  /** Rootfs images: the root disk overlay as it was when the memory was saved. */
+  readonly diskFile?: string;
   readonly sizeBytes: number;
   readonly createdAt: string;
 }

@@ -102,6 +102,18 @@ describe('VM pools with real VMs', () => {
     assert.equal((await host.driver.list()).length, 0);
   });
 
+  test('a snapshot pool of a disk image: clones see the disk as the template left it, and write only their own', { skip: process.getuid?.() !== 0 && 'the debian image is built only as root' }, async () => {
+    const pool = newPool({ name: 'disk', image: 'debian', memoryMib: 512, minIdle: 2, maxSize: 4 });
+    await waitIdle(pool, 2);
+    const [a, b] = [pool.take(), pool.take()];
+    assert.ok(a && b);
+    assert.match(await run(host, a, 'git --version'), /^git version/);
+    await run(host, a, 'echo from-a > /root/mine; sync');
+    assert.equal((await run(host, b, 'cat /root/mine 2>/dev/null || echo absent')).trim(), 'absent', 'a clone does not see another clone write');
+    for (const vm of [a, b]) await host.driver.destroy(vm.id);
+    await pool.close();
+  });
+
   test('a changed image rebuilds the template, and old clones are not handed out', async () => {
     const name = 'pool-test-image';
     const makeImage = async (content: string) => {

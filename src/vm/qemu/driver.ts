@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -56,6 +56,8 @@ interface LaunchPlan {
   readonly accel: Accel;
   readonly origin: Vm['origin'];
   readonly incoming?: string;
+  /** The root disk as the snapshot froze it: the clone's overlay is layered on it. */
+  readonly snapshotDisk?: string;
   readonly bootTimeoutMs?: number;
 }
 
@@ -102,12 +104,15 @@ async function treeBytes(dir: string): Promise<number> {
  * a qcow2 overlay over a rootfs image (copy-on-write: starting a VM copies
  * nothing, and no two VMs share writes), and a disk holding a copy of `source`.
  */
-async function prepareDisks(image: Image, spec: VmSpec, dir: string): Promise<{ disks: QemuDisk[]; kernelArgs: string[] }> {
+async function prepareDisks(image: Image, spec: VmSpec, dir: string, snapshotDisk?: string): Promise<{ disks: QemuDisk[]; kernelArgs: string[] }> {
   const disks: QemuDisk[] = [];
   const kernelArgs: string[] = [];
   if (image.kind === 'rootfs' && image.rootfsPath) {
     const overlay = join(dir, 'root.qcow2');
-    await runProgram('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.rootfsPath, overlay]);
+    // A clone writes to its own overlay on top of the disk as its snapshot froze it
+    // (itself an overlay of the read-only image): clones share both, and change neither.
+    const backing = snapshotDisk ? ['-F', 'qcow2', '-b', snapshotDisk] : ['-F', 'raw', '-b', image.rootfsPath];
+    await runProgram('qemu-img', ['create', '-q', '-f', 'qcow2', ...backing, overlay]);
     disks.push({ path: overlay, format: 'qcow2', readOnly: false });
     kernelArgs.push('hearth.root=disk');
   }
@@ -206,7 +211,7 @@ export class QemuDriver implements VmDriver {
     const version = await this.version();
     if (version !== snapshot.vmmVersion) throw stale(`it was taken with ${snapshot.vmmVersion}, this host has ${version}`);
     if (snapshot.accel === 'kvm' && (await this.accel()).accel !== 'kvm') throw stale('it was taken under KVM, which this host cannot use now');
-    return this.launch({ spec: snapshot.spec, image, accel: snapshot.accel, origin: { kind: 'snapshot', name: snapshotName }, incoming: snapshot.statePath });
+    return this.launch({ spec: snapshot.spec, image, accel: snapshot.accel, origin: { kind: 'snapshot', name: snapshotName }, incoming: snapshot.statePath, ...(snapshot.diskFile ? { snapshotDisk: join(snapshot.dir, snapshot.diskFile) } : {}) });
   }
 
   private async launch(plan: LaunchPlan): Promise<Vm> {
@@ -232,7 +237,7 @@ export class QemuDriver implements VmDriver {
 
     let disks: { disks: QemuDisk[]; kernelArgs: string[] };
     try {
-      disks = await prepareDisks(plan.image, plan.spec, dir);
+      disks = await prepareDisks(plan.image, plan.spec, dir, plan.snapshotDisk);
     } catch (error) {
       await this.registry.remove(id);
       throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: `preparing its disks failed: ${(error as Error).message}`, consoleLog: join(dir, 'console.log') }, { cause: error });
@@ -350,8 +355,8 @@ export class QemuDriver implements VmDriver {
     const live = this.requireLive(vmId, 'be snapshotted');
     const imageId = (await this.registry.read(vmId))?.image;
     const kind = imageId ? (await readImageById(this.options.paths.cache, imageId).catch(() => undefined))?.kind : undefined;
-    if (kind !== 'initramfs' || live.vm.spec.source) {
-      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to disks', hint: 'snapshots cover initramfs images without disks (minimal, and runner images built on it) for now' });
+    if (kind === undefined || live.vm.spec.source) {
+      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to a source disk', hint: 'snapshot a VM booted without --source; give the source to the clones instead' });
     }
     const dataDir = this.options.paths.data;
     if (await snapshotExists(dataDir, snapshotName)) throw new HearthError('HEARTH_ERR_SNAPSHOT_EXISTS', { name: snapshotName });
@@ -374,8 +379,13 @@ export class QemuDriver implements VmDriver {
         if (status.status === 'failed' || status.status === 'cancelled') throw new Error(`migration ${status.status}: ${status['error-desc'] ?? 'no detail'}`);
         await sleep(10);
       }
+      // Migration has paused the guest and flushed its disks: the overlay now matches the
+      // saved memory exactly. Frozen beside it, before the source runs on and writes again.
+      const hasDisk = kind === 'rootfs';
+      if (hasDisk) await copyFile(join(live.dir, 'root.qcow2'), join(staging, 'root.qcow2'));
       const image = (await this.registry.read(vmId))?.image ?? live.vm.spec.image;
       const manifest: SnapshotManifest = {
+        ...(hasDisk ? { diskFile: 'root.qcow2' } : {}),
         name: snapshotName,
         driver: this.name,
         imageId: image,
