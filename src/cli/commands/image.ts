@@ -5,6 +5,7 @@ import { loadConfig } from '../../config/config.ts';
 import { buildDebianImage } from '../../image/debian.ts';
 import { buildMinimalImage } from '../../image/minimal.ts';
 import { addRunnersToImage } from '../../image/runner-payload.ts';
+import { ensureVmlinux } from '../../image/vmlinux.ts';
 import { IMAGE_NAMES, imagesDir, isImageName, isPublishedName, loadImage } from '../../image/store.ts';
 import type { CliContext } from '../context.ts';
 
@@ -34,6 +35,8 @@ export function registerImage(program: Command, context: () => CliContext): void
           : await buildMinimalImage(paths.cache, log);
       const withRunners = options.githubRunner || options.gitlabRunner ? await addRunnersToImage(paths.cache, result.image, { githubRunner: options.githubRunner, gitlabRunner: options.gitlabRunner }, publishAs) : undefined;
       const final = withRunners ?? result;
+      // Firecracker boots the uncompressed ELF kernel; QEMU the bzImage. Both come with every image.
+      await ensureVmlinux(final.image);
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       process.stdout.write(`${final.built ? 'built' : 'up to date'}: ${publishAs} = ${final.image.id} (${final.image.dir}, ${seconds} s)\n`);
     });
