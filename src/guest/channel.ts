@@ -90,6 +90,26 @@ export class AgentChannel {
     }
   }
 
+  /**
+   * Connects through Firecracker's vsock proxy: the host side of the guest's
+   * vsock is a Unix socket where `CONNECT <port>\n` opens a stream to that guest
+   * port and is answered `OK <host port>\n`. Until the agent listens, the proxy
+   * closes the connection, so this retries until the deadline.
+   */
+  static async connectVsock(udsPath: string, port: number, deadline: number): Promise<AgentChannel> {
+    for (;;) {
+      try {
+        const socket = await vsockHandshake(udsPath, port);
+        const channel = new AgentChannel(socket);
+        socket.resume(); // paused by the handshake so no agent byte was lost in between
+        return channel;
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+        await sleep(20);
+      }
+    }
+  }
+
   private fail(error: AgentChannelError): void {
     if (this.closed) return;
     this.closed = error;
@@ -175,4 +195,37 @@ export class AgentChannel {
   close(): void {
     this.socket.destroy();
   }
+}
+
+function vsockHandshake(udsPath: string, port: number): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const socket = createConnection(udsPath);
+    let seen = Buffer.alloc(0);
+    const fail = (reason: string): void => {
+      socket.destroy();
+      reject(new Error(`vsock ${udsPath} port ${port}: ${reason}`));
+    };
+    socket.once('error', (error) => fail(error.message));
+    socket.once('close', () => fail('closed before OK (the agent is not listening yet)'));
+    socket.once('connect', () => socket.write(`CONNECT ${port}\n`));
+    const onData = (chunk: Buffer): void => {
+      seen = Buffer.concat([seen, chunk]);
+      const end = seen.indexOf(0x0a);
+      if (end < 0) {
+        if (seen.length > 64) fail('no line ending in the proxy answer');
+        return;
+      }
+      const line = seen.subarray(0, end).toString('latin1');
+      if (!/^OK \d+$/.test(line)) return fail(`the proxy answered ${JSON.stringify(line.slice(0, 40))}`);
+      socket.removeListener('data', onData);
+      socket.removeAllListeners('close');
+      socket.removeAllListeners('error');
+      socket.pause();
+      // Bytes after the OK line are already the agent's: hand them to the channel first.
+      const rest = seen.subarray(end + 1);
+      if (rest.length > 0) socket.unshift(rest);
+      resolve(socket);
+    };
+    socket.on('data', onData);
+  });
 }

@@ -46,6 +46,7 @@ test('a rootfs image gets the runners written into its ext4 with their modes', {
   assert.match(listing, /100755 .* run\.sh/);
   assert.match(listing, /40755 .* bin/);
   await rm(image.dir, { recursive: true, force: true });
+  await rm(join(image.dir, '..', 'test-payload-debian.json'), { force: true });
 });
 
 test('a tarball that is not the actions runner is refused with the fix', async () => {

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/random.h>
+#include <linux/vm_sockets.h>
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
@@ -57,6 +58,8 @@ enum frame_type {
 extern char **environ;
 
 static int port_fd = -1;
+/* Listening AF_VSOCK socket when the host reaches the agent over vsock (Firecracker); -1 on virtio-serial. */
+static int vsock_fd = -1;
 static int sig_fd = -1;
 static unsigned char rbuf[HEADER_SIZE + MAX_PAYLOAD];
 static size_t rlen;
@@ -100,9 +103,13 @@ static uint32_t get_u32(const unsigned char *p) {
  * writes, so wait for it to come back rather than drop output. */
 static void port_write_all(const unsigned char *buf, size_t len) {
   while (len > 0) {
-    ssize_t n = write(port_fd, buf, len);
+    /* A vsock host that went away (or a snapshot restore that reset the transport) takes
+     * the rest of the frame with it; the next connection starts afresh with a HELLO. */
+    if (port_fd < 0) return;
+    ssize_t n = vsock_fd >= 0 ? send(port_fd, buf, len, MSG_NOSIGNAL) : write(port_fd, buf, len);
     if (n > 0) { buf += n; len -= (size_t)n; continue; }
     if (n < 0 && errno == EINTR) continue;
+    if (vsock_fd >= 0 && n < 0 && errno != EAGAIN) { close(port_fd); port_fd = -1; return; }
     usleep(10000);
   }
 }
@@ -330,9 +337,33 @@ out:
 /* Reads what the port has; returns 0 when nothing arrived (host gone or no data). */
 static int read_port(void) {
   if (rlen == sizeof rbuf) return 1;
+  if (port_fd < 0) return 0;
   ssize_t n = read(port_fd, rbuf + rlen, sizeof rbuf - rlen);
   if (n > 0) { rlen += (size_t)n; return 1; }
+  if (vsock_fd >= 0 && (n == 0 || errno != EINTR)) { close(port_fd); port_fd = -1; }
   return 0;
+}
+
+static int vsock_listen(unsigned port) {
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("vsock socket");
+  struct sockaddr_vm addr;
+  memset(&addr, 0, sizeof addr);
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = VMADDR_CID_ANY;
+  addr.svm_port = port;
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) die("vsock bind");
+  if (listen(fd, 4) < 0) die("vsock listen");
+  return fd;
+}
+
+/* One host connection at a time; a new one replaces a lost one. */
+static int accept_host(void) {
+  for (;;) {
+    int fd = accept4(vsock_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) return fd;
+    if (errno != EINTR) usleep(10000);
+  }
 }
 
 static int frame_ready(void) {
@@ -573,19 +604,31 @@ int main(void) {
   interface_up("lo");
   if (cmdline_has(cmdline, "hearth.net=1")) network_up();
 
-  char port_name[64];
+  char port_name[64], vsock_port[16];
   cmdline_value(cmdline, "hearth.port", port_name, sizeof port_name);
-  port_fd = open_agent_port(port_name[0] ? port_name : "hearth.agent");
+  cmdline_value(cmdline, "hearth.vsock", vsock_port, sizeof vsock_port);
+  if (vsock_port[0]) {
+    vsock_fd = vsock_listen((unsigned)strtoul(vsock_port, NULL, 10));
+    port_fd = accept_host();
+  } else {
+    port_fd = open_agent_port(port_name[0] ? port_name : "hearth.agent");
+  }
 
   send_hello();
   for (;;) {
+    if (port_fd < 0) {
+      rlen = 0;
+      port_fd = accept_host();
+      send_hello();
+    }
     struct pollfd fds[2] = { { port_fd, POLLIN, 0 }, { sig_fd, POLLIN, 0 } };
     if (poll(fds, 2, -1) < 0 && errno != EINTR) die("poll");
     if (fds[1].revents) { int st, done = 0; reap_orphans(-1, &st, &done); }
     if (fds[0].revents & POLLIN) {
       if (read_port()) while (frame_ready()) handle_frame();
-    } else if (fds[0].revents & POLLHUP) {
-      usleep(10000);
+    } else if (fds[0].revents & (POLLHUP | POLLERR)) {
+      if (vsock_fd >= 0) { close(port_fd); port_fd = -1; }
+      else usleep(10000);
     }
   }
 }
