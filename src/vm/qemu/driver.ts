@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HearthPaths } from '../../config/paths.ts';
 import { HearthError, isHearthError } from '../../errors.ts';
-import { AgentChannel, AgentChannelError, type OutputSink } from '../../guest/channel.ts';
+import { AgentChannel, type OutputSink } from '../../guest/channel.ts';
 import { loadImage, readImageById, type Image } from '../../image/store.ts';
 import type { Logger } from '../../log.ts';
 import { runProgram } from '../../system/run.ts';
@@ -16,9 +16,11 @@ import { isSameProcess, processStartTime, VmRegistry, type RegistryEntry } from 
 import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
 import { decideAccel, type Accel, type AccelDecision } from './accel.ts';
 import { qemuArgs, shellQuote, type QemuDisk } from './args.ts';
+import { execOverAgent, freshIdentity, GUEST_PATH, makeSourceDisk, tail, validateVmSpec } from '../agent-vm.ts';
+
+export { GUEST_PATH, validateVmSpec };
 import { QmpClient } from './qmp.ts';
 
-export const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const KVM_PROBE_TIMEOUT_MS = 8_000;
 /**
  * A TCG guest with several vCPUs on a busy host now and then stalls in early
@@ -73,32 +75,6 @@ async function findVmmByArgument(needle: string): Promise<number | undefined> {
   return undefined;
 }
 
-export function validateVmSpec(spec: VmSpec): void {
-  const bad = (option: string, reason: string, hint: string): HearthError => new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason, hint });
-  if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 64) throw bad('--cpus', `${spec.cpus} is not a whole number from 1 to 64`, 'for example --cpus 2');
-  if (!Number.isInteger(spec.memoryMib) || spec.memoryMib < 128 || spec.memoryMib > 1024 * 1024) throw bad('--memory', `${spec.memoryMib} MiB is not a whole number from 128 to 1048576`, 'for example --memory 512');
-}
-
-/** A fresh identity for every VM, cold or restored: clones of one snapshot must not share it. */
-function freshIdentity(vmId: string): { unixTimeUs: bigint; hostname: string; machineId: string; seed: Buffer } {
-  return { unixTimeUs: BigInt(Date.now()) * 1000n, hostname: `hearth-${vmId.slice(3)}`, machineId: randomBytes(16).toString('hex'), seed: randomBytes(64) };
-}
-
-async function tail(path: string, lines = 15): Promise<string> {
-  try {
-    const text = (await readFile(path, 'utf8')).trimEnd();
-    return text.split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
-  }
-}
-
-/** Size of a tree in bytes, for sizing the disk that carries it. */
-async function treeBytes(dir: string): Promise<number> {
-  const { stdout } = await runProgram('du', ['-sb', dir]);
-  return Number(stdout.split('\t')[0] ?? 0);
-}
-
 /**
  * Per-VM disks, all inside the VM's runtime directory so destroy removes them:
  * a qcow2 overlay over a rootfs image (copy-on-write: starting a VM copies
@@ -117,10 +93,7 @@ async function prepareDisks(image: Image, spec: VmSpec, dir: string, snapshotDis
     kernelArgs.push('hearth.root=disk');
   }
   if (spec.source) {
-    const disk = join(dir, 'src.ext4');
-    const megabytes = Math.ceil(((await treeBytes(spec.source)) * 1.3) / 1024 ** 2) + 32;
-    await runProgram('mkfs.ext4', ['-q', '-F', '-L', 'hearth-src', '-E', 'root_owner=0:0', '-d', spec.source, disk, `${megabytes}M`], { timeoutMs: 600_000 });
-    disks.push({ path: disk, format: 'raw', readOnly: true });
+    disks.push({ path: await makeSourceDisk(spec.source, dir), format: 'raw', readOnly: true });
     kernelArgs.push('hearth.src=disk');
   }
   return { disks, kernelArgs };
@@ -306,49 +279,9 @@ export class QemuDriver implements VmDriver {
 
   async exec(vmId: string, request: ExecRequest, sink: OutputSink = {}): Promise<ExecResult> {
     const live = this.requireLive(vmId, 'run a command');
-    const channel = live.channel;
-    if (!channel) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'no agent connection' });
-    if (request.argv.length === 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'command', reason: 'is empty', hint: 'give a command after --, e.g. hearth vm run -- uname -a' });
-    live.vm.state = 'running';
-    const timeoutSeconds = request.timeoutSeconds ?? 0;
-    let timedOut = false;
-    const timer = timeoutSeconds > 0
-      ? setTimeout(() => {
-          timedOut = true;
-          live.log.warn({ timeoutSeconds }, 'command timed out; destroying the VM');
-          void this.destroy(vmId);
-        }, timeoutSeconds * 1000)
-      : undefined;
-    const started = performance.now();
-    live.log.info({ argv0: request.argv[0], envKeys: Object.keys(request.env ?? {}), cwd: request.cwd }, 'exec');
-    try {
-      const outcome = await channel.exec(
-        {
-          argv: request.argv,
-          env: { PATH: GUEST_PATH, HOME: '/root', LANG: 'C.UTF-8', HOSTNAME: `hearth-${vmId.slice(3)}`, ...request.env },
-          cwd: request.cwd ?? '/root',
-          timeoutMs: timeoutSeconds * 1000,
-        },
-        sink,
-      );
-      const result = { exitCode: outcome.exitCode, signal: outcome.signal, durationMs: performance.now() - started };
-      live.log.info({ exitCode: result.exitCode, durationMs: Math.round(result.durationMs) }, 'exec finished');
-      return result;
-    } catch (error) {
-      if (timedOut) {
-        await live.destroying;
-        throw new HearthError('HEARTH_ERR_EXEC_TIMEOUT', { vmId, timeoutSeconds }, { cause: error });
-      }
-      if (error instanceof AgentChannelError && error.kind === 'closed') {
-        await this.destroy(vmId);
-        throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: `${error.message}\n${await tail(join(live.dir, 'console.log'), 5)}`.trim() }, { cause: error });
-      }
-      throw new HearthError('HEARTH_ERR_AGENT_PROTOCOL', { vmId, reason: (error as Error).message }, { cause: error });
-    } finally {
-      clearTimeout(timer);
-      if (live.vm.state === 'running') live.vm.state = 'ready';
-    }
+    return execOverAgent(live, request, sink, () => this.destroy(vmId));
   }
+
 
   async snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
     validateSnapshotName(snapshotName);
