@@ -93,6 +93,10 @@ export const ERRORS = {
     message: 'job {jobId}: provisioning failed after {attempts} attempt(s): {reason}',
     fix: 'read the job timeline (GET /api/v1/jobs/{jobId}) and the log lines with its jobId; fix the cause named there, then re-run the job at the forge',
   },
+  HEARTH_ERR_VMM_MISSING: {
+    message: '{tool} is not installed or not executable ({path})',
+    fix: '{hint}',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

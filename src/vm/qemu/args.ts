@@ -33,7 +33,7 @@ export const AGENT_PORT_NAME = 'hearth.agent';
 export const TCG_KERNEL_ARGS = ['tsc_early_khz=2000000', 'lpj=4000000'];
 
 /** quiet: the serial console is slow under TCG. cryptomgr.notests: boot-time self-tests cost ~0.2 s. */
-const BASE_KERNEL_ARGS = ['console=ttyS0', 'quiet', 'panic=-1', 'cryptomgr.notests', 'audit=0'];
+export const BASE_KERNEL_ARGS = ['console=ttyS0', 'quiet', 'panic=-1', 'cryptomgr.notests', 'audit=0'];
 
 export function kernelCommandLine(launch: Pick<QemuLaunch, 'accel' | 'network' | 'extraKernelArgs'>): string {
   // Disk roles (hearth.root=disk, hearth.src=disk) come in through extraKernelArgs from the driver.
