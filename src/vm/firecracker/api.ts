@@ -40,7 +40,7 @@ export class FirecrackerApi {
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8');
-            let parsed: unknown = undefined;
+            let parsed: unknown;
             try {
               parsed = text ? JSON.parse(text) : undefined;
             } catch {
