@@ -10,12 +10,13 @@ import { EXIT_HEARTH_ERROR, reportError } from './errors.ts';
 
 export function buildProgram(): Command {
   let context: CliContext | undefined;
-  const lazyContext = (): CliContext => (context ??= createCliContext());
   const program = new Command('hearth')
     .description('Ephemeral CI runners in microVMs: one job, one fresh VM, gone afterwards')
     .version('0.1.0')
+    .option('--driver <name>', 'where VMs run: qemu (default; KVM or TCG) or firecracker (also HEARTH_DRIVER)')
     .showHelpAfterError()
     .exitOverride();
+  const lazyContext = (): CliContext => (context ??= createCliContext(process.env, (program.opts() as { driver?: string }).driver));
   registerDoctor(program, lazyContext);
   registerImage(program, lazyContext);
   registerVm(program, lazyContext);

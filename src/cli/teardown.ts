@@ -1,4 +1,4 @@
-import type { QemuDriver } from '../vm/qemu/driver.ts';
+import type { HostDriver } from '../vm/host-driver.ts';
 
 const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
 
@@ -7,7 +7,7 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
  * exiting, so an interrupted run leaves no QEMU process, socket or file behind.
  * A second signal during teardown is ignored: teardown is quick and must finish.
  */
-export function destroyVmsOnSignals(driver: QemuDriver): () => void {
+export function destroyVmsOnSignals(driver: HostDriver): () => void {
   let tearingDown = false;
   const handlers = Object.entries(SIGNAL_EXIT).map(([signal, code]) => {
     const handler = (): void => {

@@ -4,7 +4,7 @@ import { loadImage } from '../image/store.ts';
 import type { Logger } from '../log.ts';
 import type { Capacity } from '../scheduler/capacity.ts';
 import type { Vm } from '../vm/driver.ts';
-import type { QemuDriver } from '../vm/qemu/driver.ts';
+import type { HostDriver } from '../vm/host-driver.ts';
 import { readSnapshot, removeSnapshot } from '../vm/snapshots.ts';
 import { DemandEstimator } from './demand.ts';
 
@@ -53,7 +53,7 @@ export class VmPool {
 
   constructor(
     readonly config: PoolConfig,
-    private readonly driver: QemuDriver,
+    private readonly driver: HostDriver,
     private readonly cacheDir: string,
     private readonly dataDir: string,
     private readonly network: boolean,

@@ -12,6 +12,7 @@ import { Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
 import { hostCapacity, type Capacity } from '../scheduler/capacity.ts';
 import { QemuDriver } from '../vm/qemu/driver.ts';
+import { createHostDriver, type HostDriver } from '../vm/host-driver.ts';
 import { VmPool } from '../pool/pool.ts';
 import { buildServer } from './app.ts';
 import { HearthMetrics } from './metrics.ts';
@@ -20,7 +21,7 @@ export interface HearthService {
   readonly app: FastifyInstance;
   readonly ledger: Ledger;
   readonly controller: RunnerController;
-  readonly driver: QemuDriver;
+  readonly driver: HostDriver;
   /** Where it listens, e.g. http://127.0.0.1:8080. */
   readonly url: string;
   /** What it chose, one line each, for the start-up message. */
@@ -36,11 +37,10 @@ async function openLedger(config: ServeConfig): Promise<{ ledger: Ledger; descri
   return { ledger: await Ledger.openSqlite(target.path), description: `store: SQLite (WAL) at ${target.path}` };
 }
 
-function createDriver(config: ServeConfig, paths: HearthPaths, logger: Logger): QemuDriver {
-  if (config.driver.name === 'firecracker' || config.driver.name === 'flintlock') {
-    throw new HearthError('HEARTH_ERR_CONFIG', { source: 'driver.name', key: 'driver.name', reason: `is ${config.driver.name}, which this build does not have yet`, hint: 'set driver.name to qemu or auto' });
-  }
-  return new QemuDriver({ paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}) });
+function createDriver(config: ServeConfig, paths: HearthPaths, logger: Logger): HostDriver {
+  // auto: QEMU, which runs everywhere (KVM where a probe boot proves it works, else TCG).
+  const name = config.driver.name === 'auto' ? 'qemu' : config.driver.name;
+  return createHostDriver(name, { paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}), firecrackerBinary: process.env.HEARTH_FIRECRACKER });
 }
 
 function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics): Map<ForgeKind, Forge> {
@@ -66,8 +66,12 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const driver = createDriver(config, paths, logger);
   const { ledger, description } = await openLedger(config);
   choices.push(description);
-  const accel = await driver.accel();
-  choices.push(`driver: qemu (${accel.accel}${accel.reason ? `: ${accel.reason}` : ''})`);
+  if (driver instanceof QemuDriver) {
+    const accel = await driver.accel();
+    choices.push(`driver: qemu (${accel.accel}${accel.reason ? `: ${accel.reason}` : ''})`);
+  } else {
+    choices.push(`driver: ${driver.name}`);
+  }
   const capacity = options.capacity ?? hostCapacity();
   choices.push(`capacity: ${capacity.cpus} vCPU, ${capacity.memoryMib} MiB${config.runners.maxConcurrent > 0 ? `, at most ${config.runners.maxConcurrent} runners` : ''}`);
 
@@ -130,7 +134,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
         checks.store = `unreachable: ${(error as Error).message}`;
       }
       try {
-        await driver.version();
+        if (driver instanceof QemuDriver) await driver.version();
         await loadImage(paths.cache, config.runners.image);
         checks.driver = 'ok';
       } catch (error) {

@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { isHearthError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import { FirecrackerDriver } from '../../src/vm/firecracker/driver.ts';
-import { captureOutput, createTestHost, type TestHost } from '../support/env.ts';
+import { spawnSync } from 'node:child_process';
+import { captureOutput, createTestHost, HEARTH_BIN, type TestHost } from '../support/env.ts';
 import { validateRequest } from '../support/firecracker-fake/spec.ts';
 
 // With a real firecracker and usable KVM, HEARTH_TEST_FIRECRACKER=1 runs the same tests against it.
@@ -68,6 +69,15 @@ describe(`Firecracker driver against ${REAL ? 'the real firecracker' : 'the API 
     }
     await driver.destroy(clone.id);
     await driver.destroy(vm.id);
+  });
+
+  test('the CLI runs a command on it with --driver firecracker', { skip: REAL && 'covered by the driver tests' }, async () => {
+    const result = spawnSync(process.execPath, [HEARTH_BIN, '--driver', 'firecracker', 'vm', 'run', '--', 'echo', 'via', 'cli'], { env: { ...host.env, HEARTH_FIRECRACKER: FAKE_BINARY }, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stdout, 'via cli\n');
+    const bad = spawnSync(process.execPath, [HEARTH_BIN, '--driver', 'xen', 'vm', 'run', '--', 'true'], { env: host.env, encoding: 'utf8' });
+    assert.equal(bad.status, 125);
+    assert.match(bad.stderr, /use one of qemu, firecracker/);
   });
 
   test('refuses what Firecracker cannot do, with the fix', async () => {
