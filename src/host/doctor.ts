@@ -47,11 +47,28 @@ async function checkTool(name: string, binary: string, pkg: string, why: string)
   return path ? { name, status: 'ok', detail: path } : { name, status: 'fail', detail: `${binary} not found (${why})`, fix: `apt-get install -y --no-install-recommends ${pkg}` };
 }
 
-async function checkFirecracker(): Promise<Check> {
-  const path = await findExecutable('firecracker');
-  return path
-    ? { name: 'firecracker', status: 'ok', detail: path }
-    : { name: 'firecracker', status: 'warn', detail: 'not installed; only the QEMU driver is available', fix: 'optional: install a firecracker release binary on bare-metal hosts that want the Firecracker driver' };
+/** `firecracker --version` / `jailer --version` print e.g. "Firecracker v1.7.0" on their first line. */
+async function versionOf(path: string): Promise<string> {
+  try {
+    return (await runProgram(path, ['--version'], { timeoutMs: 5000 })).stdout.split('\n')[0]?.trim() || 'version unknown';
+  } catch {
+    return 'does not run (--version failed)';
+  }
+}
+
+async function checkFirecracker(): Promise<Check[]> {
+  const binary = process.env.HEARTH_FIRECRACKER ?? 'firecracker';
+  const path = binary.includes('/') ? binary : await findExecutable(binary);
+  if (!path) return [{ name: 'firecracker', status: 'warn', detail: 'not installed; only the QEMU driver is available', fix: 'optional: install a firecracker release binary on bare-metal hosts with KVM that want the Firecracker driver (--driver firecracker)' }];
+  const kvm = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false);
+  const checks: Check[] = [
+    kvm
+      ? { name: 'firecracker', status: 'ok', detail: `${path} (${await versionOf(path)})` }
+      : { name: 'firecracker', status: 'warn', detail: `${path} (${await versionOf(path)}), but /dev/kvm is not usable: Firecracker needs KVM`, fix: 'run on a host with KVM and add this user to the kvm group, or use the qemu driver' },
+  ];
+  const jailer = await findExecutable('jailer');
+  checks.push(jailer ? { name: 'jailer', status: 'ok', detail: `${jailer} (${await versionOf(jailer)})` } : { name: 'jailer', status: 'warn', detail: 'not installed; Firecracker VMs run without its chroot and cgroup limits', fix: 'optional: install the jailer from the same Firecracker release' });
+  return checks;
 }
 
 async function checkDisk(paths: HearthPaths): Promise<Check> {
@@ -80,7 +97,7 @@ export async function runDoctor(paths: HearthPaths, driver: QemuDriver, options:
   checks.push(await checkTool('busybox', 'busybox', 'busybox-static', 'the guest userland; needed to build images'));
   checks.push(await checkTool('cc', 'cc', 'gcc libc6-dev', 'compiles the guest agent; needed to build images'));
   checks.push(await checkTool('dpkg-deb', 'dpkg-deb', 'dpkg', 'unpacks the guest kernel package'));
-  checks.push(await checkFirecracker());
+  checks.push(...(await checkFirecracker()));
   checks.push(await checkDisk(paths));
   checks.push(await checkMemory());
 
