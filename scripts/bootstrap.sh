@@ -17,6 +17,8 @@ command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 # The test suite reads Hearth's initramfs archives back with GNU cpio.
 command -v cpio >/dev/null 2>&1 || missing+=(cpio)
+# TAP networks for VMs with an egress allowlist (and for Firecracker) are filtered with nftables.
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 
 # The guest kernel is fetched with `apt-get download linux-image-cloud-amd64`,
 # which needs apt's package lists.
@@ -33,7 +35,7 @@ if [ "${#missing[@]}" -gt 0 ] || [ "$kernel_known" = 0 ]; then
     fi
   else
     echo "hearth: this machine lacks what Hearth needs. Run once as root:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends qemu-system-x86 qemu-utils busybox-static gcc libc6-dev e2fsprogs debootstrap cpio" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends qemu-system-x86 qemu-utils busybox-static gcc libc6-dev e2fsprogs debootstrap cpio nftables" >&2
     echo "then run this command again." >&2
     exit 1
   fi

@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <linux/random.h>
 #include <linux/vm_sockets.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/route.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -461,27 +463,56 @@ static void interface_up(const char *name) {
   close(s);
 }
 
-static int run_quiet(char *const argv[]) {
-  pid_t pid = fork();
-  if (pid == 0) { execvp(argv[0], argv); _exit(127); }
-  int st = 0;
-  /* SIGCHLD is blocked and routed to the signalfd, so waitpid here is safe. */
-  waitpid(pid, &st, 0);
-  int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  if (code != 0) logmsg("%s %s failed with status %d", argv[0], argv[1], code);
-  return code;
+static void set_sockaddr(struct sockaddr *sa, const char *address) {
+  struct sockaddr_in *in = (struct sockaddr_in *)sa;
+  memset(in, 0, sizeof *in);
+  in->sin_family = AF_INET;
+  inet_pton(AF_INET, address, &in->sin_addr);
 }
 
-/* QEMU user-mode networking has fixed addresses; static set-up avoids a DHCP round trip. */
-static void network_up(void) {
+/*
+ * Static set-up by ioctl (no DHCP round trip, no `ip` binary, which a Debian
+ * minbase root lacks). Defaults are QEMU user-mode networking's fixed addresses;
+ * a TAP network passes its own: hearth.ip=A.B.C.D/PREFIX hearth.gw= hearth.dns=.
+ */
+static void network_up(const char *cmdline) {
+  char address[32], gateway[32], dns[32], prefix_text[8] = "24";
+  cmdline_value(cmdline, "hearth.ip", address, sizeof address);
+  cmdline_value(cmdline, "hearth.gw", gateway, sizeof gateway);
+  cmdline_value(cmdline, "hearth.dns", dns, sizeof dns);
+  if (!address[0]) snprintf(address, sizeof address, "10.0.2.15/24");
+  if (!gateway[0]) snprintf(gateway, sizeof gateway, "10.0.2.2");
+  if (!dns[0]) snprintf(dns, sizeof dns, "10.0.2.3");
+  char *slash = strchr(address, '/');
+  if (slash) { snprintf(prefix_text, sizeof prefix_text, "%s", slash + 1); *slash = 0; }
+  unsigned prefix = (unsigned)strtoul(prefix_text, NULL, 10);
+  uint32_t mask = prefix == 0 ? 0 : htonl(0xffffffffu << (32 - (prefix > 32 ? 32 : prefix)));
+  char netmask[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &mask, netmask, sizeof netmask);
+
   for (int i = 0; i < 500 && access("/sys/class/net/eth0", F_OK) != 0; i++) usleep(10000);
-  char *addr[] = { "ip", "addr", "add", "10.0.2.15/24", "dev", "eth0", NULL };
-  char *link[] = { "ip", "link", "set", "eth0", "up", NULL };
-  char *route[] = { "ip", "route", "add", "default", "via", "10.0.2.2", NULL };
-  run_quiet(addr);
-  run_quiet(link);
-  run_quiet(route);
-  write_file("/etc/resolv.conf", "nameserver 10.0.2.3\n", 20);
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, "eth0", IFNAMSIZ - 1);
+  set_sockaddr(&ifr.ifr_addr, address);
+  if (ioctl(s, SIOCSIFADDR, &ifr) < 0) logmsg("eth0 address %s: %s", address, strerror(errno));
+  set_sockaddr(&ifr.ifr_netmask, netmask);
+  if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0) logmsg("eth0 netmask %s: %s", netmask, strerror(errno));
+  close(s);
+  interface_up("eth0");
+  struct rtentry route;
+  memset(&route, 0, sizeof route);
+  set_sockaddr(&route.rt_dst, "0.0.0.0");
+  set_sockaddr(&route.rt_genmask, "0.0.0.0");
+  set_sockaddr(&route.rt_gateway, gateway);
+  route.rt_flags = RTF_UP | RTF_GATEWAY;
+  s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (ioctl(s, SIOCADDRT, &route) < 0) logmsg("default route via %s: %s", gateway, strerror(errno));
+  close(s);
+  char resolv[64];
+  int n = snprintf(resolv, sizeof resolv, "nameserver %s\n", dns);
+  write_file("/etc/resolv.conf", resolv, (size_t)n);
 }
 
 static int open_agent_port(const char *name) {
@@ -602,7 +633,7 @@ int main(void) {
   if (cmdline_has(cmdline, "hearth.root=disk")) switch_to_disk_root();
   if (cmdline_has(cmdline, "hearth.src=disk")) mount_source_disk();
   interface_up("lo");
-  if (cmdline_has(cmdline, "hearth.net=1")) network_up();
+  if (cmdline_has(cmdline, "hearth.net=1")) network_up(cmdline);
 
   char port_name[64], vsock_port[16];
   cmdline_value(cmdline, "hearth.port", port_name, sizeof port_name);

@@ -16,6 +16,8 @@ export interface QemuLaunch {
   readonly incoming?: string;
   /** Appended to the kernel command line (the benchmark's one-shot mode uses it). */
   readonly extraKernelArgs?: readonly string[];
+  /** A TAP device instead of user-mode networking (its addresses come in extraKernelArgs). */
+  readonly tap?: string;
 }
 
 export interface QemuDisk {
@@ -35,13 +37,13 @@ export const TCG_KERNEL_ARGS = ['tsc_early_khz=2000000', 'lpj=4000000'];
 /** quiet: the serial console is slow under TCG. cryptomgr.notests: boot-time self-tests cost ~0.2 s. */
 export const BASE_KERNEL_ARGS = ['console=ttyS0', 'quiet', 'panic=-1', 'cryptomgr.notests', 'audit=0'];
 
-export function kernelCommandLine(launch: Pick<QemuLaunch, 'accel' | 'network' | 'extraKernelArgs'>): string {
+export function kernelCommandLine(launch: Pick<QemuLaunch, 'accel' | 'network' | 'extraKernelArgs' | 'tap'>): string {
   // Disk roles (hearth.root=disk, hearth.src=disk) come in through extraKernelArgs from the driver.
   return [
     ...BASE_KERNEL_ARGS,
     ...(launch.accel === 'tcg' ? TCG_KERNEL_ARGS : []),
     `hearth.port=${AGENT_PORT_NAME}`,
-    ...(launch.network ? ['hearth.net=1'] : []),
+    ...(launch.network && !launch.tap ? ['hearth.net=1'] : []),
     ...(launch.extraKernelArgs ?? []),
   ].join(' ');
 }
@@ -78,7 +80,7 @@ export function qemuArgs(launch: QemuLaunch): string[] {
   (launch.disks ?? []).forEach((disk, i) => {
     args.push('-drive', `file=${optionValue(disk.path)},if=none,id=disk${i},format=${disk.format}${disk.readOnly ? ',readonly=on' : ''}`, '-device', `virtio-blk-device,drive=disk${i}`);
   });
-  if (launch.network) args.push('-netdev', 'user,id=net0', '-device', 'virtio-net-device,netdev=net0');
+  if (launch.network) args.push('-netdev', launch.tap ? `tap,id=net0,ifname=${optionValue(launch.tap)},script=no,downscript=no` : 'user,id=net0', '-device', 'virtio-net-device,netdev=net0');
   if (launch.incoming) args.push('-incoming', `exec:cat ${shellQuote(launch.incoming)}`);
   return args;
 }

@@ -20,6 +20,7 @@ import { execOverAgent, freshIdentity, GUEST_PATH, makeSourceDisk, tail, validat
 
 export { GUEST_PATH, validateVmSpec };
 import { QmpClient } from './qmp.ts';
+import { guestNetworkArgs, setUpTap, tearDownTap, type EgressPolicy } from '../network/tap.ts';
 
 const KVM_PROBE_TIMEOUT_MS = 8_000;
 /**
@@ -40,6 +41,8 @@ export interface QemuDriverOptions {
   /** 'kvm', 'tcg', or undefined to probe (HEARTH_ACCEL sets it from the environment). */
   readonly accel?: string | undefined;
   readonly bootTimeoutMs?: number;
+  /** Networked VMs get a TAP device under this egress policy instead of user-mode NAT (needs root). */
+  readonly egress?: EgressPolicy | undefined;
 }
 
 interface LiveVm {
@@ -209,13 +212,22 @@ export class QemuDriver implements VmDriver {
     await this.registry.write(entry);
 
     let disks: { disks: QemuDisk[]; kernelArgs: string[] };
+    let tap: string | undefined;
     try {
       disks = await prepareDisks(plan.image, plan.spec, dir, plan.snapshotDisk);
+      if (plan.spec.network && this.options.egress) {
+        if (plan.incoming) throw new Error('a snapshot cannot be restored onto a TAP network: the guest address is in its memory');
+        const network = await setUpTap(this.options.paths.runtime, dir, id, this.options.egress);
+        tap = network.device;
+        disks.kernelArgs.push(...guestNetworkArgs(network, this.options.egress));
+      }
     } catch (error) {
+      await tearDownTap(this.options.paths.runtime, dir);
       await this.registry.remove(id);
-      throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: `preparing its disks failed: ${(error as Error).message}`, consoleLog: join(dir, 'console.log') }, { cause: error });
+      if (isHearthError(error)) throw error;
+      throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: `preparing its disks and network failed: ${(error as Error).message}`, consoleLog: join(dir, 'console.log') }, { cause: error });
     }
-    const args = qemuArgs({ ...plan.spec, accel: plan.accel, kernel: plan.image.kernelPath, initrd: plan.image.initrdPath, runtimeDir: dir, incoming: plan.incoming, disks: disks.disks, extraKernelArgs: disks.kernelArgs });
+    const args = qemuArgs({ ...plan.spec, accel: plan.accel, kernel: plan.image.kernelPath, initrd: plan.image.initrdPath, runtimeDir: dir, incoming: plan.incoming, disks: disks.disks, extraKernelArgs: disks.kernelArgs, ...(tap ? { tap } : {}) });
     const qemuLog = openSync(join(dir, 'qemu.log'), 'a');
     let child: ChildProcess;
     try {
@@ -288,6 +300,9 @@ export class QemuDriver implements VmDriver {
     const live = this.requireLive(vmId, 'be snapshotted');
     const imageId = (await this.registry.read(vmId))?.image;
     const kind = imageId ? (await readImageById(this.options.paths.cache, imageId).catch(() => undefined))?.kind : undefined;
+    if (live.vm.spec.network && this.options.egress) {
+      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'on a TAP network', hint: 'snapshot a VM without network, or run pools in booted mode when runners.egress is set' });
+    }
     if (kind === undefined || live.vm.spec.source) {
       throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to a source disk', hint: 'snapshot a VM booted without --source; give the source to the clones instead' });
     }
@@ -376,6 +391,7 @@ export class QemuDriver implements VmDriver {
         if (live) await live.exited;
         for (let i = 0; i < 500 && processStartTime(pid) !== undefined; i++) await sleep(10);
       }
+      await tearDownTap(this.options.paths.runtime, this.registry.dirOf(vmId));
       await this.registry.remove(vmId);
       if (live) {
         live.vm.state = 'destroyed';
