@@ -4,6 +4,7 @@ import type { Logger } from '../log.ts';
 import type { VmDriver } from './driver.ts';
 import { FirecrackerDriver } from './firecracker/driver.ts';
 import { QemuDriver } from './qemu/driver.ts';
+import type { EgressPolicy } from './network/tap.ts';
 
 /** A driver that runs VMs on this host, as the CLI, the controller and pools use it. */
 export type HostDriver = VmDriver & {
@@ -23,12 +24,13 @@ export interface HostDriverOptions {
   readonly qemuBinary?: string | undefined;
   readonly firecrackerBinary?: string | undefined;
   readonly bootTimeoutMs?: number;
+  readonly egress?: EgressPolicy | undefined;
 }
 
 /** The driver by name: `qemu` (default, KVM or TCG) or `firecracker` (KVM hosts with its binary). */
 export function createHostDriver(name: string, options: HostDriverOptions): HostDriver {
-  if (name === 'qemu') return new QemuDriver({ paths: options.paths, logger: options.logger, accel: options.accel, ...(options.qemuBinary ? { qemuBinary: options.qemuBinary } : {}), ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}) });
-  if (name === 'firecracker') return new FirecrackerDriver({ paths: options.paths, logger: options.logger, ...(options.firecrackerBinary ? { binary: options.firecrackerBinary } : {}), ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}) });
+  if (name === 'qemu') return new QemuDriver({ paths: options.paths, logger: options.logger, accel: options.accel, ...(options.qemuBinary ? { qemuBinary: options.qemuBinary } : {}), ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}), egress: options.egress });
+  if (name === 'firecracker') return new FirecrackerDriver({ paths: options.paths, logger: options.logger, ...(options.firecrackerBinary ? { binary: options.firecrackerBinary } : {}), ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}), egress: options.egress });
   if (name === 'flintlock') throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--driver', reason: 'flintlock runs VMs on a flintlockd host, and Hearth cannot reach its agent there yet (the client is in src/vm/flintlock/)', hint: 'use --driver qemu or --driver firecracker' });
   throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--driver', reason: `"${name}" is not a driver`, hint: `use one of ${HOST_DRIVERS.join(', ')}` });
 }

@@ -17,6 +17,7 @@ import { BASE_KERNEL_ARGS } from '../qemu/args.ts';
 import { isSameProcess, processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
 import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
 import { FirecrackerApi } from './api.ts';
+import { guestNetworkArgs, setUpTap, tearDownTap, type EgressPolicy, type TapNetwork } from '../network/tap.ts';
 
 /** The guest port the agent listens on over vsock, and the guest's context id. */
 export const AGENT_VSOCK_PORT = 1024;
@@ -28,7 +29,11 @@ export interface FirecrackerDriverOptions {
   /** The `firecracker` binary (HEARTH_FIRECRACKER sets it). */
   readonly binary?: string;
   readonly bootTimeoutMs?: number;
+  /** Networked VMs get a TAP device under this policy; without one, egress is open (still NAT'ed and isolated). */
+  readonly egress?: EgressPolicy | undefined;
 }
+
+const OPEN_EGRESS: EgressPolicy = { allow: [], hostPorts: [], dns: '1.1.1.1' };
 
 interface LiveVm {
   readonly vm: Vm;
@@ -42,8 +47,8 @@ interface LiveVm {
 }
 
 /** Kernel command line: the agent listens on vsock; disks are found by their ext4 labels. */
-export function firecrackerBootArgs(disks: { root: boolean; source: boolean }): string {
-  return [...BASE_KERNEL_ARGS, 'reboot=k', 'pci=off', `hearth.vsock=${AGENT_VSOCK_PORT}`, ...(disks.root ? ['hearth.root=disk'] : []), ...(disks.source ? ['hearth.src=disk'] : [])].join(' ');
+export function firecrackerBootArgs(disks: { root: boolean; source: boolean }, network: readonly string[] = []): string {
+  return [...BASE_KERNEL_ARGS, 'reboot=k', 'pci=off', `hearth.vsock=${AGENT_VSOCK_PORT}`, ...(disks.root ? ['hearth.root=disk'] : []), ...(disks.source ? ['hearth.src=disk'] : []), ...network].join(' ');
 }
 
 /** A copy the VM may write: a reflink where the filesystem can, else a sparse copy. */
@@ -85,7 +90,6 @@ export class FirecrackerDriver implements VmDriver {
   private validate(spec: VmSpec): void {
     validateVmSpec(spec);
     if (spec.cpus > 32 || (spec.cpus > 1 && spec.cpus % 2 === 1)) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--cpus', reason: `${spec.cpus} vCPUs: Firecracker takes 1 or an even number up to 32`, hint: 'for example --cpus 2' });
-    if (spec.network) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'network', reason: 'the Firecracker driver has no guest networking yet (TAP devices with NAT and an egress allowlist are still to come)', hint: 'run jobs that need the network on the qemu driver' });
   }
 
   async boot(spec: VmSpec): Promise<Vm> {
@@ -99,7 +103,7 @@ export class FirecrackerDriver implements VmDriver {
     const snapshot = await readSnapshot(this.options.paths.data, snapshotName);
     const stale = (reason: string): HearthError => new HearthError('HEARTH_ERR_SNAPSHOT_STALE', { name: snapshotName, reason });
     if (snapshot.driver !== this.name) throw stale(`it was taken by the ${snapshot.driver} driver`);
-    if (options.network) throw stale('it has no network device, and Firecracker cannot add one on restore');
+    if (options.network || snapshot.spec.network) throw stale('a networked guest keeps its address in memory, so it cannot be cloned onto another TAP device; snapshot a VM without network');
     this.checkBinary();
     let image: Image;
     try {
@@ -127,7 +131,10 @@ export class FirecrackerDriver implements VmDriver {
     const rootDisk = image.kind === 'rootfs' && image.rootfsPath ? join(dir, 'root.ext4') : undefined;
     let sourceDisk: string | undefined;
     let kernel: string;
+    let network: TapNetwork | undefined;
+    const egress = this.options.egress ?? OPEN_EGRESS;
     try {
+      if (spec.network && !snapshot) network = await setUpTap(this.options.paths.runtime, dir, id, egress);
       kernel = await ensureVmlinux(image);
       if (rootDisk) await writableCopy(snapshot?.diskFile ? join(snapshot.dir, snapshot.diskFile) : image.rootfsPath!, rootDisk);
       if (spec.source) sourceDisk = await makeSourceDisk(spec.source, dir);
@@ -165,10 +172,15 @@ export class FirecrackerDriver implements VmDriver {
         if (rootDisk) await api.patch('/drives/root', { drive_id: 'root', path_on_host: rootDisk });
         await api.patch('/vm', { state: 'Resumed' });
       } else {
-        await api.put('/boot-source', { kernel_image_path: kernel, initrd_path: image.initrdPath, boot_args: firecrackerBootArgs({ root: Boolean(rootDisk), source: Boolean(sourceDisk) }) });
+        await api.put('/boot-source', { kernel_image_path: kernel, initrd_path: image.initrdPath, boot_args: firecrackerBootArgs({ root: Boolean(rootDisk), source: Boolean(sourceDisk) }, network ? guestNetworkArgs(network, egress) : []) });
         await api.put('/machine-config', { vcpu_count: spec.cpus, mem_size_mib: spec.memoryMib, smt: false });
         if (rootDisk) await api.put('/drives/root', { drive_id: 'root', path_on_host: rootDisk, is_root_device: false, is_read_only: false });
         if (sourceDisk) await api.put('/drives/src', { drive_id: 'src', path_on_host: sourceDisk, is_root_device: false, is_read_only: true });
+        if (network) {
+          // A locally administered MAC derived from the /30, so it is unique on this host.
+          const mac = `02:fc:00:00:${((network.index >> 8) & 255).toString(16).padStart(2, '0')}:${(network.index & 255).toString(16).padStart(2, '0')}`;
+          await api.put('/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: network.device, guest_mac: mac });
+        }
         await api.put('/vsock', { guest_cid: GUEST_CID, uds_path: vsock });
         await api.put('/actions', { action_type: 'InstanceStart' });
       }
@@ -256,6 +268,7 @@ export class FirecrackerDriver implements VmDriver {
         }
         if (live) await live.exited;
       }
+      await tearDownTap(this.options.paths.runtime, this.registry.dirOf(vmId));
       await this.registry.remove(vmId);
       if (live) {
         live.vm.state = 'destroyed';
