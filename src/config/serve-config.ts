@@ -42,6 +42,12 @@ export interface ServeConfig {
     maxConcurrent: number;
     bootTimeoutSeconds: number;
     jobTimeoutMinutes: number;
+    /** Egress allowlist (CIDR or CIDR:PORT); set, networked runners get a TAP device with default-deny egress. */
+    egress: string[];
+    /** Host TCP ports runner VMs may reach at their gateway (a cache); only with egress set. */
+    egressHostPorts: string[];
+    /** The resolver runner VMs use on a TAP network. */
+    dns: string;
   };
   reconcile: { intervalSeconds: number; stuckAfterSeconds: number; maxAttempts: number };
   github: {
@@ -96,7 +102,7 @@ export function defaultServeConfig(paths: HearthPaths): ServeConfig {
     store: { url: `${paths.data}/hearth.db` },
     api: { token: null },
     driver: { name: 'auto', accel: 'auto' },
-    runners: { image: 'debian', network: true, maxCpus: 8, maxMemoryMib: 16_384, maxConcurrent: 0, bootTimeoutSeconds: 120, jobTimeoutMinutes: 360 },
+    runners: { image: 'debian', network: true, maxCpus: 8, maxMemoryMib: 16_384, maxConcurrent: 0, bootTimeoutSeconds: 120, jobTimeoutMinutes: 360, egress: [], egressHostPorts: [], dns: '1.1.1.1' },
     reconcile: { intervalSeconds: 30, stuckAfterSeconds: 900, maxAttempts: 3 },
     github: {
       apiUrl: 'https://api.github.com',
@@ -231,6 +237,20 @@ function signingSecret(value: string): Checked {
   return ok(value);
 }
 
+function egressEntry(value: string): Checked {
+  const match = /^(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?(?::(\d{1,5}))?$/.exec(value);
+  if (!match || isIP(match[1]!) !== 4 || Number(match[2] ?? 32) > 32 || Number(match[3] ?? 1) < 1 || Number(match[3] ?? 1) > 65_535) return bad(`has ${JSON.stringify(value)}, which is not an IPv4 CIDR or CIDR:PORT`);
+  return ok(value);
+}
+
+function tcpPort(value: string): Checked {
+  return /^\d{1,5}$/.test(value) && Number(value) >= 1 && Number(value) <= 65_535 ? ok(value) : bad(`has ${JSON.stringify(value)}, which is not a TCP port`);
+}
+
+function ipv4Address(value: string): Checked {
+  return isIP(value) === 4 ? ok(value) : bad(`is ${JSON.stringify(value)}, which is not an IPv4 address`);
+}
+
 function imageName(value: string): Checked {
   return isPublishedName(value) ? ok(value) : bad(`is ${JSON.stringify(value)}, which is not an image name (lower-case letters, digits and '-')`);
 }
@@ -314,6 +334,9 @@ const FIELDS: { readonly [K in ServeConfigKey]: Field } = {
   'runners.maxConcurrent': integer(0, 10_000, 0),
   'runners.bootTimeoutSeconds': integer(1, 3600, 120),
   'runners.jobTimeoutMinutes': integer(1, 10_080, 360),
+  'runners.egress': list('a list of IPv4 CIDR or CIDR:PORT entries, e.g. [140.82.112.0/20:443, 1.1.1.1:53] (empty: egress not limited)', egressEntry),
+  'runners.egressHostPorts': list('a list of TCP ports, e.g. ["3128"]', tcpPort),
+  'runners.dns': text('an IPv4 address, e.g. 1.1.1.1', ipv4Address),
   'reconcile.intervalSeconds': integer(1, 3600, 30),
   'reconcile.stuckAfterSeconds': integer(1, 86_400, 900),
   'reconcile.maxAttempts': integer(1, 100, 3),

@@ -40,7 +40,9 @@ async function openLedger(config: ServeConfig): Promise<{ ledger: Ledger; descri
 function createDriver(config: ServeConfig, paths: HearthPaths, logger: Logger): HostDriver {
   // auto: QEMU, which runs everywhere (KVM where a probe boot proves it works, else TCG).
   const name = config.driver.name === 'auto' ? 'qemu' : config.driver.name;
-  return createHostDriver(name, { paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}), firecrackerBinary: process.env.HEARTH_FIRECRACKER });
+  // With an allowlist, networked runners get TAP devices and nftables instead of QEMU's user-mode NAT.
+  const egress = config.runners.egress.length > 0 || name === 'firecracker' ? { allow: config.runners.egress, hostPorts: config.runners.egressHostPorts.map(Number), dns: config.runners.dns } : undefined;
+  return createHostDriver(name, { paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}), firecrackerBinary: process.env.HEARTH_FIRECRACKER, egress });
 }
 
 function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics): Map<ForgeKind, Forge> {
