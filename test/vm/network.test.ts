@@ -69,3 +69,19 @@ describe('TAP networking with an nftables egress policy (QEMU, real VMs)', { ski
     assert.equal(existsSync(join(host.paths.runtime, 'net', String(netA.index))), false, 'its /30 is free again');
   });
 });
+
+test('a Debian-root guest configures its network too (no ip binary there: the agent uses ioctls)', { skip: process.getuid?.() !== 0 && 'the debian image is built only as root' }, async () => {
+  const host = await createTestHost();
+  const { server, port } = await listen('debian-ok\n');
+  try {
+    const vm = await host.driver.boot({ image: 'debian', cpus: 1, memoryMib: 512, network: true });
+    const out = captureOutput();
+    const result = await host.driver.exec(vm.id, { argv: ['curl', '-s', '--max-time', '10', `http://10.0.2.2:${port}/`] }, out.sink);
+    assert.equal(result.exitCode, 0, out.text().stderr);
+    assert.equal(out.text().stdout.trim(), 'debian-ok');
+    await host.driver.destroy(vm.id);
+  } finally {
+    server.close();
+    await host.cleanup();
+  }
+});
