@@ -66,6 +66,7 @@ describe('TAP networking with an nftables egress policy (QEMU, real VMs)', { ski
     await driver.destroy(a.id);
     await driver.destroy(b.id);
     assert.throws(() => execFileSync('ip', ['link', 'show', netA.device], { stdio: 'ignore' }), 'the TAP device is gone');
+    assert.throws(() => execFileSync('nft', ['list', 'table', 'inet', `hearth_${netA.device}`], { stdio: 'ignore' }), 'its firewall table is gone');
     assert.equal(existsSync(join(host.paths.runtime, 'net', String(netA.index))), false, 'its /30 is free again');
   });
 });

@@ -6,8 +6,8 @@ import { findExecutable, runProgram } from '../../system/run.ts';
 /**
  * Guest networking on a TAP device per VM, for drivers that need one
  * (Firecracker) and for QEMU when egress must be limited. Each VM gets a /30
- * out of 172.30.0.0/16: the host end is .1, the guest .2. One nftables table
- * (`inet hearth`) applies to every `hth*` device:
+ * out of 172.30.0.0/16: the host end is .1, the guest .2, and an nftables table
+ * of its own (`inet hearth_<device>`) besides the shared NAT (`ip hearth_nat`):
  * - VMs cannot reach each other, nor this host except the ports allowed;
  * - egress is NAT'ed; with an allowlist, everything else is dropped.
  */
@@ -51,38 +51,50 @@ function parseAllow(entry: string): { cidr: string; port?: number } {
   return match[3] ? { cidr, port: Number(match[3]) } : { cidr };
 }
 
-/** The whole table, replaced atomically: the policy is the same for every VM of this host. */
-export function firewallRuleset(policy: EgressPolicy): string {
+/** NAT for every Hearth TAP network: the same for all VMs, so applying it again changes nothing. */
+const NAT_RULESET = `table ip ${TABLE}_nat
+delete table ip ${TABLE}_nat
+table ip ${TABLE}_nat {
+  chain postrouting {
+    type nat hook postrouting priority srcnat;
+    ip saddr 172.30.0.0/16 oifname != "hth*" masquerade
+  }
+}
+`;
+
+/**
+ * One VM's filter, as a table of its own matching only its device. nftables
+ * runs every table's hooks and a drop in any of them wins, so each VM's policy
+ * stands alone: VMs with different allowlists (or test files side by side)
+ * never overwrite each other, and destroying a VM deletes exactly its table.
+ */
+export function vmFirewall(device: string, policy: EgressPolicy): string {
   const entries = policy.allow.map(parseAllow);
   const anyPort = entries.filter((e) => e.port === undefined).map((e) => e.cidr);
   const withPort = entries.filter((e) => e.port !== undefined).map((e) => `${e.cidr} . ${e.port}`);
   const restricted = policy.allow.length > 0;
   const elements = (list: string[]): string => (list.length > 0 ? ` elements = { ${list.join(', ')} };` : '');
-  return `table inet ${TABLE}
-delete table inet ${TABLE}
-table inet ${TABLE} {
+  const dev = `"${device}"`;
+  return `table inet ${TABLE}_${device}
+delete table inet ${TABLE}_${device}
+table inet ${TABLE}_${device} {
   set egress { type ipv4_addr; flags interval;${elements(anyPort)} }
   set egress_ports { type ipv4_addr . inet_service; flags interval;${elements(withPort)} }
   set host_ports { type inet_service;${elements(policy.hostPorts.map(String))} }
   chain forward {
     type filter hook forward priority filter; policy accept;
-    iifname "hth*" ct state established,related accept
-    oifname "hth*" ct state established,related accept
-    iifname "hth*" oifname "hth*" drop
-${restricted ? `    iifname "hth*" ip daddr @egress accept
-    iifname "hth*" ip daddr . tcp dport @egress_ports accept
-    iifname "hth*" ip daddr . udp dport @egress_ports accept
-    iifname "hth*" drop` : '    iifname "hth*" accept'}
+    iifname ${dev} ct state established,related accept
+    iifname ${dev} oifname "hth*" drop
+${restricted ? `    iifname ${dev} ip daddr @egress accept
+    iifname ${dev} ip daddr . tcp dport @egress_ports accept
+    iifname ${dev} ip daddr . udp dport @egress_ports accept
+    iifname ${dev} drop` : ''}
   }
   chain input {
     type filter hook input priority filter; policy accept;
-    iifname "hth*" ct state established,related accept
-    iifname "hth*" tcp dport @host_ports accept
-    iifname "hth*" drop
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat;
-    ip saddr 172.30.0.0/16 oifname != "hth*" masquerade
+    iifname ${dev} ct state established,related accept
+    iifname ${dev} tcp dport @host_ports accept
+    iifname ${dev} drop
   }
 }
 `;
@@ -124,7 +136,7 @@ export async function setUpTap(runtimeDir: string, vmDir: string, vmId: string, 
   await runProgram('ip', ['addr', 'add', `${network.hostIp}/30`, 'dev', network.device]);
   await runProgram('ip', ['link', 'set', network.device, 'up']);
   await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
-  await writeFile(join(vmDir, 'firewall.nft'), firewallRuleset(policy));
+  await writeFile(join(vmDir, 'firewall.nft'), NAT_RULESET + vmFirewall(network.device, policy));
   await runProgram('nft', ['-f', join(vmDir, 'firewall.nft')]);
   return network;
 }
@@ -138,5 +150,6 @@ export async function tearDownTap(runtimeDir: string, vmDir: string): Promise<vo
     return;
   }
   await runProgram('ip', ['link', 'del', network.device]).catch(() => {});
+  await runProgram('nft', ['delete', 'table', 'inet', `${TABLE}_${network.device}`]).catch(() => {});
   await rm(join(runtimeDir, 'net', String(network.index)), { force: true });
 }
