@@ -106,6 +106,24 @@ describe('hearth serve with a forge simulator and real VMs', () => {
     h = undefined;
   });
 
+  test('a job that cannot get a runner is retried, then failed visibly: in the API, the metrics and the log', async () => {
+    h = await startServeHarness({ change: (c) => void (c.reconcile.maxAttempts = 2) });
+    // GitHub keeps failing: every call is retried with backoff, then the attempt fails.
+    h.sim.failApi({ status: 500, count: 1000, path: /generate-jitconfig$/ });
+    const job = await h.sim.queueGithubJob({ repo: REPO, labels: OWNED_LABELS });
+    const done = await waitForJob(h, `github:${job.id}`, finishedAndReleased, 'the job to be failed', 90_000);
+    assert.equal(done.state, 'failed');
+    const reasons = done.timeline.map((e) => `${e.to}: ${e.reason}`).join('\n');
+    assert.match(reasons, /queued: retrying: github API POST .*generate-jitconfig failed with 500/);
+    assert.match(reasons, /failed: job github:\d+: provisioning failed after 2 attempt\(s\)/);
+    const metrics = await (await fetch(`${h.service.url}/metrics`)).text();
+    assert.match(metrics, /hearth_provision_failures_total\{forge="github",final="true"\} 1/);
+    assert.ok(h.logLines.some((l) => l.includes('no runner after the allowed attempts') && l.includes(`github:${job.id}`)));
+    assert.deepEqual(await h.service.driver.list(), [], 'the VMs of both attempts are gone');
+    await h.close();
+    h = undefined;
+  });
+
   test('with 30 % of webhooks dropped, every owned job still runs (reconcile finds what the webhooks missed)', async () => {
     h = await startServeHarness({ seed: 4 });
     h.sim.faults.dropRate = 0.3;
