@@ -24,6 +24,8 @@ export interface ControllerSettings {
   readonly maxAttempts: number;
   /** Warm and snapshot pools; a job routed to one takes an idle VM at once. */
   readonly pools?: readonly VmPool[];
+  /** Aborted when the service stops: back-off waits end at once. */
+  readonly shutdown?: AbortSignal;
 }
 
 /** What the controller reports as it works; the server turns it into Prometheus metrics. */
@@ -383,7 +385,7 @@ export class RunnerController {
       await this.teardown(job.id, active);
       await this.retryOrFail((await this.ledger.job(job.id)) ?? job, reason ?? 'unknown error');
       // A failed attempt waits a little, so a broken forge or host is not hammered.
-      await sleep(Math.min(30_000, 1000 * 2 ** job.attempts));
+      await sleep(Math.min(30_000, 1000 * 2 ** job.attempts), undefined, this.settings.shutdown ? { signal: this.settings.shutdown } : {}).catch(() => {});
     } finally {
       const final = await this.ledger.job(job.id);
       if (final && isFinal(final.state)) await this.teardown(job.id, active);

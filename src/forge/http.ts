@@ -26,6 +26,8 @@ export interface RetryPolicy {
   readonly attempts: number;
   readonly baseDelayMs: number;
   readonly maxDelayMs: number;
+  /** Aborted on shutdown: a call waiting out a rate limit gives up at once instead of holding the stop. */
+  readonly signal?: AbortSignal;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 500, maxDelayMs: 60_000 };
@@ -80,7 +82,7 @@ export class ForgeHttp {
     const policy = request.retry ?? this.retry;
     for (let attempt = 1; attempt <= policy.attempts; attempt += 1) {
       const wait = this.pausedUntil - Date.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) await sleep(wait, undefined, this.retry.signal ? { signal: this.retry.signal } : {});
       let response: Response;
       try {
         response = await fetch(url, {
@@ -92,9 +94,10 @@ export class ForgeHttp {
             ...(await this.authHeaders()),
           },
           ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
-          signal: AbortSignal.timeout(request.timeoutMs ?? 30_000),
+          signal: this.retry.signal ? AbortSignal.any([AbortSignal.timeout(request.timeoutMs ?? 30_000), this.retry.signal]) : AbortSignal.timeout(request.timeoutMs ?? 30_000),
         });
       } catch (error) {
+        if (this.retry.signal?.aborted) throw error;
         lastReason = `network error: ${(error as Error).message}`;
         lastStatus = 0;
         this.onResponse(this.forge, 0);
@@ -131,7 +134,7 @@ export class ForgeHttp {
     const delay = Math.min(policy.maxDelayMs, Math.max(retryAfter ?? 0, jittered));
     if (retryAfter !== undefined) this.pausedUntil = Math.max(this.pausedUntil, Date.now() + retryAfter);
     this.logger.warn({ forge: this.forge, method: request.method, path: request.path.split('?')[0], attempt, delayMs: Math.round(delay), reason }, 'forge API call failed; retrying');
-    await sleep(delay);
+    await sleep(delay, undefined, this.retry.signal ? { signal: this.retry.signal } : {});
   }
 }
 

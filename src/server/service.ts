@@ -7,6 +7,7 @@ import type { Forge, ForgeKind } from '../forge/forge.ts';
 import { GithubAuth } from '../forge/github/auth.ts';
 import { GithubForge } from '../forge/github/client.ts';
 import { GitlabForge } from '../forge/gitlab/client.ts';
+import { DEFAULT_RETRY } from '../forge/http.ts';
 import { loadImage } from '../image/store.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
@@ -45,15 +46,16 @@ function createDriver(config: ServeConfig, paths: HearthPaths, logger: Logger): 
   return createHostDriver(name, { paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}), firecrackerBinary: process.env.HEARTH_FIRECRACKER, egress });
 }
 
-function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics): Map<ForgeKind, Forge> {
+function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics, shutdown: AbortSignal): Map<ForgeKind, Forge> {
+  const retry = { ...DEFAULT_RETRY, signal: shutdown };
   const forges = new Map<ForgeKind, Forge>();
   const onResponse = (forge: ForgeKind, status: number): void => void metrics.forgeResponses.inc({ forge, status: String(status) });
   const auth = GithubAuth.fromConfig(config.github.apiUrl, config.github.token, config.github.app);
   if (auth.configured) {
-    forges.set('github', new GithubForge({ apiUrl: config.github.apiUrl, auth, repos: config.github.repos, orgs: config.github.orgs, runnerGroupId: config.github.runnerGroupId, runnerCommand: config.github.runnerCommand, logger: logger.child({ forge: 'github' }), onResponse }));
+    forges.set('github', new GithubForge({ apiUrl: config.github.apiUrl, auth, repos: config.github.repos, orgs: config.github.orgs, runnerGroupId: config.github.runnerGroupId, runnerCommand: config.github.runnerCommand, logger: logger.child({ forge: 'github' }), onResponse, retry }));
   }
   if (config.gitlab.token) {
-    forges.set('gitlab', new GitlabForge({ url: config.gitlab.url, runnerUrl: config.gitlab.runnerUrl ?? config.gitlab.url, token: config.gitlab.token, projects: config.gitlab.projects, groups: config.gitlab.groups, runnerCommand: config.gitlab.runnerCommand, waitTimeoutSeconds: config.gitlab.waitTimeoutSeconds, logger: logger.child({ forge: 'gitlab' }), onResponse }));
+    forges.set('gitlab', new GitlabForge({ url: config.gitlab.url, runnerUrl: config.gitlab.runnerUrl ?? config.gitlab.url, token: config.gitlab.token, projects: config.gitlab.projects, groups: config.gitlab.groups, runnerCommand: config.gitlab.runnerCommand, waitTimeoutSeconds: config.gitlab.waitTimeoutSeconds, logger: logger.child({ forge: 'gitlab' }), onResponse, retry }));
   }
   return forges;
 }
@@ -80,7 +82,8 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const controllerRef: { current?: RunnerController } = {};
   const pools: VmPool[] = [];
   const metrics = new HearthMetrics(ledger, () => controllerRef.current?.activeJobs ?? 0, () => controllerRef.current?.poolStatus() ?? []);
-  const forges = createForges(config, logger, metrics);
+  const shutdown = new AbortController();
+  const forges = createForges(config, logger, metrics, shutdown.signal);
   choices.push(forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)');
   const limits = { maxCpus: config.runners.maxCpus, maxMemoryMib: config.runners.maxMemoryMib, images: [...new Set([config.runners.image, 'minimal', 'debian', ...config.pools.map((p) => p.image)])] };
   for (const pool of config.pools) {
@@ -103,6 +106,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
       stuckAfterSeconds: config.reconcile.stuckAfterSeconds,
       maxAttempts: config.reconcile.maxAttempts,
       pools,
+      shutdown: shutdown.signal,
     },
     logger.child({ component: 'controller' }),
     metrics.observer(),
@@ -157,6 +161,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     choices,
     async close(reason: string) {
       await app.close();
+      shutdown.abort(new Error(`hearth serve is stopping: ${reason}`));
       await controller.stop(reason);
       await ledger.close();
     },

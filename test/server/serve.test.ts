@@ -124,6 +124,20 @@ describe('hearth serve with a forge simulator and real VMs', () => {
     h = undefined;
   });
 
+  test('stopping while a forge call waits out a rate limit ends promptly and leaves no VM', async () => {
+    h = await startServeHarness();
+    h.sim.failApi({ status: 429, count: 1000, retryAfterSeconds: 60, path: /generate-jitconfig$/ });
+    const job = await h.sim.queueGithubJob({ repo: REPO, labels: OWNED_LABELS });
+    await waitForJob(h, `github:${job.id}`, (j) => j.vmId !== null, 'its VM to boot while the registration waits');
+    const runtime = h.paths.runtime;
+    const started = Date.now();
+    await h.close();
+    h = undefined;
+    assert.ok(Date.now() - started < 15_000, `stop took ${Date.now() - started} ms with a 60 s Retry-After pending`);
+    const { readdir } = await import('node:fs/promises');
+    assert.deepEqual(await readdir(`${runtime}/vms`).catch(() => []), [], 'no VM left');
+  });
+
   test('with 30 % of webhooks dropped, every owned job still runs (reconcile finds what the webhooks missed)', async () => {
     h = await startServeHarness({ seed: 4 });
     h.sim.faults.dropRate = 0.3;
