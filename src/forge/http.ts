@@ -94,7 +94,8 @@ export class ForgeHttp {
             ...(await this.authHeaders()),
           },
           ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
-          signal: this.retry.signal ? AbortSignal.any([AbortSignal.timeout(request.timeoutMs ?? 30_000), this.retry.signal]) : AbortSignal.timeout(request.timeoutMs ?? 30_000),
+          // Only the timeout: a call in flight ends within it; shutdown aborts the waits between calls.
+          signal: AbortSignal.timeout(request.timeoutMs ?? 30_000),
         });
       } catch (error) {
         if (this.retry.signal?.aborted) throw error;

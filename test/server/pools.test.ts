@@ -32,10 +32,14 @@ describe('hearth serve with a snapshot pool', () => {
   after(() => h.close());
 
   const pool = async (): Promise<PoolStatus> => (await h.api<{ pools: PoolStatus[] }>('/pools')).pools[0]!;
-  const finished = (id: string) => until(`job ${id} to finish and be torn down`, async () => {
-    const job = (await h.service.ledger.job(id)) ? await h.api<ApiJob>(`/jobs/${encodeURIComponent(id)}`) : undefined;
-    return job?.releasedAt ? job : undefined;
-  });
+  const finished = (id: string) =>
+    until(`job ${id} to finish and be torn down`, async () => {
+      const job = (await h.service.ledger.job(id)) ? await h.api<ApiJob>(`/jobs/${encodeURIComponent(id)}`) : undefined;
+      return job?.releasedAt ? job : undefined;
+    }).catch(async (error: unknown) => {
+      const job = await h.service.ledger.job(id);
+      throw new Error(`${(error as Error).message}\n${JSON.stringify(job ? await h.service.ledger.timeline(id) : null)}\n${h.logLines.filter((l) => /runner output|warn|error|pool/.test(l)).slice(-25).join('\n')}`);
+    });
 
   test('a job routed to the pool takes the idle clone at once (a hit), and the pool refills behind it', async () => {
     await until('the pool to have an idle clone', async () => ((await pool()).idle >= 1 ? true : undefined));
