@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { stat } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 
 /** A Firecracker API error: the request, the status and Firecracker's own `fault_message`. */
 export class FirecrackerApiError extends Error {
@@ -22,10 +22,19 @@ export class FirecrackerApiError extends Error {
 export class FirecrackerApi {
   constructor(readonly socketPath: string) {}
 
-  /** Waits until the VMM has created its API socket. */
+  /** Waits until the VMM accepts connections on its API socket (the file exists a moment before it listens). */
   async ready(deadline: number): Promise<void> {
-    while (!(await stat(this.socketPath).then(() => true, () => false))) {
-      if (Date.now() > deadline) throw new Error(`the Firecracker API socket ${this.socketPath} did not appear`);
+    for (;;) {
+      const accepted = await new Promise<boolean>((resolve) => {
+        const socket = createConnection(this.socketPath);
+        socket.once('connect', () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.once('error', () => resolve(false));
+      });
+      if (accepted) return;
+      if (Date.now() > deadline) throw new Error(`the Firecracker API socket ${this.socketPath} did not accept connections`);
       await sleep(5);
     }
   }
