@@ -18,6 +18,18 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** Starts `hearth serve` as its own process and waits until it answers /healthz; its output goes to `output`. */
+async function startServe(env: NodeJS.ProcessEnv, url: string, output: string[]): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, [HEARTH_BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout?.on('data', (b: Buffer) => output.push(b.toString()));
+  proc.stderr?.on('data', (b: Buffer) => output.push(b.toString()));
+  for (let i = 0; i < 300; i += 1) {
+    if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) return proc;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`hearth serve did not start:\n${output.join('')}`);
+}
+
 let root: string;
 let sim: ForgeSimulator;
 let child: ChildProcess | undefined;
@@ -51,16 +63,7 @@ test('kill -9 of hearth serve while it provisions, then a restart: nothing leake
     HEARTH_LOG_LEVEL: 'info',
   };
   const output: string[] = [];
-  const start = async (): Promise<ChildProcess> => {
-    const proc = spawn(process.execPath, [HEARTH_BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    proc.stdout?.on('data', (b: Buffer) => output.push(b.toString()));
-    proc.stderr?.on('data', (b: Buffer) => output.push(b.toString()));
-    for (let i = 0; i < 300; i += 1) {
-      if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) return proc;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`hearth serve did not start:\n${output.join('')}`);
-  };
+  const start = (): Promise<ChildProcess> => startServe(env, url, output);
   const job = async (id: string): Promise<{ state: string; vmId: string | null; releasedAt: string | null; timeline: { to: string; reason: string }[] } | undefined> => {
     const response = await fetch(`${url}/api/v1/jobs/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${SECRETS.apiToken}` } });
     return response.ok ? ((await response.json()) as never) : undefined;
@@ -120,16 +123,7 @@ test('kill -9 of hearth serve while a pool refills, then a restart: the old pool
     HEARTH_POOLS: JSON.stringify({ warm: { mode: 'booted', minIdle: 2, maxSize: 2, cpus: 1, memoryMib: 256, image: 'minimal' } }),
   };
   const output: string[] = [];
-  const start = async (): Promise<ChildProcess> => {
-    const proc = spawn(process.execPath, [HEARTH_BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    proc.stdout?.on('data', (b: Buffer) => output.push(b.toString()));
-    proc.stderr?.on('data', (b: Buffer) => output.push(b.toString()));
-    for (let i = 0; i < 300; i += 1) {
-      if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) return proc;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`hearth serve did not start:\n${output.join('')}`);
-  };
+  const start = (): Promise<ChildProcess> => startServe(env, url, output);
   const vmDirs = () => readdir(join(dir, 'run', 'vms')).catch(() => [] as string[]);
   const poolStatus = async () => ((await (await fetch(`${url}/api/v1/pools`, { headers: { authorization: `Bearer ${SECRETS.apiToken}` } })).json()) as { pools: { idle: number; starting: number }[] }).pools[0]!;
 
