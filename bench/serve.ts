@@ -30,7 +30,7 @@ import { loadImage } from '../src/image/store.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { createLogger } from '../src/log.ts';
 import { buildServer } from '../src/server/app.ts';
-import { HearthMetrics } from '../src/server/metrics.ts';
+import { HearthMetrics, idleHost } from '../src/server/metrics.ts';
 import { DEFAULT_SHAPE } from '../src/scheduler/labels.ts';
 import { QemuDriver } from '../src/vm/qemu/driver.ts';
 import { OWNED_LABELS, REPO, STAND_IN_IMAGE, ensureStandInImage, startServeHarness } from '../test/support/serve-host.ts';
@@ -136,7 +136,7 @@ async function httpIngest(run: number): Promise<number> {
   const app = await buildServer({
     config,
     logger: silent,
-    metrics: new HearthMetrics(ledger, () => 0),
+    metrics: new HearthMetrics(ledger, idleHost()),
     ledger,
     driver: new QemuDriver({ paths, logger: silent }),
     limits: LIMITS,

@@ -97,6 +97,26 @@ export const ERRORS = {
     message: '{tool} is not installed or not executable ({path})',
     fix: '{hint}',
   },
+  HEARTH_ERR_AGENT_NO_CONNECT: {
+    message: 'the agent of VM {vmId} did not connect back to {url} within {seconds}s',
+    fix: 'check that the guest can reach {url} (the advertised URL must be an address of this host on the VM network, and a firewall must let it in to {listen}) and that the image runs cloud-init, which starts the agent from user-data; the VM console on the flintlockd host shows both',
+  },
+  HEARTH_ERR_DRIVER_UNSUPPORTED: {
+    message: 'the {driver} driver cannot {action}: {reason}',
+    fix: '{hint}',
+  },
+  HEARTH_ERR_FLINTLOCK: {
+    message: 'flintlockd at {endpoint}: {operation} for VM {vmId} failed: {reason}',
+    fix: '{hint}',
+  },
+  HEARTH_ERR_MMDS_SECRET: {
+    message: 'job metadata "{name}" looks like a secret ({why}); MMDS would serve it to every process in the guest',
+    fix: 'pass only non-secret facts as metadata; deliver credentials to the job through the agent channel, which the driver never writes to disk or MMDS',
+  },
+  HEARTH_ERR_SERVER_API: {
+    message: 'hearth serve at {url}: {reason}',
+    fix: '{hint}',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

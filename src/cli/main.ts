@@ -3,6 +3,7 @@ import { createCliContext, type CliContext } from './context.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerImage } from './commands/image.ts';
+import { registerObserve } from './commands/observe.ts';
 import { registerRun } from './commands/run.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerVm } from './commands/vm.ts';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerRun(program, lazyContext);
   registerServe(program, lazyContext);
   registerConfig(program, lazyContext);
+  registerObserve(program, lazyContext);
   return program;
 }
 

@@ -74,7 +74,13 @@ export interface ServeConfig {
     runnerCommand: string;
     waitTimeoutSeconds: number;
   };
-  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
+  log: {
+    level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+    /** Job logs (runner output) are kept this many days, then deleted. */
+    jobRetentionDays: number;
+    /** Lines kept per job; the rest is dropped with a note. */
+    jobMaxLines: number;
+  };
   /** Warm and snapshot pools (src/config/pools-config.ts); not in the key table: a mapping of names. */
   pools: PoolConfig[];
 }
@@ -125,7 +131,7 @@ export function defaultServeConfig(paths: HearthPaths): ServeConfig {
       runnerCommand: 'gitlab-runner',
       waitTimeoutSeconds: 120,
     },
-    log: { level: 'info' },
+    log: { level: 'info', jobRetentionDays: 7, jobMaxLines: 20_000 },
     pools: [],
   };
 }
@@ -360,6 +366,8 @@ const FIELDS: { readonly [K in ServeConfigKey]: Field } = {
   'gitlab.runnerCommand': text('the runner program inside the image, e.g. gitlab-runner', nonEmpty),
   'gitlab.waitTimeoutSeconds': integer(1, 3600, 120),
   'log.level': choice(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
+  'log.jobRetentionDays': integer(1, 3650, 7),
+  'log.jobMaxLines': integer(100, 10_000_000, 20_000),
 };
 
 const KEYS = Object.keys(FIELDS) as ServeConfigKey[];

@@ -1,7 +1,9 @@
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HearthError, isHearthError } from '../errors.ts';
 import { RUNNER_NAME_PREFIX, type Forge, type ForgeJobStatus, type ForgeKind, type RunnerRegistration } from '../forge/forge.ts';
-import type { JobRow, Ledger } from '../ledger/ledger.ts';
+import type { JobRow, Ledger, TimelineEntry } from '../ledger/ledger.ts';
+import type { JobLogs } from '../ledger/logs.ts';
 import { isFinal, type JobState } from '../ledger/states.ts';
 import type { Logger } from '../log.ts';
 import { fits, type Capacity } from '../scheduler/capacity.ts';
@@ -28,17 +30,22 @@ export interface ControllerSettings {
   readonly shutdown?: AbortSignal;
 }
 
+/** Each thing the reconcile loop does to close a gap between the ledger and the world. */
+export type ReconcileAction = 'claimed' | 'recovered' | 'enqueued_missed' | 'released' | 'retried' | 'failed' | 'unstuck' | 'orphan_vm' | 'orphan_runner' | 'logs_pruned';
+
 /** What the controller reports as it works; the server turns it into Prometheus metrics. */
 export interface ControllerObserver {
   transition?(to: JobState, forge: string): void;
-  stage?(stage: 'vm_ready' | 'runner_registered' | 'runner_started', seconds: number): void;
+  /** A job's VM and registration are gone, so its whole timeline is known. */
+  released?(job: JobRow, timeline: readonly TimelineEntry[]): void;
   provisionFailed?(forge: string, final: boolean): void;
   reconciled?(step: string, ok: boolean): void;
-  orphanRemoved?(kind: 'vm' | 'runner'): void;
+  action?(kind: ReconcileAction): void;
 }
 
 interface ActiveJob {
   readonly shape: VmShape;
+  readonly pool?: string;
   vmId?: string;
   registration?: RunnerRegistration;
   task?: Promise<void>;
@@ -67,7 +74,11 @@ export class RunnerController {
     private readonly settings: ControllerSettings,
     private readonly logger: Logger,
     private readonly observer: ControllerObserver = {},
+    /** Where each job's runner output and Hearth's steps for it are kept. */
+    private readonly logs?: JobLogs,
   ) {}
+
+  private lastLogPrune = 0;
 
   start(): void {
     this.stopped = false;
@@ -126,6 +137,7 @@ export class RunnerController {
       ['provision', () => this.provisionQueued()],
       ['pools', () => this.maintainPools()],
       ['orphans', () => this.removeOrphans()],
+      ['logs', () => this.pruneLogs()],
     ];
     for (const [name, step] of steps) {
       if (this.stopped) return;
@@ -170,14 +182,15 @@ export class RunnerController {
       const forge = this.forgeOf(job);
       const status: ForgeJobStatus = forge ? await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id }) : { status: 'unknown' };
       log.warn({ state: job.state, forgeStatus: status.status }, 'job abandoned by an earlier process; recovering');
+      this.observer.action?.('recovered');
       await this.settleFromForge(job, status, 'its VM was lost when the process that ran it stopped');
     }
   }
 
   /** Decides a job whose runner is gone from what the forge says of it. */
   private async settleFromForge(job: JobRow, status: ForgeJobStatus, lost: string): Promise<void> {
-    if (status.status === 'finished') await this.move(job, 'completed', `forge reports it finished: ${status.conclusion}`);
-    else if (status.status === 'cancelled') await this.move(job, 'cancelled', 'forge reports it cancelled');
+    if (status.status === 'finished') await this.move(job, 'completed', `forge reports it finished: ${status.conclusion}`, { verdict: { conclusion: status.conclusion } });
+    else if (status.status === 'cancelled') await this.move(job, 'cancelled', 'forge reports it cancelled', { verdict: { conclusion: 'cancelled' } });
     else if (status.status === 'running' && status.runnerName && status.runnerName !== job.runner_name && status.runnerName.startsWith(RUNNER_NAME_PREFIX)) {
       // With equal labels the forge gave this job another Hearth runner; that runner's VM carries it now.
       await this.move(job, 'running', `forge reports it running on ${status.runnerName}`, { ranOn: status.runnerName });
@@ -195,9 +208,11 @@ export class RunnerController {
       const error = new HearthError('HEARTH_ERR_PROVISION', { jobId: job.id, attempts: current.attempts + 1, reason });
       this.observer.provisionFailed?.(job.forge, true);
       this.logger.error({ jobId: job.id, err: { code: error.code, message: error.message } }, 'job failed: no runner after the allowed attempts');
+      this.observer.action?.('failed');
       await this.move(current, 'failed', error.message, { error: reason, attempt: true });
     } else {
       this.observer.provisionFailed?.(job.forge, false);
+      this.observer.action?.('retried');
       await this.move(current, 'queued', `retrying: ${reason}`, { error: reason, attempt: true });
     }
   }
@@ -213,9 +228,10 @@ export class RunnerController {
           this.logger.warn({ forgeJobId: found.forgeJobId, labels: found.labels, reason: ownership.refused }, 'refusing a queued job: its shape is outside the limits');
           continue;
         }
-        const { created, id } = await this.ledger.enqueue({ forge: found.forge, forgeJobId: found.forgeJobId, repository: found.repository, labels: found.labels }, 'found queued at the forge by reconcile (its webhook was missed)');
+        const { created, id } = await this.ledger.enqueue({ forge: found.forge, forgeJobId: found.forgeJobId, repository: found.repository, labels: found.labels, name: found.name }, 'found queued at the forge by reconcile (its webhook was missed)');
         if (created) {
           this.observer.transition?.('queued', found.forge);
+          this.observer.action?.('enqueued_missed');
           this.logger.info({ jobId: id }, 'enqueued a job whose webhook was missed');
         }
       }
@@ -248,6 +264,7 @@ export class RunnerController {
           const status = await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id });
           if (status.status === 'running') {
             await this.move(job, 'running', `forge reports it running on ${status.runnerName ?? 'a runner'} (its webhook was missed)`);
+            this.observer.action?.('unstuck');
             continue;
           }
         }
@@ -259,7 +276,23 @@ export class RunnerController {
     }
   }
 
-  private used(): Capacity & { count: number } {
+  /** VMs started for single jobs (pool VMs are counted by their pools): starting or busy. */
+  jobVms(): { state: 'starting' | 'busy'; pool: string; count: number }[] {
+    let starting = 0;
+    let busy = 0;
+    for (const job of this.active.values()) {
+      if (job.pool) continue;
+      if (job.vmId) busy++;
+      else starting++;
+    }
+    return [
+      { state: 'starting', pool: '', count: starting },
+      { state: 'busy', pool: '', count: busy },
+    ];
+  }
+
+  /** What this host's jobs and pools hold now. */
+  used(): Capacity & { count: number } {
     let cpus = 0;
     let memoryMib = 0;
     for (const job of this.active.values()) {
@@ -313,7 +346,8 @@ export class RunnerController {
       // An idle pool VM already holds its share of the host; anything else needs room.
       if (!(pool && pool.status().idle > 0) && !fits(this.used(), shape, this.settings.capacity)) return;
       if (!(await this.move(job, 'claimed', `claimed by this controller${pool ? ` for pool ${pool.config.name}` : ''}`))) continue;
-      const active: ActiveJob = { shape };
+      this.observer.action?.('claimed');
+      const active: ActiveJob = pool ? { shape, pool: pool.config.name } : { shape };
       this.active.set(job.id, active);
       active.task = this.launchRunner(job, shape, active, pool).finally(() => {
         this.active.delete(job.id);
@@ -330,22 +364,28 @@ export class RunnerController {
   private async launchRunner(job: JobRow, shape: VmShape, active: ActiveJob, pool?: VmPool): Promise<void> {
     const log = this.logger.child({ jobId: job.id });
     const forge = this.forgeOf(job);
-    const started = performance.now();
     try {
       if (!forge) throw new Error(`no ${job.forge} forge is configured (set its token in the config)`);
-      await this.move(job, 'provisioning', `placed: ${shape.cpus} vCPU, ${shape.memoryMib} MiB, image ${shape.image}`);
+      const placed = `placed: ${shape.cpus} vCPU, ${shape.memoryMib} MiB, image ${shape.image}${pool ? `, pool ${pool.config.name}` : ''}, on ${hostname()}`;
+      await this.move(job, 'provisioning', placed);
+      this.logs?.write(job.id, 'hearth', placed);
       const labels = JSON.parse(job.labels) as string[];
       const [vm, registration] = await Promise.allSettled([
-        this.startVm(shape, pool).then(async ({ vm: booted, how }) => {
+        this.startVm(shape, pool).then(async ({ vm: booted, how, hit }) => {
           active.vmId = booted.id;
-          this.observer.stage?.('vm_ready', (performance.now() - started) / 1000);
-          await this.ledger.note(job.id, `VM ${booted.id} ready ${how}`, { vm_id: booted.id });
+          const ready = `VM ${booted.id} ready ${how}`;
+          await this.ledger.note(job.id, ready, { vm_id: booted.id, host: hostname(), ...(pool ? { pool: pool.config.name, pool_hit: hit ? 1 : 0 } : {}) }, 'vm_ready');
+          this.logs?.write(job.id, 'hearth', ready);
           if (pool) this.kick(); // refill behind the job, never in front of it
           return booted;
         }),
         forge.registerRunner({ id: job.id, repository: job.repository, forgeJobId: job.forge_job_id, labels }).then(async (registered) => {
           active.registration = registered;
-          await this.ledger.note(job.id, `runner ${registered.runnerName} (id ${registered.runnerId}) registered at ${job.forge}`, { runner_id: registered.runnerId, runner_name: registered.runnerName });
+          // The credential rides in argv: mask it should the runner ever print it.
+          this.logs?.addSecrets(job.id, registered.argv.slice(1));
+          const done = `runner ${registered.runnerName} (id ${registered.runnerId}) registered at ${job.forge}`;
+          await this.ledger.note(job.id, done, { runner_id: registered.runnerId, runner_name: registered.runnerName });
+          this.logs?.write(job.id, 'hearth', done);
           return registered;
         }),
       ]);
@@ -357,25 +397,26 @@ export class RunnerController {
         return;
       }
       await this.move(job, 'runner_registered', `runner ${registration.value.runnerName} handed to VM ${vm.value.id}`, { vmId: vm.value.id, runnerName: registration.value.runnerName, runnerId: registration.value.runnerId });
-      this.observer.stage?.('runner_registered', (performance.now() - started) / 1000);
       const vmLog = log.child({ vmId: vm.value.id });
       vmLog.info({ runner: registration.value.runnerName }, 'starting the runner in the VM');
       const tail: string[] = [];
+      const store = this.logs?.output(job.id, 'runner');
       const keep = (chunk: Buffer): void => {
+        store?.(chunk);
         for (const line of chunk.toString('utf8').split('\n')) {
           if (!line) continue;
           tail.push(line.slice(0, 500));
           if (tail.length > 20) tail.shift();
-          vmLog.debug({ line: line.slice(0, 500) }, 'runner output');
         }
       };
-      this.observer.stage?.('runner_started', (performance.now() - started) / 1000);
       const result = await this.driver
         .exec(vm.value.id, { argv: registration.value.argv, env: { RUNNER_ALLOW_RUNASROOT: '1' }, cwd: '/root', timeoutSeconds: this.settings.jobTimeoutMinutes * 60 }, { stdout: keep, stderr: keep })
         .catch((error: unknown) => ({ exitCode: -1, signal: 0, durationMs: 0, error: error as Error }));
       const how = 'error' in result ? `stopped: ${result.error.message.split('\n')[0]}` : `exited with code ${result.exitCode}`;
       await this.ledger.note(job.id, `runner ${how}`);
-      vmLog.info({ exitCode: result.exitCode, tail: tail.slice(-5) }, `runner ${how}`);
+      this.logs?.write(job.id, 'hearth', `runner ${how}`);
+      // The tail goes through the job log's masking: the runner could print anything.
+      vmLog.info({ exitCode: result.exitCode, tail: tail.slice(-5).map((line) => this.logs?.mask(job.id, line) ?? '[masked]') }, `runner ${how}`);
       await this.teardown(job.id, active);
       const after = await this.ledger.job(job.id);
       if (after && !isFinal(after.state)) await this.settleFromForge(after, await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id }), `the runner ${how}`);
@@ -393,15 +434,26 @@ export class RunnerController {
   }
 
   /** The job's VM: an idle one from its pool at once, else one started for it now. */
-  private async startVm(shape: VmShape, pool: VmPool | undefined): Promise<{ vm: Vm; how: string }> {
+  private async startVm(shape: VmShape, pool: VmPool | undefined): Promise<{ vm: Vm; how: string; hit: boolean }> {
     if (pool) {
       const idle = pool.take();
-      if (idle) return { vm: idle, how: `at once from pool ${pool.config.name} (idle, ${pool.config.mode})` };
+      if (idle) return { vm: idle, how: `at once from pool ${pool.config.name} (idle, ${pool.config.mode})`, hit: true };
       const vm = await pool.startForJob();
-      return { vm, how: `in ${(vm.startMs / 1000).toFixed(1)} s: pool ${pool.config.name} had none idle, ${vm.origin.kind === 'snapshot' ? 'restored from its template' : 'booted'} (${vm.accel})` };
+      return { vm, how: `in ${(vm.startMs / 1000).toFixed(1)} s: pool ${pool.config.name} had none idle, ${vm.origin.kind === 'snapshot' ? 'restored from its template' : 'booted'} (${vm.accel})`, hit: false };
     }
     const vm = await this.driver.boot({ image: shape.image, cpus: shape.cpus, memoryMib: shape.memoryMib, network: this.settings.network });
-    return { vm, how: `in ${(vm.startMs / 1000).toFixed(1)} s (${vm.accel})` };
+    return { vm, how: `in ${(vm.startMs / 1000).toFixed(1)} s (${vm.accel})`, hit: false };
+  }
+
+  /** Log rotation: at most every ten minutes, lines past the retention period go. */
+  private async pruneLogs(): Promise<void> {
+    if (!this.logs || Date.now() - this.lastLogPrune < 600_000) return;
+    this.lastLogPrune = Date.now();
+    const removed = await this.logs.prune();
+    if (removed > 0) {
+      this.observer.action?.('logs_pruned');
+      this.logger.info({ lines: removed }, 'deleted job log lines past the retention period');
+    }
   }
 
   /** Destroys the job's VM and removes its registration; marks a final job released. Idempotent. */
@@ -425,7 +477,15 @@ export class RunnerController {
       delete active.registration;
     }
     if (isFinal(job.state)) {
-      if (await this.ledger.release(id, `torn down: ${vmId ? `VM ${vmId} destroyed` : 'no VM'}, ${runnerId ? `runner ${runnerId} removed` : 'no registration'}`)) log.info({ vmId }, 'torn down');
+      const how = `torn down: ${vmId ? `VM ${vmId} destroyed` : 'no VM'}, ${runnerId ? `runner ${runnerId} removed` : 'no registration'}`;
+      if (await this.ledger.release(id, how)) {
+        log.info({ vmId }, 'torn down');
+        this.observer.action?.('released');
+        this.logs?.write(id, 'hearth', how);
+        this.logs?.close(id);
+        const released = await this.ledger.job(id);
+        if (released) this.observer.released?.(released, await this.ledger.timeline(id));
+      }
     } else if (vmId || runnerId) {
       await this.ledger.note(id, 'VM and registration removed before a retry', { vm_id: null, runner_id: null, runner_name: null });
     }
@@ -443,7 +503,7 @@ export class RunnerController {
       if (booting) continue; // a VM whose job has not recorded it yet
       this.logger.warn({ vmId: vm.id }, 'destroying a VM no job holds');
       await this.driver.destroy(vm.id).catch(() => {});
-      this.observer.orphanRemoved?.('vm');
+      this.observer.action?.('orphan_vm');
     }
     const namesInUse = new Set(live.map((j) => j.runner_name).filter((n): n is string => Boolean(n)));
     for (const a of this.active.values()) if (a.registration) namesInUse.add(a.registration.runnerName);
@@ -453,7 +513,7 @@ export class RunnerController {
         if (runner.busy || namesInUse.has(runner.runnerName) || registering) continue;
         this.logger.warn({ runner: runner.runnerName, runnerId: runner.runnerId, forge: forge.kind }, 'removing a registration no job holds');
         await forge.removeRunner(runner);
-        this.observer.orphanRemoved?.('runner');
+        this.observer.action?.('orphan_runner');
       }
     }
   }

@@ -76,7 +76,8 @@ export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery
     const known = await deps.ledger.job(id);
     // An owned job that ends before its queued event arrived (reordered delivery) is recorded as ended.
     const owned = !known && payload.labelsKnown && jobOwnership(payload.job.labels, deps.limits, deps.defaultShape).owned;
-    effect = owned ? { kind: 'finish', job: payload.job, to, reason: why } : { kind: 'transition', id, to, reason: why, ranOn: payload.runnerName ?? undefined };
+    const verdict = { conclusion: payload.conclusion ?? (payload.phase === 'cancelled' ? 'cancelled' : undefined), failedStep: payload.failedStep };
+    effect = owned ? { kind: 'finish', job: payload.job, to, reason: why, verdict } : { kind: 'transition', id, to, reason: why, ranOn: payload.runnerName ?? undefined, verdict };
     outcome = 'updated';
   }
   const result = await record(effect);

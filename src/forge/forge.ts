@@ -11,6 +11,8 @@ export interface ForgeJob {
   /** GitHub `owner/name`; GitLab the numeric project id. */
   readonly repository: string;
   readonly labels: readonly string[];
+  /** The job's name as the forge shows it (GitHub's workflow_job.name, GitLab's build_name). */
+  readonly name?: string | undefined;
 }
 
 /** What the forge says about a job now, normalised. */

@@ -72,7 +72,8 @@ export class ForgeHttp {
     private readonly authHeaders: () => Promise<Record<string, string>>,
     private readonly logger: Logger,
     private readonly retry: RetryPolicy = DEFAULT_RETRY,
-    private readonly onResponse: (forge: ForgeKind, status: number) => void = () => {},
+    /** Every answer (status 0: none), with its headers when there was one: metrics read the rate limit left. */
+    private readonly onResponse: (forge: ForgeKind, status: number, headers?: Headers) => void = () => {},
   ) {}
 
   async request(request: ForgeRequest): Promise<ForgeResponse> {
@@ -112,7 +113,7 @@ export class ForgeHttp {
       } catch {
         // not JSON: keep the text for the error message
       }
-      this.onResponse(this.forge, response.status);
+      this.onResponse(this.forge, response.status, response.headers);
       if (response.ok || request.accept?.includes(response.status)) return { status: response.status, headers: response.headers, body };
       lastStatus = response.status;
       lastReason = typeof body === 'object' && body !== null && 'message' in body ? String((body as { message: unknown }).message) : String(text).slice(0, 200);

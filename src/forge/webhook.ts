@@ -12,6 +12,10 @@ export interface JobEvent {
   readonly runnerName: string | null;
   /** GitLab's hook has no tags: they must be fetched before ownership is known. */
   readonly labelsKnown: boolean;
+  /** For a finished job: the forge's verdict (success, failure, failed, cancelled, ...). */
+  readonly conclusion?: string | undefined;
+  /** For a failed job: the step that failed (GitHub) or the failure reason (GitLab). */
+  readonly failedStep?: string | undefined;
 }
 
 export type WebhookPayload = JobEvent | { readonly kind: 'ping' } | { readonly kind: 'ignored'; readonly reason: string };

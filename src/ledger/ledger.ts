@@ -3,7 +3,8 @@ import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { migrationProvider } from './migrations.ts';
-import { countJobsByState, insertDelivery, insertJobEvent, insertQueuedJob, markJobReleased, selectJob, selectJobEvents, selectJobsInStates, selectJobsPage, selectJobsStuckIn, selectUnreleasedFinalJobs, updateJobResources, updateJobState, type JobResources } from './plans.ts';
+import { countJobsByState, insertDelivery, insertJobEvent, insertQueuedJob, markJobReleased, selectFinishedJobsSince, selectJob, selectJobEvents, selectJobsInStates, selectJobsPage, selectJobsStuckIn, selectUnreleasedFinalJobs, updateJobResources, updateJobState, type JobFilter, type JobResources } from './plans.ts';
+import { stageOfTransition, type Stage } from './stages.ts';
 import type { Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { FINAL_STATES, type JobState } from './states.ts';
@@ -13,6 +14,13 @@ export interface NewJob {
   readonly forgeJobId: string;
   readonly repository: string;
   readonly labels: readonly string[];
+  readonly name?: string | undefined;
+}
+
+/** The forge's verdict on an ended job, kept for Insights. */
+export interface JobVerdict {
+  readonly conclusion?: string | undefined;
+  readonly failedStep?: string | undefined;
 }
 
 export type JobRow = LedgerSchema['jobs'];
@@ -20,9 +28,9 @@ export type JobRow = LedgerSchema['jobs'];
 /** What a webhook asks of the ledger, applied in the same transaction that records the delivery. */
 export type WebhookEffect =
   | { readonly kind: 'enqueue'; readonly job: NewJob; readonly reason: string }
-  | { readonly kind: 'transition'; readonly id: string; readonly to: JobState; readonly reason: string; readonly ranOn?: string | undefined }
+  | { readonly kind: 'transition'; readonly id: string; readonly to: JobState; readonly reason: string; readonly ranOn?: string | undefined; readonly verdict?: JobVerdict }
   /** Finished before its queued event arrived: recorded final, so a late `queued` starts nothing. */
-  | { readonly kind: 'finish'; readonly job: NewJob; readonly to: JobState; readonly reason: string }
+  | { readonly kind: 'finish'; readonly job: NewJob; readonly to: JobState; readonly reason: string; readonly verdict?: JobVerdict }
   | { readonly kind: 'none' };
 
 export interface WebhookRecord {
@@ -45,6 +53,7 @@ export interface TransitionExtra {
   readonly ranOn?: string;
   readonly error?: string;
   readonly attempt?: boolean;
+  readonly verdict?: JobVerdict | undefined;
 }
 
 export interface TimelineEntry {
@@ -52,6 +61,7 @@ export interface TimelineEntry {
   readonly to: JobState;
   readonly reason: string;
   readonly at: string;
+  readonly stage: string | null;
 }
 
 /**
@@ -109,8 +119,8 @@ export class Ledger {
   private async enqueueIn(tx: Transaction<LedgerSchema>, job: NewJob, reason: string): Promise<{ id: string; created: boolean }> {
     const id = jobId(job.forge, job.forgeJobId);
     const at = this.now();
-    const created = await insertQueuedJob(tx, { id, forge: job.forge, forge_job_id: job.forgeJobId, repository: job.repository, labels: JSON.stringify(job.labels), created_at: at, updated_at: at });
-    if (created) await insertJobEvent(tx, { job_id: id, from_state: null, to_state: 'queued', reason, at });
+    const created = await insertQueuedJob(tx, { id, forge: job.forge, forge_job_id: job.forgeJobId, repository: job.repository, labels: JSON.stringify(job.labels), job_name: job.name ?? null, created_at: at, updated_at: at });
+    if (created) await insertJobEvent(tx, { job_id: id, from_state: null, to_state: 'queued', reason, at, stage: 'received' });
     return { id, created };
   }
 
@@ -131,9 +141,11 @@ export class Ledger {
       ...(extra.ranOn !== undefined ? { ran_on: extra.ranOn } : {}),
       ...(extra.error !== undefined ? { last_error: extra.error } : {}),
       ...(extra.attempt ? { attempt: true } : {}),
+      ...(extra.verdict?.conclusion !== undefined ? { conclusion: extra.verdict.conclusion } : {}),
+      ...(extra.verdict?.failedStep !== undefined ? { failed_step: extra.verdict.failedStep } : {}),
     });
     if (from === undefined) return false;
-    await insertJobEvent(tx, { job_id: id, from_state: from, to_state: to, reason, at });
+    await insertJobEvent(tx, { job_id: id, from_state: from, to_state: to, reason, at, stage: stageOfTransition(from, to) });
     return true;
   }
 
@@ -193,22 +205,22 @@ export class Ledger {
     }
     if (effect.kind === 'finish') {
       const { id, created } = await this.enqueueIn(tx, effect.job, `${effect.reason} (before Hearth saw it queued)`);
-      const moved = await this.transitionIn(tx, id, effect.to, effect.reason);
+      const moved = await this.transitionIn(tx, id, effect.to, effect.reason, { verdict: effect.verdict });
       if (created && moved) await markJobReleased(tx, id, this.now());
       return { duplicate: false, changed: created || moved, jobId: id };
     }
-    if (effect.kind === 'transition') return { duplicate: false, changed: await this.transitionIn(tx, effect.id, effect.to, effect.reason, effect.ranOn ? { ranOn: effect.ranOn } : {}), jobId: effect.id };
+    if (effect.kind === 'transition') return { duplicate: false, changed: await this.transitionIn(tx, effect.id, effect.to, effect.reason, { ...(effect.ranOn ? { ranOn: effect.ranOn } : {}), verdict: effect.verdict }), jobId: effect.id };
     return { duplicate: false, changed: false };
   }
 
-  /** A stage in the timeline that is not a state change (VM ready, runner exited, torn down). */
-  async note(id: string, reason: string, resources?: JobResources): Promise<void> {
+  /** A step on the timeline that is not a state change (VM ready, runner exited), marking `stage` if given. */
+  async note(id: string, reason: string, resources?: JobResources, stage: Stage | null = null): Promise<void> {
     const at = this.now();
     await this.db.transaction().execute(async (tx) => {
       const job = await selectJob(tx, id);
       if (!job) return;
       if (resources) await updateJobResources(tx, id, at, resources);
-      await insertJobEvent(tx, { job_id: id, from_state: job.state, to_state: job.state, reason, at });
+      await insertJobEvent(tx, { job_id: id, from_state: job.state, to_state: job.state, reason, at, stage });
     });
   }
 
@@ -218,7 +230,7 @@ export class Ledger {
     return this.db.transaction().execute(async (tx) => {
       const job = await selectJob(tx, id);
       if (!job || !(await markJobReleased(tx, id, at))) return false;
-      await insertJobEvent(tx, { job_id: id, from_state: job.state, to_state: job.state, reason, at });
+      await insertJobEvent(tx, { job_id: id, from_state: job.state, to_state: job.state, reason, at, stage: 'released' });
       return true;
     });
   }
@@ -241,12 +253,17 @@ export class Ledger {
   }
 
   async timeline(id: string): Promise<TimelineEntry[]> {
-    return (await selectJobEvents(this.db, id)).map((e) => ({ from: e.from_state, to: e.to_state, reason: e.reason, at: e.at }));
+    return (await selectJobEvents(this.db, id)).map((e) => ({ from: e.from_state, to: e.to_state, reason: e.reason, at: e.at, stage: e.stage }));
   }
 
   /** A page of jobs, newest first; pass the last job of a page as `after` for the next one. */
-  jobs(limit: number, after?: { created_at: string; id: string }) {
-    return selectJobsPage(this.db, Math.min(Math.max(1, limit), 10_000), after);
+  jobs(limit: number, after?: { created_at: string; id: string }, filter?: JobFilter) {
+    return selectJobsPage(this.db, Math.min(Math.max(1, limit), 10_000), after, filter);
+  }
+
+  /** Jobs that ended in the last `days` days (at most `limit`, newest first). */
+  finishedSince(days: number, limit = 20_000) {
+    return selectFinishedJobsSince(this.db, new Date(this.clock().getTime() - days * 86_400_000).toISOString(), limit);
   }
 
   stuckIn(state: JobState, olderThanMs: number) {

@@ -54,6 +54,26 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('jobs').addColumn('ran_on', 'text').execute();
     },
   },
+  '0003_insights_and_logs': {
+    async up(db: Kysely<unknown>) {
+      for (const column of ['job_name', 'conclusion', 'failed_step', 'pool', 'host', 'started_at', 'finished_at']) {
+        await db.schema.alterTable('jobs').addColumn(column, 'text').execute();
+      }
+      await db.schema.alterTable('jobs').addColumn('pool_hit', 'integer').execute();
+      await db.schema.createIndex('jobs_finished').on('jobs').columns(['finished_at']).execute();
+      await db.schema.alterTable('job_events').addColumn('stage', 'text').execute();
+      await db.schema
+        .createTable('job_logs')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('job_id', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('stream', 'text', (c) => c.notNull())
+        .addColumn('text', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('job_logs_job').on('job_logs').columns(['job_id', 'id']).execute();
+      await db.schema.createIndex('job_logs_at').on('job_logs').columns(['at']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
-import { sourcesOf, type JobState } from './states.ts';
+import { isFinal, sourcesOf, type JobState } from './states.ts';
 
 /**
  * Every statement the ledger runs, one named function each (after pg-boss's
@@ -13,7 +13,36 @@ export interface JobResources {
   vm_id?: string | null;
   runner_name?: string | null;
   runner_id?: string | null;
+  pool?: string | null;
+  pool_hit?: number | null;
+  host?: string | null;
 }
+
+/** Filters of the jobs list (API and dashboard). */
+export interface JobFilter {
+  readonly forge?: string | undefined;
+  readonly repository?: string | undefined;
+  readonly state?: JobState | undefined;
+}
+
+/** Columns a new job starts without. */
+const UNSET_JOB_COLUMNS = {
+  state: 'queued',
+  attempts: 0,
+  vm_id: null,
+  runner_name: null,
+  runner_id: null,
+  released_at: null,
+  ran_on: null,
+  last_error: null,
+  conclusion: null,
+  failed_step: null,
+  pool: null,
+  pool_hit: null,
+  host: null,
+  started_at: null,
+  finished_at: null,
+} as const;
 
 /** Inserts a delivery; false when it was recorded before (a redelivery). */
 export async function insertDelivery(db: Db, row: LedgerSchema['deliveries']): Promise<boolean> {
@@ -22,18 +51,18 @@ export async function insertDelivery(db: Db, row: LedgerSchema['deliveries']): P
 }
 
 /** Inserts a job in `queued`; false when the job is already known. */
-export async function insertQueuedJob(db: Db, row: Omit<LedgerSchema['jobs'], 'state' | 'attempts' | 'vm_id' | 'runner_name' | 'runner_id' | 'released_at' | 'ran_on' | 'last_error'>): Promise<boolean> {
+export async function insertQueuedJob(db: Db, row: Omit<LedgerSchema['jobs'], keyof typeof UNSET_JOB_COLUMNS>): Promise<boolean> {
   const result = await db
     .insertInto('jobs')
-    .values({ ...row, state: 'queued', attempts: 0, vm_id: null, runner_name: null, runner_id: null, released_at: null, ran_on: null, last_error: null })
+    .values({ ...row, ...UNSET_JOB_COLUMNS })
     .onConflict((oc) => oc.column('id').doNothing())
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
 }
 
 /** The guarded transition: changes the row only from a state the machine allows. */
-export async function updateJobState(db: Db, id: string, to: JobState, at: string, extra: JobResources & { ran_on?: string; last_error?: string; attempt?: boolean } = {}): Promise<JobState | undefined> {
-  const current = await db.selectFrom('jobs').select('state').where('id', '=', id).executeTakeFirst();
+export async function updateJobState(db: Db, id: string, to: JobState, at: string, extra: JobResources & { ran_on?: string; last_error?: string; conclusion?: string; failed_step?: string; attempt?: boolean } = {}): Promise<JobState | undefined> {
+  const current = await db.selectFrom('jobs').select(['state', 'started_at']).where('id', '=', id).executeTakeFirst();
   if (!current) return undefined;
   const result = await db
     .updateTable('jobs')
@@ -45,7 +74,12 @@ export async function updateJobState(db: Db, id: string, to: JobState, at: strin
       ...(extra.runner_id !== undefined ? { runner_id: extra.runner_id } : {}),
       ...(extra.ran_on !== undefined ? { ran_on: extra.ran_on } : {}),
       ...(extra.last_error !== undefined ? { last_error: extra.last_error } : {}),
+      ...(extra.conclusion !== undefined ? { conclusion: extra.conclusion } : {}),
+      ...(extra.failed_step !== undefined ? { failed_step: extra.failed_step } : {}),
       ...(extra.attempt ? { attempts: eb('attempts', '+', 1) } : {}),
+      // Queue time ends when the forge first reports the job running; run time ends when it is final.
+      ...(to === 'running' && current.started_at === null ? { started_at: at } : {}),
+      ...(isFinal(to) ? { finished_at: at } : {}),
     }))
     .where('id', '=', id)
     .where('state', '=', current.state)
@@ -63,12 +97,15 @@ export function selectJob(db: Db, id: string) {
 }
 
 export function selectJobEvents(db: Db, id: string) {
-  return db.selectFrom('job_events').select(['from_state', 'to_state', 'reason', 'at']).where('job_id', '=', id).orderBy('id').execute();
+  return db.selectFrom('job_events').select(['from_state', 'to_state', 'reason', 'at', 'stage']).where('job_id', '=', id).orderBy('id').execute();
 }
 
 /** Jobs newest first, after an optional cursor (the id of the last job of the previous page). */
-export function selectJobsPage(db: Db, limit: number, after?: { created_at: string; id: string }) {
+export function selectJobsPage(db: Db, limit: number, after?: { created_at: string; id: string }, filter: JobFilter = {}) {
   let query = db.selectFrom('jobs').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit);
+  if (filter.forge) query = query.where('forge', '=', filter.forge);
+  if (filter.repository) query = query.where('repository', '=', filter.repository);
+  if (filter.state) query = query.where('state', '=', filter.state);
   if (after) query = query.where((eb) => eb.or([eb('created_at', '<', after.created_at), eb.and([eb('created_at', '=', after.created_at), eb('id', '<', after.id)])]));
   return query.execute();
 }
@@ -99,4 +136,34 @@ export async function markJobReleased(db: Db, id: string, at: string): Promise<b
 
 export function countJobsByState(db: Db) {
   return db.selectFrom('jobs').select(['state', (eb) => eb.fn.countAll<number>().as('count')]).groupBy('state').execute();
+}
+
+/** Finished jobs since `since`, for Insights (queue and run times, failures, pool hits). */
+export function selectFinishedJobsSince(db: Db, since: string, limit: number) {
+  return db
+    .selectFrom('jobs')
+    .select(['repository', 'job_name', 'state', 'conclusion', 'failed_step', 'pool', 'pool_hit', 'created_at', 'started_at', 'finished_at'])
+    .where('finished_at', '>=', since)
+    .orderBy('finished_at', 'desc')
+    .limit(limit)
+    .execute();
+}
+
+export async function insertJobLogs(db: Db, rows: readonly Omit<LedgerSchema['job_logs'], 'id'>[]): Promise<void> {
+  if (rows.length > 0) await db.insertInto('job_logs').values([...rows]).execute();
+}
+
+export function countJobLogs(db: Db, jobId: string) {
+  return db.selectFrom('job_logs').select((eb) => eb.fn.countAll<number>().as('count')).where('job_id', '=', jobId).executeTakeFirstOrThrow();
+}
+
+/** A job's log lines after `afterId` (0: from the start), oldest first. */
+export function selectJobLogs(db: Db, jobId: string, afterId: number, limit: number) {
+  return db.selectFrom('job_logs').select(['id', 'at', 'stream', 'text']).where('job_id', '=', jobId).where('id', '>', afterId).orderBy('id').limit(limit).execute();
+}
+
+/** Log rotation: drops lines written before `before`. */
+export async function deleteJobLogsBefore(db: Db, before: string): Promise<number> {
+  const result = await db.deleteFrom('job_logs').where('at', '<', before).executeTakeFirst();
+  return Number(result.numDeletedRows);
 }

@@ -27,6 +27,18 @@ export interface LedgerSchema {
     last_error: string | null;
     created_at: string;
     updated_at: string;
+    job_name: string | null;
+    /** The forge's verdict once the job ended (success, failure, failed, cancelled, ...). */
+    conclusion: string | null;
+    /** The step that failed (GitHub) or GitLab's failure reason. */
+    failed_step: string | null;
+    /** The pool that served the job, and whether an idle VM was ready (1) or not (0). */
+    pool: string | null;
+    pool_hit: number | null;
+    /** The host (controller) that ran the job's VM. */
+    host: string | null;
+    started_at: string | null;
+    finished_at: string | null;
   };
   job_events: {
     id: Generated<number>;
@@ -35,5 +47,16 @@ export interface LedgerSchema {
     to_state: JobState;
     reason: string;
     at: string;
+    /** The stage this event marks on the job's timeline (see stages.ts), if any. */
+    stage: string | null;
+  };
+  job_logs: {
+    /** Global and increasing: the SSE event id a client resumes from. */
+    id: Generated<number>;
+    job_id: string;
+    at: string;
+    /** runner: the runner's own output; hearth: what Hearth did for the job. */
+    stream: string;
+    text: string;
   };
 }

@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { ServeConfig } from '../config/serve-config.ts';
 import type { Logger } from '../log.ts';
 import { registerApi, type ApiDeps } from './api.ts';
+import { registerDashboard } from './dashboard.ts';
 import { allowlist, RateLimiter } from './guards.ts';
 import type { HearthMetrics } from './metrics.ts';
 import { registerWebhooks, type WebhookDeps } from './webhooks.ts';
@@ -67,7 +68,13 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
 
   await app.register(async (scope) => registerWebhooks(scope, deps, cidrGuard(config.server.allow.webhooks, 'webhooks', deps.logger)), { prefix: '/webhooks' });
-  await app.register(async (scope) => registerApi(scope, deps, config.api.token, cidrGuard(config.server.allow.api, 'api', deps.logger)), { prefix: '/api/v1' });
+  const apiGuard = cidrGuard(config.server.allow.api, 'api', deps.logger);
+  await app.register(async (scope) => registerApi(scope, deps, config.api.token, apiGuard), { prefix: '/api/v1' });
+  // The dashboard reads the same API, so the same allowlist applies to its pages.
+  await app.register(async (scope) => {
+    if (apiGuard) scope.addHook('onRequest', apiGuard);
+    await registerDashboard(scope, { token: config.api.token, logger: deps.logger, secure: Boolean(tls) });
+  });
   return app;
 }
 

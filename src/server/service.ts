@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { hostname } from 'node:os';
 import { storeTarget, type ServeConfig } from '../config/serve-config.ts';
 import type { HearthPaths } from '../config/paths.ts';
 import { RunnerController } from '../controller/controller.ts';
@@ -10,13 +11,14 @@ import { GitlabForge } from '../forge/gitlab/client.ts';
 import { DEFAULT_RETRY } from '../forge/http.ts';
 import { loadImage } from '../image/store.ts';
 import { Ledger } from '../ledger/ledger.ts';
+import { JobLogs } from '../ledger/logs.ts';
 import type { Logger } from '../log.ts';
 import { hostCapacity, type Capacity } from '../scheduler/capacity.ts';
 import { QemuDriver } from '../vm/qemu/driver.ts';
 import { createHostDriver, type HostDriver } from '../vm/host-driver.ts';
-import { VmPool } from '../pool/pool.ts';
+import { VmPool, type PoolStatus } from '../pool/pool.ts';
 import { buildServer } from './app.ts';
-import { HearthMetrics } from './metrics.ts';
+import { HearthMetrics, type HostView } from './metrics.ts';
 
 export interface HearthService {
   readonly app: FastifyInstance;
@@ -49,7 +51,7 @@ function createDriver(config: ServeConfig, paths: HearthPaths, logger: Logger): 
 function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics, shutdown: AbortSignal): Map<ForgeKind, Forge> {
   const retry = { ...DEFAULT_RETRY, signal: shutdown };
   const forges = new Map<ForgeKind, Forge>();
-  const onResponse = (forge: ForgeKind, status: number): void => void metrics.forgeResponses.inc({ forge, status: String(status) });
+  const onResponse = (forge: ForgeKind, status: number, headers?: Headers): void => metrics.forgeResponse(forge, status, headers);
   const auth = GithubAuth.fromConfig(config.github.apiUrl, config.github.token, config.github.app);
   if (auth.configured) {
     forges.set('github', new GithubForge({ apiUrl: config.github.apiUrl, auth, repos: config.github.repos, orgs: config.github.orgs, runnerGroupId: config.github.runnerGroupId, runnerCommand: config.github.runnerCommand, logger: logger.child({ forge: 'github' }), onResponse, retry }));
@@ -58,6 +60,11 @@ function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetric
     forges.set('gitlab', new GitlabForge({ url: config.gitlab.url, runnerUrl: config.gitlab.runnerUrl ?? config.gitlab.url, token: config.gitlab.token, projects: config.gitlab.projects, groups: config.gitlab.groups, runnerCommand: config.gitlab.runnerCommand, waitTimeoutSeconds: config.gitlab.waitTimeoutSeconds, logger: logger.child({ forge: 'gitlab' }), onResponse, retry }));
   }
   return forges;
+}
+
+/** Every secret of the config: masked in job logs wherever a runner prints one. */
+function configSecrets(config: ServeConfig): string[] {
+  return [config.api.token, config.github.token, ...config.github.webhookSecret, config.gitlab.token, config.gitlab.webhookToken, ...config.gitlab.signingSecret].filter((s): s is string => typeof s === 'string' && s !== '');
 }
 
 /**
@@ -81,7 +88,16 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
 
   const controllerRef: { current?: RunnerController } = {};
   const pools: VmPool[] = [];
-  const metrics = new HearthMetrics(ledger, () => controllerRef.current?.activeJobs ?? 0, () => controllerRef.current?.poolStatus() ?? []);
+  const poolStatus = (): PoolStatus[] => controllerRef.current?.poolStatus() ?? [];
+  const host: HostView = {
+    capacity,
+    used: () => controllerRef.current?.used() ?? { cpus: 0, memoryMib: 0 },
+    vms: () => [...(controllerRef.current?.jobVms() ?? []), ...poolStatus().flatMap((p) => (['idle', 'starting', 'busy'] as const).map((state) => ({ state, pool: p.name, count: p[state] })))],
+    pools: poolStatus,
+    activeJobs: () => controllerRef.current?.activeJobs ?? 0,
+  };
+  const metrics = new HearthMetrics(ledger, host);
+  const logs = new JobLogs(ledger, { maxLinesPerJob: config.log.jobMaxLines, retentionDays: config.log.jobRetentionDays, secrets: configSecrets(config) });
   const shutdown = new AbortController();
   const forges = createForges(config, logger, metrics, shutdown.signal);
   choices.push(forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)');
@@ -110,6 +126,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     },
     logger.child({ component: 'controller' }),
     metrics.observer(),
+    logs,
   );
   controllerRef.current = controller;
   for (const pool of config.pools) {
@@ -127,7 +144,9 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     defaultShape,
     gitlab: gitlab instanceof GitlabForge ? gitlab : undefined,
     onChange: () => controller.kick(),
-    pools: () => controller.poolStatus(),
+    pools: poolStatus,
+    logs,
+    host: { name: hostname(), driver: driver.name, view: host },
     secrets: { github: config.github.webhookSecret, gitlabTokens: config.gitlab.webhookToken ? [config.gitlab.webhookToken] : [], gitlabSigning: config.gitlab.signingSecret },
     ready: async () => {
       const checks: Record<string, string> = {};
@@ -163,6 +182,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
       await app.close();
       shutdown.abort(new Error(`hearth serve is stopping: ${reason}`));
       await controller.stop(reason);
+      await logs.flush();
       await ledger.close();
     },
   };

@@ -7,7 +7,7 @@ import { verifyGitlabToken, verifyStandardWebhook } from '../forge/gitlab/verify
 import { header, WebhookRejection, type WebhookDelivery } from '../forge/webhook.ts';
 import type { ForgeKind } from '../forge/forge.ts';
 import type { Logger } from '../log.ts';
-import type { HearthMetrics } from './metrics.ts';
+import { webhookResult, type HearthMetrics } from './metrics.ts';
 
 export interface WebhookDeps extends IngestDeps {
   readonly metrics: HearthMetrics;
@@ -64,14 +64,13 @@ export function registerWebhooks(scope: FastifyInstance, deps: WebhookDeps, guar
       delivery = forge === 'github' ? parseGithubDelivery(request.headers, raw) : parseGitlabDelivery(request.headers, raw);
     } catch (error) {
       if (!(error instanceof WebhookRejection)) throw error;
-      const outcome = error.status === 401 ? 'rejected_signature' : 'rejected_malformed';
-      deps.metrics.webhooks.inc({ forge, outcome });
+      deps.metrics.webhooks.inc({ forge, result: webhookResult(error.status === 401 ? 'bad_signature' : 'malformed') });
       deps.logger.warn({ forge, deliveryId, ip: request.ip, status: error.status }, `webhook rejected: ${error.message}`);
       await reply.code(error.status).send({ error: error.message });
       return;
     }
     const result = await ingestDelivery(deps, delivery);
-    deps.metrics.webhooks.inc({ forge, outcome: result.outcome });
+    deps.metrics.webhooks.inc({ forge, result: webhookResult(result.outcome) });
     deps.metrics.ingestSeconds.observe({ forge }, (performance.now() - started) / 1000);
     deps.logger.info({ forge, deliveryId: delivery.deliveryId, event: delivery.event, jobId: result.jobId, outcome: result.outcome }, 'webhook');
     await reply.code(result.status).send({ ok: true, outcome: result.outcome, ...(result.jobId ? { jobId: result.jobId } : {}) });

@@ -52,7 +52,7 @@ describe('hearth serve with a snapshot pool', () => {
     assert.equal(status.hits, 1);
     const metrics = await (await fetch(`${h.service.url}/metrics`)).text();
     assert.match(metrics, /hearth_pool_assignments_total\{pool="fast",result="hit"\} 1/);
-    assert.match(metrics, /hearth_pool_vms\{pool="fast",state="idle"\} 1/);
+    assert.match(metrics, /hearth_vms\{state="idle",pool="fast"\} 1/);
   });
 
   test('with more jobs than idle clones, the miss restores its own clone instead of waiting for the refill', async () => {

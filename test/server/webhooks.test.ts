@@ -8,7 +8,7 @@ import { defaultServeConfig } from '../../src/config/serve-config.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 import { createLogger } from '../../src/log.ts';
 import { buildServer } from '../../src/server/app.ts';
-import { HearthMetrics } from '../../src/server/metrics.ts';
+import { HearthMetrics, idleHost } from '../../src/server/metrics.ts';
 import { allowlist, RateLimiter } from '../../src/server/guards.ts';
 import { DEFAULT_SHAPE } from '../../src/scheduler/labels.ts';
 import { createTestHost, type TestHost } from '../support/env.ts';
@@ -49,7 +49,7 @@ describe('webhook ingestion over HTTP', () => {
     app = await buildServer({
       config,
       logger,
-      metrics: new HearthMetrics(ledger, () => 0),
+      metrics: new HearthMetrics(ledger, idleHost()),
       ledger,
       driver: host.driver,
       limits: { maxCpus: 8, maxMemoryMib: 16384, images: ['debian', 'minimal'] },

@@ -16,7 +16,7 @@ export interface GithubForgeOptions {
   readonly runnerCommand: string;
   readonly logger: Logger;
   readonly retry?: RetryPolicy;
-  readonly onResponse?: (forge: ForgeKind, status: number) => void;
+  readonly onResponse?: (forge: ForgeKind, status: number, headers?: Headers) => void;
 }
 
 /** Where a runner for a job registers: `/repos/o/r` or `/orgs/o`. Org runners are listed as `org:NAME`. */
@@ -32,6 +32,7 @@ interface ApiJob {
   conclusion: string | null;
   labels: string[];
   runner_name: string | null;
+  name?: string;
 }
 
 /** GitHub Actions as a `Forge`: JIT runners, their removal, and polling for jobs a lost webhook hid. */
@@ -105,7 +106,7 @@ export class GithubForge implements Forge {
       for (const run of (body as { workflow_runs?: { id: number }[] }).workflow_runs ?? []) {
         const { body: runJobs } = await this.http.request({ method: 'GET', path: `${base}/runs/${run.id}/jobs?per_page=100` });
         for (const job of (runJobs as { jobs?: ApiJob[] }).jobs ?? []) {
-          if (job.status === 'queued') jobs.push({ forge: 'github', forgeJobId: String(job.id), repository, labels: job.labels });
+          if (job.status === 'queued') jobs.push({ forge: 'github', forgeJobId: String(job.id), repository, labels: job.labels, name: job.name });
         }
       }
     }

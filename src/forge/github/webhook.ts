@@ -30,17 +30,30 @@ export function parseGithubDelivery(headers: Headers, raw: Buffer): WebhookDeliv
   const fullName = field(repository, 'full_name', isString, 'repository');
   if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(fullName)) throw new WebhookRejection(400, 'repository.full_name is not owner/name');
   const runnerName = typeof job.runner_name === 'string' ? job.runner_name : null;
+  const name = typeof job.name === 'string' ? job.name.slice(0, 200) : undefined;
+  const conclusion = action === 'completed' && typeof job.conclusion === 'string' ? job.conclusion : undefined;
   return {
     forge: 'github',
     deliveryId,
     event,
     payload: {
       kind: 'job',
-      job: { forge: 'github', forgeJobId: String(id), repository: fullName, labels },
+      job: { forge: 'github', forgeJobId: String(id), repository: fullName, labels, name },
       phase: phaseOf(action, job.conclusion),
       detail: action === 'completed' ? `completed (${typeof job.conclusion === 'string' ? job.conclusion : 'no conclusion'})` : action,
       runnerName,
       labelsKnown: true,
+      conclusion,
+      failedStep: conclusion === 'failure' ? firstFailedStep(job.steps) : undefined,
     },
   };
+}
+
+/** The name of the first step GitHub reports as failed, for the Insights view. */
+function firstFailedStep(steps: unknown): string | undefined {
+  if (!Array.isArray(steps)) return undefined;
+  for (const step of steps) {
+    if (isObject(step) && step.conclusion === 'failure' && typeof step.name === 'string') return step.name.slice(0, 200);
+  }
+  return undefined;
 }

@@ -14,7 +14,7 @@ export interface GitlabForgeOptions {
   readonly waitTimeoutSeconds: number;
   readonly logger: Logger;
   readonly retry?: RetryPolicy;
-  readonly onResponse?: (forge: ForgeKind, status: number) => void;
+  readonly onResponse?: (forge: ForgeKind, status: number, headers?: Headers) => void;
 }
 
 interface ApiJob {
@@ -22,6 +22,7 @@ interface ApiJob {
   status: string;
   tag_list?: string[];
   runner?: { description?: string } | null;
+  name?: string;
 }
 
 /** The unique tag that binds a runner to its one job: run-single takes any job its tags allow. */
@@ -112,7 +113,7 @@ export class GitlabForge implements Forge {
     for (const project of await this.projectIds()) {
       const { body } = await this.http.request({ method: 'GET', path: `/projects/${encodeURIComponent(project)}/jobs?scope[]=pending&per_page=100` });
       for (const job of Array.isArray(body) ? (body as ApiJob[]) : []) {
-        if (job.status === 'pending') jobs.push({ forge: 'gitlab', forgeJobId: String(job.id), repository: project, labels: job.tag_list ?? [] });
+        if (job.status === 'pending') jobs.push({ forge: 'gitlab', forgeJobId: String(job.id), repository: project, labels: job.tag_list ?? [], name: job.name });
       }
     }
     return jobs;

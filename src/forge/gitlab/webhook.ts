@@ -27,17 +27,23 @@ export function parseGitlabDelivery(headers: Headers, raw: Buffer): WebhookDeliv
   const projectId = field(body, 'project_id', isId, 'payload');
   const status = field(body, 'build_status', isString, 'payload');
   const runner = isObject(body.runner) ? body.runner : null;
+  const name = typeof body.build_name === 'string' ? body.build_name.slice(0, 200) : undefined;
+  const finished = status === 'success' || status === 'failed' || status === 'canceled';
+  // GitLab names no failing command; its failure reason (script_failure, job_execution_timeout, ...) is the closest.
+  const failedStep = status === 'failed' && typeof body.build_failure_reason === 'string' ? body.build_failure_reason.slice(0, 200) : undefined;
   return {
     forge: 'gitlab',
     deliveryId,
     event,
     payload: {
       kind: 'job',
-      job: { forge: 'gitlab', forgeJobId: String(buildId), repository: String(projectId), labels: [] },
+      job: { forge: 'gitlab', forgeJobId: String(buildId), repository: String(projectId), labels: [], name },
       phase: phaseOf(status),
       detail: status,
       runnerName: runner && typeof runner.description === 'string' ? runner.description : null,
       labelsKnown: false,
+      conclusion: finished ? status : undefined,
+      failedStep,
     },
   };
 }

@@ -11,6 +11,8 @@ import type { ForgeSimulatorOptions, GithubSimJob, GithubSimRunner } from './typ
 type Json = Record<string, unknown>;
 
 interface JobRecord extends GithubSimJob {
+  /** The step that fails when the runner finishes; none: the job succeeds. */
+  failingStep: string | null;
   createdAt: Date;
   startedAt: Date | null;
   completedAt: Date | null;
@@ -219,11 +221,11 @@ export class GithubWorld {
 
   // ---- runs and jobs -----------------------------------------------------
 
-  async queueJob(j: { repo: string; labels: string[]; name?: string }): Promise<GithubSimJob> {
+  async queueJob(j: { repo: string; labels: string[]; name?: string; failingStep?: string }): Promise<GithubSimJob> {
     if (!/^[^/\s]+\/[^/\s]+$/.test(j.repo)) throw new Error(`repo must be owner/name, got ${JSON.stringify(j.repo)}`);
     const now = new Date();
     const run: RunRecord = { id: this.nextRunId++, repo: j.repo, name: WORKFLOW_NAME, runNumber: this.runs.size + 1, createdAt: now, jobIds: [] };
-    const job: JobRecord = { id: this.nextJobId++, runId: run.id, repo: j.repo, name: j.name ?? 'build', labels: [...j.labels], status: 'queued', conclusion: null, runnerId: null, runnerName: null, createdAt: now, startedAt: null, completedAt: null };
+    const job: JobRecord = { id: this.nextJobId++, runId: run.id, repo: j.repo, name: j.name ?? 'build', labels: [...j.labels], status: 'queued', conclusion: null, runnerId: null, runnerName: null, failingStep: j.failingStep ?? null, createdAt: now, startedAt: null, completedAt: null };
     run.jobIds.push(job.id);
     this.runs.set(run.id, run);
     this.jobs.set(job.id, job);
@@ -347,7 +349,18 @@ export class GithubWorld {
       runner_name: job.runnerName,
       runner_group_id: runner ? 1 : null,
       runner_group_name: runner ? 'Default' : null,
+      ...(job.status === 'completed' && job.failingStep ? { steps: this.failedSteps(job) } : {}),
     });
+  }
+
+  /** The steps of a completed job that failed: set-up passed, `failingStep` failed (GitHub's step shape). */
+  private failedSteps(job: JobRecord): Json[] {
+    const started = isoSeconds(job.startedAt ?? job.createdAt);
+    const completed = isoSeconds(job.completedAt ?? new Date());
+    return [
+      { name: 'Set up job', status: 'completed', conclusion: 'success', number: 1, started_at: started, completed_at: started },
+      { name: job.failingStep, status: 'completed', conclusion: 'failure', number: 2, started_at: started, completed_at: completed },
+    ];
   }
 
   // ---- webhooks ----------------------------------------------------------
@@ -434,7 +447,7 @@ export class GithubWorld {
     await this.core.clock.done(job.id);
     if (job.status === 'in_progress') {
       job.status = 'completed';
-      job.conclusion = 'success';
+      job.conclusion = job.failingStep ? 'failure' : 'success';
       job.completedAt = new Date();
       void this.sendJobHook('completed', job);
     }

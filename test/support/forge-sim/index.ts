@@ -104,7 +104,7 @@ export class ForgeSimulator {
 
   // ---- GitHub world ------------------------------------------------------
 
-  queueGithubJob(j: { repo: string; labels: string[]; name?: string }): Promise<GithubSimJob> {
+  queueGithubJob(j: { repo: string; labels: string[]; name?: string; failingStep?: string }): Promise<GithubSimJob> {
     return this.githubWorld.queueJob(j);
   }
 
