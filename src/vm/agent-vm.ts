@@ -1,12 +1,16 @@
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { HearthError } from '../errors.ts';
 import { AgentChannelError, type AgentChannel, type OutputSink } from '../guest/channel.ts';
 import type { Logger } from '../log.ts';
 import { runProgram } from '../system/run.ts';
-import type { ExecRequest, ExecResult, Vm, VmSpec } from './driver.ts';
+import type { ExecRequest, ExecResult, Vm, VmRecord, VmSpec } from './driver.ts';
+import { tearDownTap } from './network/tap.ts';
+import { isSameProcess, processStartTime, type VmRegistry } from './registry.ts';
 
 /**
  * What every driver whose guests run the Hearth agent shares, whatever carries
@@ -49,6 +53,12 @@ export interface AgentVm {
   readonly log: Logger;
   channel?: AgentChannel;
   destroying?: Promise<void>;
+}
+
+/** A VM whose VMM runs on this host as a child of this process, the leader of its own process group. */
+export interface LocalVm extends AgentVm {
+  readonly child: ChildProcess;
+  readonly exited: Promise<void>;
 }
 
 /** Runs one command through the agent with the VM's timeout; a timed-out command costs the VM. */
@@ -95,5 +105,123 @@ export async function execOverAgent(live: AgentVm, request: ExecRequest, sink: O
   } finally {
     clearTimeout(timer);
     if (live.vm.state === 'running') live.vm.state = 'ready';
+  }
+}
+
+/**
+ * The pid of a VMM whose command line has an argument containing `needle`, if
+ * one runs. `programs` are the VMM's executable names; the first two arguments
+ * are checked, so a stand-in run through an interpreter (`node …/firecracker`) counts.
+ */
+export async function findVmmByArgument(programs: readonly string[], needle: string): Promise<number | undefined> {
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const isVmm = argv.slice(0, 2).some((arg) => programs.some((program) => basename(arg).startsWith(program)));
+    if (isVmm && argv.some((arg) => arg.includes(needle))) return Number(name);
+  }
+  return undefined;
+}
+
+export interface LiveVmsOptions {
+  readonly registry: VmRegistry;
+  /** Hearth's runtime directory, where TAP devices are accounted for. */
+  readonly runtimeDir: string;
+  /** Executable names of this driver's VMM processes (see findVmmByArgument). */
+  readonly vmmPrograms: readonly string[];
+  /** An argument only this VM's VMM has on its command line, to find one whose pid was never recorded. */
+  readonly leakMarker: (vmId: string) => string;
+  /** Driver-specific cleanup once the VMM is dead, before the runtime directory goes; must tolerate a VM it never set up. */
+  readonly cleanUp?: (vmId: string, runtimeDir: string) => Promise<void>;
+}
+
+/**
+ * The VMs one driver instance started, and the teardown every driver shares:
+ * kill the VMM's process group, remove its TAP device and runtime directory.
+ * The drivers keep only what is particular to their VMM (start, snapshot, restore).
+ */
+export class LiveVms<T extends LocalVm> {
+  private readonly vms = new Map<string, T>();
+
+  constructor(private readonly options: LiveVmsOptions) {}
+
+  add(live: T): void {
+    this.vms.set(live.vm.id, live);
+  }
+
+  get(vmId: string): T | undefined {
+    return this.vms.get(vmId);
+  }
+
+  /** The VM, if this process owns it and it is ready for `action`. */
+  require(vmId: string, action: string): T {
+    const live = this.vms.get(vmId);
+    if (!live) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'this process does not own a live VM with that id' });
+    if (live.vm.state !== 'ready') {
+      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action, state: live.vm.state, hint: live.vm.state === 'running' ? 'wait for the running command to finish' : 'start a new VM' });
+    }
+    return live;
+  }
+
+  /** Ready for a command, with its VMM still running: a pool hands out nothing less. */
+  isAlive(vmId: string): boolean {
+    const live = this.vms.get(vmId);
+    return live !== undefined && live.vm.state === 'ready' && live.child.exitCode === null && live.child.signalCode === null;
+  }
+
+  /**
+   * Idempotent, and works for a VM another process started (`hearth vm gc`):
+   * kills the VMM's process group and waits for it, then removes what the VM
+   * held on the host.
+   */
+  destroy(vmId: string): Promise<void> {
+    const live = this.vms.get(vmId);
+    if (live?.destroying) return live.destroying;
+    const work = (async () => {
+      if (live) live.vm.state = 'destroying';
+      live?.channel?.close();
+      const { registry } = this.options;
+      const entry = await registry.read(vmId);
+      let pid = live?.child.pid ?? entry?.pid ?? 0;
+      let ours = live !== undefined || (entry !== undefined && isSameProcess(entry.pid, entry.pidStart));
+      if (!ours) {
+        // A process killed between spawning the VMM and recording its pid leaves an entry
+        // without one: find the VMM by the argument only it has on its command line.
+        const found = await findVmmByArgument(this.options.vmmPrograms, this.options.leakMarker(vmId));
+        if (found) {
+          pid = found;
+          ours = true;
+        }
+      }
+      if (pid > 0 && ours) {
+        try {
+          process.kill(-pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+        if (live) await live.exited;
+        for (let i = 0; i < 500 && processStartTime(pid) !== undefined; i++) await sleep(10);
+      }
+      const dir = registry.dirOf(vmId);
+      await tearDownTap(this.options.runtimeDir, dir);
+      await this.options.cleanUp?.(vmId, dir);
+      await registry.remove(vmId);
+      if (live) {
+        live.vm.state = 'destroyed';
+        this.vms.delete(vmId);
+        live.log.info('vm destroyed');
+      }
+    })();
+    if (live) live.destroying = work;
+    return work;
+  }
+
+  /** Destroys every VM this process started (the signal handlers call it). */
+  async destroyAll(): Promise<void> {
+    await Promise.all([...this.vms.keys()].map((id) => this.destroy(id)));
+  }
+
+  list(): Promise<VmRecord[]> {
+    return this.options.registry.list();
   }
 }

@@ -1,18 +1,23 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isHearthError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
-import { FirecrackerDriver } from '../../src/vm/firecracker/driver.ts';
+import { FirecrackerApi } from '../../src/vm/firecracker/api.ts';
+import { FirecrackerDriver, type JailerOptions } from '../../src/vm/firecracker/driver.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { captureOutput, createTestHost, HEARTH_BIN, type TestHost } from '../support/env.ts';
+import { captureOutput, createTestHost, HEARTH_BIN, processListContains, type TestHost } from '../support/env.ts';
 import { validateRequest } from '../support/firecracker-fake/spec.ts';
 
 // With a real firecracker and usable KVM, HEARTH_TEST_FIRECRACKER=1 runs the same tests against it.
 const REAL = process.env.HEARTH_TEST_FIRECRACKER === '1';
 const FAKE_BINARY = join(import.meta.dirname, '..', 'support', 'firecracker-fake', 'bin', 'firecracker');
+const FAKE_JAILER = join(import.meta.dirname, '..', 'support', 'firecracker-fake', 'bin', 'jailer');
+const AS_ROOT = process.getuid?.() === 0;
+// The unprivileged user the jailed VMM runs as (nobody:nogroup on Debian).
+const JAIL_UID = 65534;
 
 describe(`Firecracker driver against ${REAL ? 'the real firecracker' : 'the API fake (validated against the official OpenAPI spec)'}`, () => {
   let host: TestHost;
@@ -31,6 +36,7 @@ describe(`Firecracker driver against ${REAL ? 'the real firecracker' : 'the API 
     delete process.env.FAKE_FIRECRACKER_LOG;
   });
 
+  const binary = (): string => (REAL ? (process.env.HEARTH_FIRECRACKER ?? 'firecracker') : FAKE_BINARY);
   const requests = async (): Promise<{ method: string; path: string; body: unknown; status: number }[]> =>
     (await readFile(logPath, 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { method: string; path: string; body: unknown; status: number });
 
@@ -82,7 +88,11 @@ describe(`Firecracker driver against ${REAL ? 'the real firecracker' : 'the API 
   });
 
   test('a networked VM gets its own TAP device, named in PUT /network-interfaces, and loses it on destroy', { skip: (process.getuid?.() !== 0 || !existsSync('/dev/net/tun')) && 'TAP devices need root' }, async () => {
-    const vm = await driver.boot({ image: 'minimal', cpus: 1, memoryMib: 256, network: true });
+    const metadata = { repository: 'octo/hello', workflow: 'ci.yml', job_id: '42' };
+    const vm = await driver.boot({ image: 'minimal', cpus: 1, memoryMib: 256, network: true, metadata });
+    // MMDS holds the job metadata as the guest will read it (V2: behind a session token).
+    const mmds = await new FirecrackerApi(join(host.paths.runtime, 'vms', vm.id, 'api.sock')).call('GET', '/mmds');
+    assert.deepEqual(mmds, { hearth: { vm_id: vm.id, job: metadata } });
     const log = REAL ? [] : await requests();
     const iface = log.find((r) => r.path === '/network-interfaces/eth0');
     const boot = log.filter((r) => r.path === '/boot-source').at(-1)?.body as { boot_args: string } | undefined;
@@ -92,11 +102,108 @@ describe(`Firecracker driver against ${REAL ? 'the real firecracker' : 'the API 
       const device = (iface.body as { host_dev_name: string }).host_dev_name;
       assert.doesNotThrow(() => execFileSync('ip', ['link', 'show', device], { stdio: 'ignore' }));
       assert.match(boot?.boot_args ?? '', /hearth\.ip=172\.30\.\d+\.\d+\/30 hearth\.gw=172\.30\./);
+      const order = log.map((r) => `${r.method} ${r.path}`);
+      const mmdsConfig = log.filter((r) => r.path === '/mmds/config').at(-1);
+      assert.deepEqual(mmdsConfig?.body, { version: 'V2', network_interfaces: ['eth0'] });
+      assert.ok(order.lastIndexOf('PUT /mmds/config') > order.lastIndexOf('PUT /network-interfaces/eth0') && order.lastIndexOf('PUT /mmds') < order.lastIndexOf('PUT /actions'), order.join(', '));
+      for (const r of log.filter((e) => e.path.startsWith('/mmds'))) assert.equal(validateRequest(r.method, r.path, r.body).ok, true, `${r.method} ${r.path} is valid by the spec`);
       await driver.destroy(vm.id);
       assert.throws(() => execFileSync('ip', ['link', 'show', device], { stdio: 'ignore' }));
     } else {
       await driver.destroy(vm.id);
     }
+  });
+
+  test('job metadata that looks like a secret never reaches MMDS: the boot is refused before anything starts', async () => {
+    const before = (await requests()).length;
+    const refused: Record<string, string>[] = [{ GITHUB_TOKEN: 'abc' }, { runner: 'ghp_0123456789abcdefghijklmnopqrstuvwxyz' }, { db_password: 'x' }];
+    for (const metadata of refused) {
+      await assert.rejects(driver.boot({ image: 'minimal', cpus: 1, memoryMib: 256, network: true, metadata }), (e) => isHearthError(e, 'HEARTH_ERR_MMDS_SECRET'));
+    }
+    assert.equal((await requests()).length, before, 'no VMM was asked anything');
+    assert.deepEqual(await driver.list(), []);
+  });
+
+  test('a VMM whose pid was never recorded is still found (by its --id) and killed on destroy', async () => {
+    const vm = await driver.boot({ image: 'minimal', cpus: 1, memoryMib: 256, network: false });
+    // As if Hearth died between spawning firecracker and writing its pid: another process destroys it.
+    const entryPath = join(host.paths.runtime, 'vms', vm.id, 'vm.json');
+    const entry = JSON.parse(await readFile(entryPath, 'utf8')) as Record<string, unknown>;
+    await writeFile(entryPath, JSON.stringify({ ...entry, pid: 0, pidStart: '' }));
+    assert.equal(await processListContains(vm.id), true);
+    const other = new FirecrackerDriver({ paths: host.paths, logger: createLogger({ level: 'silent' }), binary: binary() });
+    await other.destroy(vm.id);
+    assert.equal(await processListContains(vm.id), false, 'the VMM is gone');
+    assert.deepEqual(await driver.list(), []);
+    await driver.destroy(vm.id);
+  });
+
+  test('through the jailer: a chroot per VM with the files linked in, cgroup v2 limits from the shape, in-chroot API paths; all gone after destroy', { skip: !AS_ROOT && 'the jailer needs root' }, async () => {
+    const base = join(host.paths.data, 'jail');
+    const cgroupRoot = join(host.paths.data, 'cgroup');
+    const jailerLog = join(host.paths.data, 'jailer.jsonl');
+    await mkdir(cgroupRoot, { recursive: true });
+    process.env.FAKE_JAILER_LOG = jailerLog;
+    process.env.FAKE_JAILER_CGROUP_ROOT = cgroupRoot;
+    const jailer: JailerOptions = REAL
+      ? { binary: process.env.HEARTH_JAILER ?? 'jailer', uid: JAIL_UID, gid: JAIL_UID, chrootBaseDir: base }
+      : { binary: FAKE_JAILER, uid: JAIL_UID, gid: JAIL_UID, chrootBaseDir: base, cgroupMount: cgroupRoot };
+    const jailed = new FirecrackerDriver({ paths: host.paths, logger: createLogger({ level: 'silent' }), binary: binary(), bootTimeoutMs: 30_000, jailer });
+    try {
+      const seen = (await requests()).length;
+      const vm = await jailed.boot({ image: 'minimal', cpus: 2, memoryMib: 256, network: false });
+      const out = captureOutput();
+      assert.equal((await jailed.exec(vm.id, { argv: ['echo', 'jailed'] }, out.sink)).exitCode, 0);
+      assert.equal(out.text().stdout, 'jailed\n');
+      const jailDir = join(base, 'firecracker', vm.id);
+      assert.equal((await stat(join(jailDir, 'root'))).uid, JAIL_UID, 'the chroot belongs to the jailed user');
+      if (!REAL) {
+        const argv = (await readFile(jailerLog, 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { argv: string[] }).argv).find((a) => a.includes(vm.id))!;
+        const pairs = (flag: string): string[] => argv.flatMap((a, i) => (a === flag ? [argv[i + 1] as string] : []));
+        assert.deepEqual(pairs('--exec-file'), [FAKE_BINARY]);
+        assert.deepEqual([pairs('--uid'), pairs('--gid'), pairs('--chroot-base-dir'), pairs('--cgroup-version')], [[String(JAIL_UID)], [String(JAIL_UID)], [base], ['2']]);
+        assert.deepEqual(pairs('--cgroup'), ['cpu.max=200000 100000', `memory.max=${(256 + 64) * 1024 * 1024}`]);
+        assert.deepEqual(argv.slice(argv.indexOf('--')), ['--', '--api-sock', '/api.sock'], 'firecracker gets its socket inside the chroot, and its --id from the jailer');
+        const log = (await requests()).slice(seen);
+        for (const r of log) assert.equal(validateRequest(r.method, r.path, r.body).ok, true, `${r.method} ${r.path} is valid by the spec`);
+        const boot = log.find((r) => r.path === '/boot-source')!.body as { kernel_image_path: string; initrd_path: string };
+        assert.deepEqual([boot.kernel_image_path, boot.initrd_path], ['/vmlinux', '/initrd.img']);
+        assert.equal((log.find((r) => r.path === '/vsock')!.body as { uds_path: string }).uds_path, '/vsock.sock');
+        for (const name of ['firecracker', 'firecracker.pid', 'vmlinux', 'initrd.img', 'api.sock', 'vsock.sock']) assert.ok(existsSync(join(jailDir, 'root', name)), `${name} is in the chroot`);
+        assert.ok(existsSync(join(cgroupRoot, 'firecracker', vm.id)), 'the VM has its cgroup');
+      }
+      // Snapshots are written inside the jail and moved out; a clone gets a jail of its own.
+      await jailed.snapshot(vm.id, 'fc-jail-snap');
+      const clone = await jailed.restore('fc-jail-snap');
+      const cloneOut = captureOutput();
+      assert.equal((await jailed.exec(clone.id, { argv: ['echo', 'clone'] }, cloneOut.sink)).exitCode, 0);
+      assert.equal(cloneOut.text().stdout, 'clone\n');
+      if (!REAL) {
+        const load = (await requests()).slice(seen).find((r) => r.path === '/snapshot/load')!.body as { snapshot_path: string; mem_backend: { backend_path: string } };
+        assert.deepEqual([load.snapshot_path, load.mem_backend.backend_path], ['/restore.vmstate', '/restore.memory']);
+      }
+      for (const id of [clone.id, vm.id]) {
+        await jailed.destroy(id);
+        assert.equal(existsSync(join(base, 'firecracker', id)), false, `the jail of ${id} is removed`);
+        assert.equal(existsSync(join(cgroupRoot, 'firecracker', id)), false, `the cgroup of ${id} is removed`);
+      }
+      assert.deepEqual(await jailed.list(), []);
+    } finally {
+      await jailed.destroyAll();
+      delete process.env.FAKE_JAILER_LOG;
+      delete process.env.FAKE_JAILER_CGROUP_ROOT;
+    }
+  });
+
+  test('refuses jailer settings that would defeat it or cannot work, naming the setting', async () => {
+    const make = (jailer: JailerOptions): FirecrackerDriver => new FirecrackerDriver({ paths: host.paths, logger: createLogger({ level: 'silent' }), binary: binary(), jailer });
+    const base = { binary: FAKE_JAILER, uid: JAIL_UID, gid: JAIL_UID, chrootBaseDir: join(host.paths.data, 'jail') };
+    const spec = { image: 'minimal', cpus: 1, memoryMib: 256, network: false };
+    await assert.rejects(make({ ...base, uid: 0 }).boot(spec), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /jailer\.uid/.test(e.message));
+    await assert.rejects(make({ ...base, chrootBaseDir: 'srv/jailer' }).boot(spec), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /chrootBaseDir/.test(e.message));
+    await assert.rejects(make({ ...base, binary: '/nonexistent/jailer' }).boot(spec), (e) => isHearthError(e, 'HEARTH_ERR_VMM_MISSING') && /jailer/.test(e.message));
+    if (AS_ROOT) await assert.rejects(make({ ...base, netns: '/var/run/netns/hearth' }).boot({ ...spec, network: true }), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /netns/.test(e.message));
+    assert.deepEqual(await driver.list(), []);
   });
 
   test('refuses what Firecracker cannot do, with the fix', async () => {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants, openSync } from 'node:fs';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { HearthPaths } from '../../config/paths.ts';
 import { HearthError, isHearthError } from '../../errors.ts';
@@ -11,13 +11,17 @@ import { loadImage, readImageById, type Image } from '../../image/store.ts';
 import { ensureVmlinux } from '../../image/vmlinux.ts';
 import type { Logger } from '../../log.ts';
 import { runProgram } from '../../system/run.ts';
-import { execOverAgent, freshIdentity, makeSourceDisk, tail, validateVmSpec } from '../agent-vm.ts';
+import { execOverAgent, freshIdentity, LiveVms, makeSourceDisk, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
 import type { ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
 import { BASE_KERNEL_ARGS } from '../qemu/args.ts';
-import { isSameProcess, processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
+import { processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
 import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
 import { FirecrackerApi } from './api.ts';
-import { guestNetworkArgs, setUpTap, tearDownTap, type EgressPolicy, type TapNetwork } from '../network/tap.ts';
+import { cgroupV2Mount, createJail, handOver, jailerArgs, linkIntoJail, moveOutOfJail, planJail, removeJail, validateJailerOptions, type Jail, type JailerOptions } from './jailer.ts';
+import { checkJobMetadata, mmdsContents, type JobMetadata } from './mmds.ts';
+import { guestNetworkArgs, setUpTap, type EgressPolicy, type TapNetwork } from '../network/tap.ts';
+
+export type { JailerOptions } from './jailer.ts';
 
 /** The guest port the agent listens on over vsock, and the guest's context id. */
 export const AGENT_VSOCK_PORT = 1024;
@@ -31,20 +35,41 @@ export interface FirecrackerDriverOptions {
   readonly bootTimeoutMs?: number;
   /** Networked VMs get a TAP device under this policy; without one, egress is open (still NAT'ed and isolated). */
   readonly egress?: EgressPolicy | undefined;
+  /** Start each VMM through the jailer: chroot, cgroup v2 limits, an unprivileged uid:gid. Needs root. */
+  readonly jailer?: JailerOptions | undefined;
+}
+
+/**
+ * A VM to boot on Firecracker. `metadata` is served to a networked guest by
+ * MMDS (version 2) under /hearth/job. Every process in the guest can read MMDS,
+ * so it carries job facts only, never a secret; names and values that look like
+ * credentials are refused.
+ */
+export interface FirecrackerVmSpec extends VmSpec {
+  readonly metadata?: JobMetadata;
 }
 
 const OPEN_EGRESS: EgressPolicy = { allow: [], hostPorts: [], dns: '1.1.1.1' };
 
-interface LiveVm {
-  readonly vm: Vm;
+/**
+ * Where a VM's files live. Unjailed, that is its runtime directory and the VMM
+ * is given host paths; jailed, it is the chroot, and the VMM is given paths
+ * inside it.
+ */
+interface VmFiles {
   readonly dir: string;
-  readonly child: ChildProcess;
-  readonly exited: Promise<void>;
-  readonly log: Logger;
-  readonly api: FirecrackerApi;
-  channel?: AgentChannel;
-  destroying?: Promise<void>;
+  /** How the VMM names the file `name` in `dir`. */
+  vmmPath(name: string): string;
 }
+
+interface LiveVm extends LocalVm {
+  readonly api: FirecrackerApi;
+  readonly files: VmFiles;
+  readonly jail: Jail | undefined;
+}
+
+/** What a snapshot restore reads: the manifest, the directory and its state file. */
+type LoadedSnapshot = SnapshotManifest & { dir: string; statePath: string };
 
 /** Kernel command line: the agent listens on vsock; disks are found by their ext4 labels. */
 export function firecrackerBootArgs(disks: { root: boolean; source: boolean }, network: readonly string[] = []): string {
@@ -56,35 +81,54 @@ async function writableCopy(from: string, to: string): Promise<void> {
   await runProgram('cp', ['--reflink=auto', '--sparse=always', from, to], { timeoutMs: 600_000 });
 }
 
+/** The executable `binary` names (a path, or a name looked up on PATH), if there is one. */
+function resolveExecutable(binary: string): string | undefined {
+  const candidates = binary.includes('/') ? [binary] : (process.env.PATH ?? '').split(':').filter(Boolean).map((d) => join(d, binary));
+  return candidates.find((path) => {
+    try {
+      accessSync(path, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /**
  * Firecracker microVMs: one `firecracker` process per VM, configured over its
  * REST API socket, with the Hearth agent reached over vsock. Firecracker has
  * no copy-on-write disk format, so a rootfs image is copied per VM (a reflink
  * where the filesystem supports it). Snapshots are Firecracker's own
- * (`/snapshot/create`, and `/snapshot/load` into a fresh process).
+ * (`/snapshot/create`, and `/snapshot/load` into a fresh process). With
+ * `jailer` set, each VMM runs through Firecracker's jailer (see jailer.ts).
  */
 export class FirecrackerDriver implements VmDriver {
   readonly name = 'firecracker';
   readonly registry: VmRegistry;
   readonly binary: string;
-  private readonly live = new Map<string, LiveVm>();
+  private readonly live: LiveVms<LiveVm>;
 
   constructor(private readonly options: FirecrackerDriverOptions) {
     this.registry = new VmRegistry(options.paths.runtime);
     this.binary = options.binary ?? 'firecracker';
+    // Firecracker runs with `--id <vm id>` (the jailer passes it on), which no other process has on its command line.
+    this.live = new LiveVms({ registry: this.registry, runtimeDir: options.paths.runtime, vmmPrograms: ['firecracker', 'jailer'], leakMarker: (vmId) => vmId, cleanUp: (_vmId, dir) => removeJail(dir) });
   }
 
-  private checkBinary(): void {
-    const candidates = this.binary.includes('/') ? [this.binary] : (process.env.PATH ?? '').split(':').map((d) => join(d, this.binary));
-    const found = candidates.some((path) => {
-      try {
-        accessSync(path, constants.X_OK);
-        return true;
-      } catch {
-        return false;
+  /** The firecracker binary's path, after checking that it (and the jailer, when used) can run here. */
+  private checkBinaries(spec: VmSpec): string {
+    const firecracker = resolveExecutable(this.binary);
+    if (!firecracker) throw new HearthError('HEARTH_ERR_VMM_MISSING', { tool: 'firecracker', path: this.binary, hint: 'install a release binary from github.com/firecracker-microvm/firecracker/releases as /usr/local/bin/firecracker (or set HEARTH_FIRECRACKER), or use the qemu driver' });
+    const jailer = this.options.jailer;
+    if (jailer) {
+      validateJailerOptions(jailer, firecracker);
+      if (!resolveExecutable(jailer.binary)) throw new HearthError('HEARTH_ERR_VMM_MISSING', { tool: 'jailer', path: jailer.binary, hint: 'install the jailer from the same Firecracker release as the VMM, as /usr/local/bin/jailer (docs/hosts.md)' });
+      if (process.getuid?.() !== 0) throw new HearthError('HEARTH_ERR_NEEDS_ROOT', { what: 'running Firecracker through the jailer (chroot, cgroups, switching to its uid)', command: 'sudo hearth …, or run hearth serve as root' });
+      if (jailer.netns && spec.network) {
+        throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'jailer.netns', reason: "a networked VM's TAP device is made in the host's network namespace, where a VMM inside the namespace cannot open it", hint: 'boot the VM without network, or leave jailer.netns unset' });
       }
-    });
-    if (!found) throw new HearthError('HEARTH_ERR_VMM_MISSING', { tool: 'firecracker', path: this.binary, hint: 'install a release binary from github.com/firecracker-microvm/firecracker/releases as /usr/local/bin/firecracker (or set HEARTH_FIRECRACKER), or use the qemu driver' });
+    }
+    return firecracker;
   }
 
   private validate(spec: VmSpec): void {
@@ -92,11 +136,14 @@ export class FirecrackerDriver implements VmDriver {
     if (spec.cpus > 32 || (spec.cpus > 1 && spec.cpus % 2 === 1)) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--cpus', reason: `${spec.cpus} vCPUs: Firecracker takes 1 or an even number up to 32`, hint: 'for example --cpus 2' });
   }
 
-  async boot(spec: VmSpec): Promise<Vm> {
-    this.validate(spec);
-    this.checkBinary();
-    const image = await loadImage(this.options.paths.cache, spec.image);
-    return this.launch(spec, image, { kind: 'cold' });
+  async boot(spec: FirecrackerVmSpec): Promise<Vm> {
+    const { metadata, ...vmSpec } = spec;
+    this.validate(vmSpec);
+    const firecracker = this.checkBinaries(vmSpec);
+    // Checked before anything starts, so refused metadata costs nothing.
+    if (metadata) checkJobMetadata(metadata);
+    const image = await loadImage(this.options.paths.cache, vmSpec.image);
+    return this.launch({ spec: vmSpec, image, origin: { kind: 'cold' }, firecracker, metadata });
   }
 
   async restore(snapshotName: string, options: RestoreOptions = {}): Promise<Vm> {
@@ -104,22 +151,23 @@ export class FirecrackerDriver implements VmDriver {
     const stale = (reason: string): HearthError => new HearthError('HEARTH_ERR_SNAPSHOT_STALE', { name: snapshotName, reason });
     if (snapshot.driver !== this.name) throw stale(`it was taken by the ${snapshot.driver} driver`);
     if (options.network || snapshot.spec.network) throw stale('a networked guest keeps its address in memory, so it cannot be cloned onto another TAP device; snapshot a VM without network');
-    this.checkBinary();
+    const firecracker = this.checkBinaries(snapshot.spec);
     let image: Image;
     try {
       image = await readImageById(this.options.paths.cache, snapshot.imageId);
     } catch {
       throw stale(`its image build ${snapshot.imageId} is no longer in the cache`);
     }
-    return this.launch(snapshot.spec, image, { kind: 'snapshot', name: snapshotName }, snapshot);
+    return this.launch({ spec: snapshot.spec, image, origin: { kind: 'snapshot', name: snapshotName }, firecracker, snapshot });
   }
 
-  private async launch(spec: VmSpec, image: Image, origin: Vm['origin'], snapshot?: SnapshotManifest & { dir: string; statePath: string }): Promise<Vm> {
+  private async launch(plan: { spec: VmSpec; image: Image; origin: Vm['origin']; firecracker: string; snapshot?: LoadedSnapshot; metadata?: JobMetadata | undefined }): Promise<Vm> {
+    const { spec, image, origin, snapshot } = plan;
     const started = performance.now();
     const id = `vm-${randomBytes(6).toString('hex')}`;
     const log = this.options.logger.child({ vmId: id });
     const dir = await this.registry.create(id);
-    const entry: RegistryEntry = { id, driver: this.name, pid: 0, pidStart: '', ownerPid: process.pid, ownerStart: processStartTime(process.pid) ?? '', image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, network: false, accel: 'kvm', createdAt: new Date().toISOString() };
+    const entry: RegistryEntry = { id, driver: this.name, pid: 0, pidStart: '', ownerPid: process.pid, ownerStart: processStartTime(process.pid) ?? '', image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, network: spec.network, accel: 'kvm', createdAt: new Date().toISOString() };
     await this.registry.write(entry);
     const fail = async (reason: string, cause: unknown): Promise<never> => {
       const detail = [reason, await tail(join(dir, 'firecracker.log'), 5)].filter(Boolean).join('\n');
@@ -128,24 +176,56 @@ export class FirecrackerDriver implements VmDriver {
       throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: detail, consoleLog: join(dir, 'firecracker.log') }, { cause });
     };
 
-    const rootDisk = image.kind === 'rootfs' && image.rootfsPath ? join(dir, 'root.ext4') : undefined;
-    let sourceDisk: string | undefined;
+    const jailer = this.options.jailer;
+    let jail: Jail | undefined;
+    let files: VmFiles = { dir, vmmPath: (name) => join(dir, name) };
+    const hasRoot = image.kind === 'rootfs' && image.rootfsPath !== undefined;
+    let sourceName: string | undefined;
     let kernel: string;
+    let initrd: string;
     let network: TapNetwork | undefined;
     const egress = this.options.egress ?? OPEN_EGRESS;
     try {
+      if (jailer) {
+        jail = planJail(jailer, plan.firecracker, id, jailer.cgroupMount ?? (await cgroupV2Mount()));
+        await createJail(jail, dir);
+        files = { dir: jail.root, vmmPath: (name) => `/${name}` };
+      }
       if (spec.network && !snapshot) network = await setUpTap(this.options.paths.runtime, dir, id, egress);
       kernel = await ensureVmlinux(image);
-      if (rootDisk) await writableCopy(snapshot?.diskFile ? join(snapshot.dir, snapshot.diskFile) : image.rootfsPath!, rootDisk);
-      if (spec.source) sourceDisk = await makeSourceDisk(spec.source, dir);
+      initrd = image.initrdPath;
+      if (jail) {
+        // The jailed VMM sees only its chroot: the shared kernel and initrd are linked in.
+        await linkIntoJail(jail, kernel, 'vmlinux');
+        await linkIntoJail(jail, initrd, 'initrd.img');
+        kernel = files.vmmPath('vmlinux');
+        initrd = files.vmmPath('initrd.img');
+      }
+      if (hasRoot) {
+        const rootDisk = join(files.dir, 'root.ext4');
+        await writableCopy(snapshot?.diskFile ? join(snapshot.dir, snapshot.diskFile) : image.rootfsPath!, rootDisk);
+        if (jail) await handOver(jail, rootDisk);
+      }
+      if (spec.source) {
+        const sourceDisk = await makeSourceDisk(spec.source, files.dir);
+        if (jail) await handOver(jail, sourceDisk);
+        sourceName = basename(sourceDisk);
+      }
+      if (snapshot && jail) {
+        // Names of their own: a snapshot of this clone must never write through a link into the one it came from.
+        await linkIntoJail(jail, snapshot.statePath, 'restore.vmstate');
+        await linkIntoJail(jail, join(snapshot.dir, 'memory'), 'restore.memory');
+      }
     } catch (error) {
-      return fail(`preparing its kernel and disks failed: ${(error as Error).message}`, error);
+      return fail(`preparing its ${jail ? 'jail, ' : ''}kernel and disks failed: ${(error as Error).message}`, error);
     }
 
     const logFd = openSync(join(dir, 'firecracker.log'), 'a');
     let child: ChildProcess;
     try {
-      child = spawn(this.binary, ['--api-sock', join(dir, 'api.sock'), '--id', id], { detached: true, stdio: ['ignore', logFd, logFd] });
+      child = jail && jailer
+        ? spawn(jailer.binary, jailerArgs(jailer, plan.firecracker, jail, spec, ['--api-sock', files.vmmPath('api.sock')]), { detached: true, stdio: ['ignore', logFd, logFd] })
+        : spawn(this.binary, ['--api-sock', join(dir, 'api.sock'), '--id', id], { detached: true, stdio: ['ignore', logFd, logFd] });
     } finally {
       closeSync(logFd);
     }
@@ -156,35 +236,43 @@ export class FirecrackerDriver implements VmDriver {
     entry.pid = child.pid ?? 0;
     entry.pidStart = processStartTime(entry.pid) ?? '';
     await this.registry.write(entry);
-    const api = new FirecrackerApi(join(dir, 'api.sock'));
+    const api = new FirecrackerApi(join(files.dir, 'api.sock'));
     const vm: Vm = { id, spec, accel: 'kvm', origin, startMs: 0, state: 'booting' };
-    const live: LiveVm = { vm, dir, child, exited, log, api };
-    this.live.set(id, live);
-    log.info({ image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, origin: origin.kind }, 'vm starting');
+    const live: LiveVm = { vm, dir, child, exited, log, api, files, jail };
+    this.live.add(live);
+    log.info({ image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, origin: origin.kind, jailed: jail !== undefined }, 'vm starting');
 
     const deadline = Date.now() + (this.options.bootTimeoutMs ?? 60_000);
-    const vsock = join(dir, 'vsock.sock');
+    const vsock = files.vmmPath('vsock.sock');
+    const rootDisk = hasRoot ? files.vmmPath('root.ext4') : undefined;
     try {
-      await Promise.race([api.ready(deadline), exited.then(() => Promise.reject(new Error('firecracker exited before its API socket appeared')))]);
+      await Promise.race([api.ready(deadline), exited.then(() => Promise.reject(new Error(`${jail ? 'the jailer' : 'firecracker'} exited before the API socket appeared`)))]);
       if (snapshot) {
-        await api.put('/snapshot/load', { snapshot_path: snapshot.statePath, mem_backend: { backend_type: 'File', backend_path: join(snapshot.dir, 'memory') }, resume_vm: false, vsock_override: { uds_path: vsock } });
+        const state = jail ? files.vmmPath('restore.vmstate') : snapshot.statePath;
+        const memory = jail ? files.vmmPath('restore.memory') : join(snapshot.dir, 'memory');
+        await api.put('/snapshot/load', { snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: memory }, resume_vm: false, vsock_override: { uds_path: vsock } });
         // The snapshot names the source VM's disk; this clone runs on its own copy.
         if (rootDisk) await api.patch('/drives/root', { drive_id: 'root', path_on_host: rootDisk });
         await api.patch('/vm', { state: 'Resumed' });
       } else {
-        await api.put('/boot-source', { kernel_image_path: kernel, initrd_path: image.initrdPath, boot_args: firecrackerBootArgs({ root: Boolean(rootDisk), source: Boolean(sourceDisk) }, network ? guestNetworkArgs(network, egress) : []) });
+        await api.put('/boot-source', { kernel_image_path: kernel, initrd_path: initrd, boot_args: firecrackerBootArgs({ root: hasRoot, source: sourceName !== undefined }, network ? guestNetworkArgs(network, egress) : []) });
         await api.put('/machine-config', { vcpu_count: spec.cpus, mem_size_mib: spec.memoryMib, smt: false });
         if (rootDisk) await api.put('/drives/root', { drive_id: 'root', path_on_host: rootDisk, is_root_device: false, is_read_only: false });
-        if (sourceDisk) await api.put('/drives/src', { drive_id: 'src', path_on_host: sourceDisk, is_root_device: false, is_read_only: true });
+        if (sourceName) await api.put('/drives/src', { drive_id: 'src', path_on_host: files.vmmPath(sourceName), is_root_device: false, is_read_only: true });
         if (network) {
           // A locally administered MAC derived from the /30, so it is unique on this host.
           const mac = `02:fc:00:00:${((network.index >> 8) & 255).toString(16).padStart(2, '0')}:${(network.index & 255).toString(16).padStart(2, '0')}`;
           await api.put('/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: network.device, guest_mac: mac });
+          // MMDS answers the guest at 169.254.169.254 through eth0; V2 makes it ask for a session token first.
+          await api.put('/mmds/config', { version: 'V2', network_interfaces: ['eth0'] });
+          await api.put('/mmds', mmdsContents(id, plan.metadata ?? {}));
+        } else if (plan.metadata) {
+          log.debug('no network interface, so no MMDS: the job metadata is not served');
         }
         await api.put('/vsock', { guest_cid: GUEST_CID, uds_path: vsock });
         await api.put('/actions', { action_type: 'InstanceStart' });
       }
-      const channel = await AgentChannel.connectVsock(vsock, AGENT_VSOCK_PORT, deadline);
+      const channel = await AgentChannel.connectVsock(join(files.dir, 'vsock.sock'), AGENT_VSOCK_PORT, deadline);
       live.channel = channel;
       await channel.hello(origin.kind === 'snapshot');
       await channel.setIdentity(freshIdentity(id));
@@ -197,20 +285,13 @@ export class FirecrackerDriver implements VmDriver {
     return vm;
   }
 
-  private requireLive(vmId: string, action: string): LiveVm {
-    const live = this.live.get(vmId);
-    if (!live) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'this process does not own a live VM with that id' });
-    if (live.vm.state !== 'ready') throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action, state: live.vm.state, hint: live.vm.state === 'running' ? 'wait for the running command to finish' : 'start a new VM' });
-    return live;
-  }
-
   exec(vmId: string, request: ExecRequest, sink: OutputSink = {}): Promise<ExecResult> {
-    return execOverAgent(this.requireLive(vmId, 'run a command'), request, sink, () => this.destroy(vmId));
+    return execOverAgent(this.live.require(vmId, 'run a command'), request, sink, () => this.destroy(vmId));
   }
 
   async snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
     validateSnapshotName(snapshotName);
-    const live = this.requireLive(vmId, 'be snapshotted');
+    const live = this.live.require(vmId, 'be snapshotted');
     if (live.vm.spec.source) throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to a source disk', hint: 'snapshot a VM booted without --source; give the source to the clones instead' });
     const dataDir = this.options.paths.data;
     if (await snapshotExists(dataDir, snapshotName)) throw new HearthError('HEARTH_ERR_SNAPSHOT_EXISTS', { name: snapshotName });
@@ -220,8 +301,16 @@ export class FirecrackerDriver implements VmDriver {
     live.vm.state = 'snapshotting';
     try {
       await live.api.patch('/vm', { state: 'Paused' });
-      await live.api.put('/snapshot/create', { snapshot_type: 'Full', snapshot_path: join(staging, 'vmstate'), mem_file_path: join(staging, 'memory') });
-      const rootDisk = join(live.dir, 'root.ext4');
+      if (live.jail) {
+        // A jailed VMM writes only inside its chroot: the files are moved out to the snapshot.
+        const names = { vmstate: 'snapshot.vmstate', memory: 'snapshot.memory' };
+        await live.api.put('/snapshot/create', { snapshot_type: 'Full', snapshot_path: live.files.vmmPath(names.vmstate), mem_file_path: live.files.vmmPath(names.memory) });
+        await moveOutOfJail(join(live.files.dir, names.vmstate), join(staging, 'vmstate'));
+        await moveOutOfJail(join(live.files.dir, names.memory), join(staging, 'memory'));
+      } else {
+        await live.api.put('/snapshot/create', { snapshot_type: 'Full', snapshot_path: join(staging, 'vmstate'), mem_file_path: join(staging, 'memory') });
+      }
+      const rootDisk = join(live.files.dir, 'root.ext4');
       const hasDisk = await stat(rootDisk).then(() => true, () => false);
       if (hasDisk) await writableCopy(rootDisk, join(staging, 'root.ext4'));
       const entry = await this.registry.read(vmId);
@@ -252,44 +341,20 @@ export class FirecrackerDriver implements VmDriver {
     }
   }
 
+  /** Idempotent: kills the VMM's process group and removes everything the VM held on the host. */
   destroy(vmId: string): Promise<void> {
-    const live = this.live.get(vmId);
-    if (live?.destroying) return live.destroying;
-    const work = (async () => {
-      if (live) live.vm.state = 'destroying';
-      live?.channel?.close();
-      const entry = await this.registry.read(vmId);
-      const pid = live?.child.pid ?? entry?.pid ?? 0;
-      if (pid > 0 && (live !== undefined || (entry !== undefined && isSameProcess(entry.pid, entry.pidStart)))) {
-        try {
-          process.kill(-pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-        if (live) await live.exited;
-      }
-      await tearDownTap(this.options.paths.runtime, this.registry.dirOf(vmId));
-      await this.registry.remove(vmId);
-      if (live) {
-        live.vm.state = 'destroyed';
-        this.live.delete(vmId);
-        live.log.info('vm destroyed');
-      }
-    })();
-    if (live) live.destroying = work;
-    return work;
+    return this.live.destroy(vmId);
   }
 
   isAlive(vmId: string): boolean {
-    const live = this.live.get(vmId);
-    return live !== undefined && live.vm.state === 'ready' && live.child.exitCode === null && live.child.signalCode === null;
+    return this.live.isAlive(vmId);
   }
 
-  async destroyAll(): Promise<void> {
-    await Promise.all([...this.live.keys()].map((id) => this.destroy(id)));
+  destroyAll(): Promise<void> {
+    return this.live.destroyAll();
   }
 
   list(): Promise<VmRecord[]> {
-    return this.registry.list();
+    return this.live.list();
   }
 }

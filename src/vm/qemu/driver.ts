@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,11 +12,11 @@ import { loadImage, readImageById, type Image } from '../../image/store.ts';
 import type { Logger } from '../../log.ts';
 import { runProgram } from '../../system/run.ts';
 import type { ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
-import { isSameProcess, processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
+import { processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
 import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
 import { decideAccel, type Accel, type AccelDecision } from './accel.ts';
 import { qemuArgs, shellQuote, type QemuDisk } from './args.ts';
-import { execOverAgent, freshIdentity, GUEST_PATH, makeSourceDisk, tail, validateVmSpec } from '../agent-vm.ts';
+import { execOverAgent, freshIdentity, GUEST_PATH, LiveVms, makeSourceDisk, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
 
 export { GUEST_PATH, validateVmSpec };
 import { QmpClient } from './qmp.ts';
@@ -45,15 +45,7 @@ export interface QemuDriverOptions {
   readonly egress?: EgressPolicy | undefined;
 }
 
-interface LiveVm {
-  readonly vm: Vm;
-  readonly dir: string;
-  readonly child: ChildProcess;
-  readonly exited: Promise<void>;
-  readonly log: Logger;
-  channel?: AgentChannel;
-  destroying?: Promise<void>;
-}
+type LiveVm = LocalVm;
 
 interface LaunchPlan {
   readonly spec: VmSpec;
@@ -64,18 +56,6 @@ interface LaunchPlan {
   /** The root disk as the snapshot froze it: the clone's overlay is layered on it. */
   readonly snapshotDisk?: string;
   readonly bootTimeoutMs?: number;
-}
-
-/** The pid of a QEMU process whose command line contains `needle`, if one runs. */
-async function findVmmByArgument(needle: string): Promise<number | undefined> {
-  for (const name of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.startsWith('qemu-system') || cmdline.includes('/qemu-system')) {
-      if (cmdline.split('\0').some((arg) => arg.includes(needle))) return Number(name);
-    }
-  }
-  return undefined;
 }
 
 /**
@@ -110,7 +90,7 @@ async function prepareDisks(image: Image, spec: VmSpec, dir: string, snapshotDis
 export class QemuDriver implements VmDriver {
   readonly name = 'qemu';
   readonly registry: VmRegistry;
-  private readonly live = new Map<string, LiveVm>();
+  private readonly live: LiveVms<LiveVm>;
   readonly qemuBinary: string;
   private accelDecision: Promise<AccelDecision> | undefined;
   private vmmVersion: Promise<string> | undefined;
@@ -118,6 +98,8 @@ export class QemuDriver implements VmDriver {
   constructor(private readonly options: QemuDriverOptions) {
     this.registry = new VmRegistry(options.paths.runtime);
     this.qemuBinary = options.qemuBinary ?? 'qemu-system-x86_64';
+    // QEMU's command line names the VM's QMP socket, inside its runtime directory.
+    this.live = new LiveVms({ registry: this.registry, runtimeDir: options.paths.runtime, vmmPrograms: ['qemu-system'], leakMarker: (vmId) => join(this.registry.dirOf(vmId), 'qmp.sock') });
   }
 
   /** KVM when a probe boot proves it works, TCG otherwise; decided once per process. */
@@ -250,7 +232,7 @@ export class QemuDriver implements VmDriver {
 
     const vm: Vm = { id, spec: plan.spec, accel: plan.accel, origin: plan.origin, startMs: 0, state: 'booting' };
     const live: LiveVm = { vm, dir, child, exited, log };
-    this.live.set(id, live);
+    this.live.add(live);
     log.info({ accel: plan.accel, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, origin: plan.origin.kind }, 'vm starting');
 
     const timeoutMs = plan.bootTimeoutMs ?? this.options.bootTimeoutMs ?? 60_000;
@@ -280,24 +262,15 @@ export class QemuDriver implements VmDriver {
     return vm;
   }
 
-  private requireLive(vmId: string, action: string): LiveVm {
-    const live = this.live.get(vmId);
-    if (!live) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'this process does not own a live VM with that id' });
-    if (live.vm.state !== 'ready') {
-      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action, state: live.vm.state, hint: live.vm.state === 'running' ? 'wait for the running command to finish' : 'start a new VM' });
-    }
-    return live;
-  }
-
   async exec(vmId: string, request: ExecRequest, sink: OutputSink = {}): Promise<ExecResult> {
-    const live = this.requireLive(vmId, 'run a command');
+    const live = this.live.require(vmId, 'run a command');
     return execOverAgent(live, request, sink, () => this.destroy(vmId));
   }
 
 
   async snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
     validateSnapshotName(snapshotName);
-    const live = this.requireLive(vmId, 'be snapshotted');
+    const live = this.live.require(vmId, 'be snapshotted');
     const imageId = (await this.registry.read(vmId))?.image;
     const kind = imageId ? (await readImageById(this.options.paths.cache, imageId).catch(() => undefined))?.kind : undefined;
     if (live.vm.spec.network && this.options.egress) {
@@ -365,56 +338,20 @@ export class QemuDriver implements VmDriver {
 
   /** Idempotent: kills the VM's process group, waits for it, and removes its runtime directory. */
   destroy(vmId: string): Promise<void> {
-    const live = this.live.get(vmId);
-    if (live?.destroying) return live.destroying;
-    const work = (async () => {
-      if (live) live.vm.state = 'destroying';
-      live?.channel?.close();
-      const entry = await this.registry.read(vmId);
-      let pid = live?.child.pid ?? entry?.pid ?? 0;
-      let ours = live !== undefined || (entry !== undefined && isSameProcess(entry.pid, entry.pidStart));
-      if (!ours) {
-        // A process killed between spawning QEMU and recording its pid leaves an entry
-        // without one: find the VMM by the runtime directory only it has on its command line.
-        const found = await findVmmByArgument(join(this.registry.dirOf(vmId), 'qmp.sock'));
-        if (found) {
-          pid = found;
-          ours = true;
-        }
-      }
-      if (pid > 0 && ours) {
-        try {
-          process.kill(-pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-        if (live) await live.exited;
-        for (let i = 0; i < 500 && processStartTime(pid) !== undefined; i++) await sleep(10);
-      }
-      await tearDownTap(this.options.paths.runtime, this.registry.dirOf(vmId));
-      await this.registry.remove(vmId);
-      if (live) {
-        live.vm.state = 'destroyed';
-        this.live.delete(vmId);
-        live.log.info('vm destroyed');
-      }
-    })();
-    if (live) live.destroying = work;
-    return work;
+    return this.live.destroy(vmId);
   }
 
   /** Ready for a command, with its VMM still running: a pool hands out nothing less. */
   isAlive(vmId: string): boolean {
-    const live = this.live.get(vmId);
-    return live !== undefined && live.vm.state === 'ready' && live.child.exitCode === null && live.child.signalCode === null;
+    return this.live.isAlive(vmId);
   }
 
   /** Destroys every VM this process started (the signal handlers call it). */
-  async destroyAll(): Promise<void> {
-    await Promise.all([...this.live.keys()].map((id) => this.destroy(id)));
+  destroyAll(): Promise<void> {
+    return this.live.destroyAll();
   }
 
   list(): Promise<VmRecord[]> {
-    return this.registry.list();
+    return this.live.list();
   }
 }

@@ -1,9 +1,10 @@
 // The command line of the stand-in `firecracker` binary (bin/firecracker).
 // It takes Firecracker's flags, serves the fake API with the agent emulated,
-// and exits on SIGTERM/SIGINT as the real process does.
+// and exits on SIGTERM/SIGINT as the real process does. Run by the stand-in
+// jailer (jailer.ts), it reads every path inside the jail's chroot.
 import { appendFileSync } from 'node:fs';
 import { FakeFirecracker } from './server.ts';
-import { FAKE_VMM_VERSION } from './vmm.ts';
+import { FAKE_VMM_VERSION, hostPath } from './vmm.ts';
 
 // Firecracker's flags that take a value; the fake reads --api-sock and --id and ignores the rest.
 const VALUE_FLAGS = new Set(['api-sock', 'id', 'log-path', 'level', 'module', 'seccomp-level', 'seccomp-filter', 'metrics-path', 'http-api-max-payload-size', 'mmds-size-limit', 'start-time-us', 'start-time-cpu-us', 'parent-cpu-time-us']);
@@ -32,6 +33,8 @@ function parseArgs(argv: readonly string[]): Map<string, string> {
     if (!VALUE_FLAGS.has(name)) fail(`unknown flag --${name}`);
     const value = eq < 0 ? argv[++i] : arg.slice(eq + 1);
     if (value === undefined) fail(`--${name} needs a value`);
+    // The jailer already passes --id: a driver that adds its own after `--` would be refused.
+    if (values.has(name)) fail(`--${name} was given more than once`);
     values.set(name, value);
   }
   return values;
@@ -39,10 +42,12 @@ function parseArgs(argv: readonly string[]): Map<string, string> {
 
 const args = parseArgs(process.argv.slice(2));
 const logPath = process.env.FAKE_FIRECRACKER_LOG;
-const fake = await FakeFirecracker.start(args.get('api-sock') ?? '/run/firecracker.socket', {
+const root = process.env.FAKE_FIRECRACKER_ROOT;
+const fake = await FakeFirecracker.start(hostPath(root, args.get('api-sock') ?? '/run/firecracker.socket'), {
   vsockAgent: true,
   id: args.get('id'),
   checkHostPaths: process.env.FAKE_FIRECRACKER_CHECK_PATHS !== '0',
+  ...(root ? { root } : {}),
   onRequest: logPath ? (entry) => appendFileSync(logPath, `${JSON.stringify(entry)}\n`) : undefined,
 }).catch((error: NodeJS.ErrnoException) => fail(`cannot open the API socket: ${error.code ?? error.message}`));
 

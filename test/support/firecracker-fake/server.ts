@@ -34,6 +34,8 @@ export interface FakeFirecrackerOptions {
   readonly id?: string;
   /** Check that kernel, initrd and drive files exist (default true). */
   readonly checkHostPaths?: boolean;
+  /** Started by the jailer: the chroot that every API path is read inside of. */
+  readonly root?: string;
   readonly onRequest?: (entry: RequestLogEntry) => void;
 }
 
@@ -77,6 +79,7 @@ export class FakeFirecracker {
       vsockAgent: options.vsockAgent ?? false,
       agentPort: options.agentPort,
       checkHostPaths: options.checkHostPaths ?? true,
+      root: options.root,
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       this.queue = this.queue.then(() => this.serve(req, res)).catch(() => {

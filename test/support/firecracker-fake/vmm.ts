@@ -3,6 +3,7 @@
 // rules (InstanceStart needs a kernel, snapshots need a pause, load needs a
 // fresh process). No HTTP here; server.ts is the transport.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { ExecMessage } from '../../../src/guest/protocol.ts';
 import { Faults } from './faults.ts';
 import { FakeVsock } from './vsock.ts';
@@ -26,6 +27,13 @@ export interface VmmOptions {
   readonly agentPort?: number;
   /** Refuse kernel, initrd, drive and memory paths that do not exist, as Firecracker does when it opens them. */
   readonly checkHostPaths: boolean;
+  /** The jail's chroot when started by the jailer: every path the API names is read inside it. */
+  readonly root?: string | undefined;
+}
+
+/** Where a path the VMM was given lies on the host: inside `root` when jailed (`..` cannot climb out of a chroot). */
+export function hostPath(root: string | undefined, path: string): string {
+  return root ? join(root, resolve('/', path)) : path;
 }
 
 type Json = Record<string, unknown>;
@@ -126,19 +134,24 @@ export class FakeVmm {
     return config;
   }
 
+  /** The host file behind a path given over the API. */
+  hostPath(path: string): string {
+    return hostPath(this.options.root, path);
+  }
+
   missingHostFile(what: string, path: unknown): Reply | undefined {
-    if (!this.options.checkHostPaths || typeof path !== 'string' || existsSync(path)) return undefined;
+    if (!this.options.checkHostPaths || typeof path !== 'string' || existsSync(this.hostPath(path))) return undefined;
     return bad(Faults.hostFileMissing(what, path));
   }
 
   /** Binds the vsock socket for `config`, replacing any earlier one. */
   async attachVsock(config: Json): Promise<Reply | undefined> {
     const udsPath = config.uds_path as string;
-    if (this.vsock?.udsPath !== udsPath) {
+    if (this.vsock?.udsPath !== this.hostPath(udsPath)) {
       await this.vsock?.close();
       this.vsock = undefined;
       try {
-        this.vsock = await FakeVsock.bind(udsPath, { agent: this.options.vsockAgent, agentPort: this.options.agentPort, execs: this.execs });
+        this.vsock = await FakeVsock.bind(this.hostPath(udsPath), { agent: this.options.vsockAgent, agentPort: this.options.agentPort, execs: this.execs });
       } catch (error) {
         return bad(Faults.vsockBind(udsPath, (error as NodeJS.ErrnoException).code ?? (error as Error).message));
       }
@@ -307,7 +320,7 @@ const HANDLERS: Record<string, Handler> = {
       [body.mem_file_path as string, `fake guest memory: ${String(vmm.machine.mem_size_mib)} MiB\n`],
     ] as const) {
       try {
-        writeFileSync(path, content);
+        writeFileSync(vmm.hostPath(path), content);
       } catch (error) {
         return bad(Faults.snapshotIo(path, (error as Error).message));
       }
@@ -319,14 +332,14 @@ const HANDLERS: Record<string, Handler> = {
     const snapshotPath = body.snapshot_path as string;
     let snapshot: SnapshotFile;
     try {
-      snapshot = JSON.parse(readFileSync(snapshotPath, 'utf8')) as SnapshotFile;
+      snapshot = JSON.parse(readFileSync(vmm.hostPath(snapshotPath), 'utf8')) as SnapshotFile;
     } catch (error) {
       return bad(Faults.loadFailed(`cannot read the microVM state from ${snapshotPath}: ${(error as Error).message}`));
     }
     if (snapshot.format !== SNAPSHOT_FORMAT) return bad(Faults.loadFailed(`${snapshotPath} is not a snapshot state file`));
     const backend = body.mem_backend as Json | undefined;
     const memPath = (backend?.backend_path ?? body.mem_file_path) as string;
-    if (!existsSync(memPath)) return bad(Faults.loadFailed(`cannot open the memory backend ${memPath}: No such file or directory (os error 2)`));
+    if (!existsSync(vmm.hostPath(memPath))) return bad(Faults.loadFailed(`cannot open the memory backend ${memPath}: No such file or directory (os error 2)`));
 
     const { config } = snapshot;
     const interfaces = new Map(config.interfaces.map((i) => [i.iface_id as string, i]));
