@@ -19,6 +19,15 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v cpio >/dev/null 2>&1 || missing+=(cpio)
 # TAP networks for VMs with an egress allowlist (and for Firecracker) are filtered with nftables.
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# The dashboard test drives Debian's Chromium (/usr/bin/chromium) through playwright-core. Only
+# the tests need it, so it is installed as root but never blocks `npm start` for other users.
+if [ "$(id -u)" = 0 ]; then command -v chromium >/dev/null 2>&1 || missing+=(chromium); fi
+# The ledger tests and the scale-out suite start throw-away PostgreSQL servers from Debian's
+# package (its binaries live in /usr/lib/postgresql/<version>/bin, not on PATH).
+if [ "$(id -u)" = 0 ]; then ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql); fi
+if [ "$(id -u)" != 0 ] && { ! command -v chromium >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; }; then
+  echo "hearth: note: the test suite also needs Chromium and PostgreSQL: sudo apt-get install -y --no-install-recommends chromium postgresql" >&2
+fi
 
 # The guest kernel is fetched with `apt-get download linux-image-cloud-amd64`,
 # which needs apt's package lists.

@@ -1,8 +1,9 @@
 import Database from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { migrationProvider } from './migrations.ts';
+import { migrationProvider, type LedgerDialect } from './migrations.ts';
 import { countJobsByState, insertDelivery, insertJobEvent, insertQueuedJob, markJobReleased, selectFinishedJobsSince, selectJob, selectJobEvents, selectJobsInStates, selectJobsPage, selectJobsStuckIn, selectUnreleasedFinalJobs, updateJobResources, updateJobState, type JobFilter, type JobResources } from './plans.ts';
 import { stageOfTransition, type Stage } from './stages.ts';
 import type { Transaction } from 'kysely';
@@ -70,7 +71,30 @@ export interface TimelineEntry {
  * WAL mode by default; a webhook is answered only after its row is committed.
  */
 export class Ledger {
-  private constructor(readonly db: Kysely<LedgerSchema>) {}
+  private constructor(
+    readonly db: Kysely<LedgerSchema>,
+    readonly dialect: LedgerDialect,
+  ) {}
+
+  /** The store `store.url` names: a SQLite file, or a PostgreSQL database shared by replicas. */
+  static open(target: { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string }, clock?: () => Date): Promise<Ledger> {
+    return target.kind === 'postgres' ? Ledger.openPostgres(target.url, clock) : Ledger.openSqlite(target.path, clock);
+  }
+
+  static async openPostgres(url: string, clock: () => Date = () => new Date(), poolSize = 10): Promise<Ledger> {
+    const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
+    // An idle client whose server went away (a restart) must not crash the process; the pool replaces it.
+    pool.on('error', () => {});
+    const ledger = new Ledger(new Kysely<LedgerSchema>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
+    ledger.clock = clock;
+    await ledger.migrate(url.replace(/\/\/[^@/]*@/, '//***@'));
+    return ledger;
+  }
+
+  private async migrate(where: string): Promise<void> {
+    const { error } = await new Migrator({ db: this.db, provider: migrationProvider(this.dialect) }).migrateToLatest();
+    if (error) throw new Error(`ledger migration failed for ${where}: ${(error as Error).message}`, { cause: error });
+  }
 
   static async openSqlite(path: string, clock: () => Date = () => new Date()): Promise<Ledger> {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -93,10 +117,9 @@ export class Ledger {
         return statement;
       },
     };
-    const ledger = new Ledger(new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database }) }));
+    const ledger = new Ledger(new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database }) }), 'sqlite');
     ledger.clock = clock;
-    const { error } = await new Migrator({ db: ledger.db, provider: migrationProvider }).migrateToLatest();
-    if (error) throw new Error(`ledger migration failed for ${path}: ${(error as Error).message}`, { cause: error });
+    await ledger.migrate(path);
     return ledger;
   }
 

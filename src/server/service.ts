@@ -34,10 +34,13 @@ export interface HearthService {
 
 async function openLedger(config: ServeConfig): Promise<{ ledger: Ledger; description: string }> {
   const target = storeTarget(config.store.url);
-  if (target.kind === 'postgres') {
-    throw new HearthError('HEARTH_ERR_CONFIG', { source: 'store.url', key: 'store.url', reason: 'is a PostgreSQL URL, and this build of Hearth stores in SQLite only', hint: 'set store.url to a SQLite file path, e.g. /var/lib/hearth/hearth.db (PostgreSQL comes with the scale-out work)' });
-  }
-  return { ledger: await Ledger.openSqlite(target.path), description: `store: SQLite (WAL) at ${target.path}` };
+  const ledger = await Ledger.open(target);
+  return { ledger, description: target.kind === 'postgres' ? `store: PostgreSQL at ${redactUrl(target.url)}` : `store: SQLite (WAL) at ${target.path}` };
+}
+
+/** A connection URL without its password, for logs and the start-up summary. */
+function redactUrl(url: string): string {
+  return url.replace(/(\/\/[^:@/]*):[^@/]*@/, '$1:***@');
 }
 
 function createDriver(config: ServeConfig, paths: HearthPaths, logger: Logger): HostDriver {

@@ -1,22 +1,19 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Ledger } from '../../src/ledger/ledger.ts';
+import { before, test } from 'node:test';
+import type { Ledger } from '../../src/ledger/ledger.ts';
 import { JobLogs } from '../../src/ledger/logs.ts';
 import { stageDurations, stageTimes } from '../../src/ledger/stages.ts';
+import { forEachStore } from '../support/ledgers.ts';
 
-describe('job logs in the ledger', () => {
+forEachStore('job logs and stage marks in the ledger', (open) => {
   let ledger: Ledger;
   let now = Date.parse('2026-11-30T10:00:00Z');
   const clock = (): Date => new Date(now);
   before(async () => {
-    ledger = await Ledger.openSqlite(':memory:', clock);
+    ledger = await open(clock);
     await ledger.enqueue({ forge: 'github', forgeJobId: '1', repository: 'o/r', labels: ['hearth'], name: 'build' }, 'test');
     await ledger.enqueue({ forge: 'github', forgeJobId: '2', repository: 'o/r', labels: ['hearth'] }, 'test');
   });
-  after(async () => {
-    await ledger.close();
-  });
-
   test('splits raw output into lines, holding an unfinished line until the rest or close', async () => {
     const logs = new JobLogs(ledger, { maxLinesPerJob: 100, retentionDays: 7, secrets: [] }, clock);
     const sink = logs.output('github:1', 'runner');
