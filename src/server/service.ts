@@ -3,7 +3,6 @@ import { hostname } from 'node:os';
 import { storeTarget, type ServeConfig } from '../config/serve-config.ts';
 import type { HearthPaths } from '../config/paths.ts';
 import { RunnerController } from '../controller/controller.ts';
-import { HearthError } from '../errors.ts';
 import type { Forge, ForgeKind } from '../forge/forge.ts';
 import { GithubAuth } from '../forge/github/auth.ts';
 import { GithubForge } from '../forge/github/client.ts';
