@@ -110,6 +110,18 @@ export class AgentChannel {
     }
   }
 
+  /**
+   * Wraps a stream the agent is already on, e.g. a connect-back socket that
+   * src/guest/connect-listener.ts authenticated. Pass it paused, so that no
+   * agent byte is lost before the channel listens.
+   */
+  static fromSocket(socket: Socket): AgentChannel {
+    const channel = new AgentChannel(socket);
+    if (socket.destroyed) channel.fail(new AgentChannelError('the agent connection closed (the VM stopped)', 'closed'));
+    socket.resume();
+    return channel;
+  }
+
   private fail(error: AgentChannelError): void {
     if (this.closed) return;
     this.closed = error;

@@ -21,6 +21,20 @@
  *
  * The guest sends HELLO once when it starts and again for every PING, which is
  * how a host finds the agent ready on a cold boot and on a restored snapshot alike.
+ *
+ * Connect-back (VMs on a flintlockd host, which Hearth cannot reach): the agent
+ * dials Hearth over TCP (`hearth-agent --connect tcp://HOST:PORT`) and, before
+ * any frame, authenticates with one ASCII line carrying its per-VM token:
+ *
+ *   guest -> host   "HEARTH-CONNECT 1 <token>\n"     (1 = this handshake's version;
+ *                                                    token: 1-256 bytes 0x21-0x7e)
+ *   host -> guest   "OK\n"                           then the frames above, HELLO first
+ *               or  "DENIED <reason>\n"              and the host closes
+ *
+ * The host answers within its hello timeout or closes. A token is good for one
+ * session: the agent redials with backoff while the handshake fails, and
+ * exits (powers off as PID 1) once the host closes an authenticated session.
+ * The host side is src/guest/connect-listener.ts.
  */
 export const PROTOCOL_VERSION = 1;
 export const HEADER_SIZE = 9;

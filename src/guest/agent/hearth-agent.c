@@ -7,6 +7,14 @@
  * guest carries no Node.js runtime: a static binary of a few hundred KiB keeps
  * the initramfs small and the boot fast.
  *
+ * Transports: virtio-serial (QEMU), vsock (Firecracker, hearth.vsock=PORT), or
+ * connect-back over TCP (Flintlock hosts, whose VMs Hearth cannot reach): the
+ * agent dials tcp://HOST:PORT, authenticates with a one-line hello carrying its
+ * token, then speaks the same frames. Connect-back runs either as PID 1 (the
+ * URL from hearth.connect=URL on the cmdline or /etc/hearth/agent.env, the
+ * token from that file only) or as an ordinary process started by cloud-init:
+ *   HEARTH_AGENT_TOKEN=... hearth-agent --connect tcp://HOST:PORT
+ *
  * Frame: u8 type | u32 id | u32 length | payload   (integers little-endian)
  */
 #define _GNU_SOURCE
@@ -16,6 +24,8 @@
 #include <linux/random.h>
 #include <linux/vm_sockets.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <poll.h>
@@ -44,6 +54,15 @@
 #define READ_CHUNK 65536
 /* Guest-side backstop after the host's deadline; the host kills the VM first. */
 #define TIMEOUT_GRACE_MS 5000
+/* Connect-back: the hello line, its answer, and how patiently to dial. */
+#define CONNECT_MAGIC "HEARTH-CONNECT"
+#define CONNECT_VERSION 1
+#define AGENT_ENV_PATH "/etc/hearth/agent.env"
+#define MAX_TOKEN 256
+#define CONNECT_TIMEOUT_MS 10000
+#define ANSWER_TIMEOUT_MS 30000
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 10000
 
 enum frame_type {
   F_PING = 1,
@@ -62,7 +81,15 @@ extern char **environ;
 static int port_fd = -1;
 /* Listening AF_VSOCK socket when the host reaches the agent over vsock (Firecracker); -1 on virtio-serial. */
 static int vsock_fd = -1;
+/* The port is a stream socket (vsock or connect-back TCP): a peer that goes away closes it. */
+static int port_is_socket;
+/* Connect-back: once the host ends an authenticated session, the agent's work is done. */
+static int connect_mode;
+/* Connect-back secret; never logged, never left in the environment. */
+static char token[MAX_TOKEN + 1];
 static int sig_fd = -1;
+/* Set first thing in main: PID 1 owns the machine (mounts, identity, power-off); anything else only serves. */
+static int is_pid1;
 static unsigned char rbuf[HEADER_SIZE + MAX_PAYLOAD];
 static size_t rlen;
 
@@ -77,6 +104,8 @@ static void logmsg(const char *fmt, ...) {
 
 static void die(const char *what) {
   logmsg("fatal: %s: %s", what, strerror(errno));
+  /* Only an init powers the machine off; an agent started by cloud-init just exits. */
+  if (!is_pid1) exit(1);
   sync();
   reboot(RB_POWER_OFF);
   _exit(1);
@@ -108,10 +137,10 @@ static void port_write_all(const unsigned char *buf, size_t len) {
     /* A vsock host that went away (or a snapshot restore that reset the transport) takes
      * the rest of the frame with it; the next connection starts afresh with a HELLO. */
     if (port_fd < 0) return;
-    ssize_t n = vsock_fd >= 0 ? send(port_fd, buf, len, MSG_NOSIGNAL) : write(port_fd, buf, len);
+    ssize_t n = port_is_socket ? send(port_fd, buf, len, MSG_NOSIGNAL) : write(port_fd, buf, len);
     if (n > 0) { buf += n; len -= (size_t)n; continue; }
     if (n < 0 && errno == EINTR) continue;
-    if (vsock_fd >= 0 && n < 0 && errno != EAGAIN) { close(port_fd); port_fd = -1; return; }
+    if (port_is_socket && n < 0 && errno != EAGAIN) { close(port_fd); port_fd = -1; return; }
     usleep(10000);
   }
 }
@@ -342,7 +371,7 @@ static int read_port(void) {
   if (port_fd < 0) return 0;
   ssize_t n = read(port_fd, rbuf + rlen, sizeof rbuf - rlen);
   if (n > 0) { rlen += (size_t)n; return 1; }
-  if (vsock_fd >= 0 && (n == 0 || errno != EINTR)) { close(port_fd); port_fd = -1; }
+  if (port_is_socket && (n == 0 || errno != EINTR)) { close(port_fd); port_fd = -1; }
   return 0;
 }
 
@@ -408,7 +437,11 @@ static void handle_frame(void) {
   consume_frame();
   switch (type) {
   case F_PING: send_hello(); break;
-  case F_IDENTITY: apply_identity(id, copy, len); break;
+  case F_IDENTITY:
+    /* Clock, hostname and machine-id belong to the guest's init; an agent started by cloud-init leaves them alone. */
+    if (is_pid1) apply_identity(id, copy, len);
+    else send_error(id, "IDENTITY is only applied by the agent running as PID 1");
+    break;
   case F_EXEC: run_exec(id, copy, len); break;
   default: send_error(id, "unknown frame type %u", type);
   }
@@ -602,10 +635,266 @@ static void mount_fs(const char *src, const char *target, const char *type, unsi
   if (mount(src, target, type, flags, data) < 0 && errno != EBUSY) logmsg("mount %s: %s", target, strerror(errno));
 }
 
-int main(void) {
-  if (getpid() != 1) {
-    fprintf(stderr, "hearth-agent runs as PID 1 inside a Hearth microVM; it is not meant to be started by hand\n");
-    return 2;
+/* ---- connect-back (Flintlock hosts) ---------------------------------------- */
+
+static void sleep_ms(unsigned ms) {
+  struct timespec ts = { (time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L };
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
+/* tcp://IPV4:PORT or tcp://[IPV6]:PORT (a path after the port is ignored). Addresses
+ * only: name resolution would need NSS libraries the static guest does not have. */
+static int parse_connect_url(const char *url, struct sockaddr_storage *ss, socklen_t *len) {
+  char host[64];
+  const char *colon;
+  if (strncmp(url, "tcp://", 6) != 0) return -1;
+  const char *h = url + 6;
+  if (*h == '[') {
+    const char *end = strchr(h, ']');
+    if (!end || end[1] != ':' || (size_t)(end - h - 1) >= sizeof host) return -1;
+    memcpy(host, h + 1, (size_t)(end - h - 1));
+    host[end - h - 1] = 0;
+    colon = end + 1;
+  } else {
+    colon = strchr(h, ':');
+    if (!colon || (size_t)(colon - h) >= sizeof host) return -1;
+    memcpy(host, h, (size_t)(colon - h));
+    host[colon - h] = 0;
+  }
+  char *end;
+  unsigned long port = strtoul(colon + 1, &end, 10);
+  if (end == colon + 1 || (*end != 0 && *end != '/') || port == 0 || port > 65535) return -1;
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    *len = sizeof *in4;
+    return 0;
+  }
+  if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *in6;
+    return 0;
+  }
+  return -1;
+}
+
+/* Printable ASCII without spaces, so it fits the hello line unambiguously. */
+static int token_valid(const char *t) {
+  size_t n = strlen(t);
+  if (n == 0 || n > MAX_TOKEN) return 0;
+  for (size_t i = 0; i < n; i++) if (t[i] < 0x21 || t[i] > 0x7e) return 0;
+  return 1;
+}
+
+/*
+ * The value of KEY in an env file as src/vm/flintlock/cloud-init.ts writes it
+ * (KEY='value', a quote inside as '\''), read with sh's rules for bare words,
+ * single quotes, double quotes (no expansion) and backslashes; the last
+ * assignment wins, as in sh. Returns 1 when found.
+ */
+static int env_file_value(const char *path, const char *key, char *out, size_t outlen) {
+  FILE *f = fopen(path, "re");
+  if (!f) return 0;
+  char line[1024];
+  size_t klen = strlen(key);
+  int found = 0;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = 0;
+    char *p = line;
+    while (*p == ' ' || *p == '\t') p++;
+    if (strncmp(p, "export ", 7) == 0) p += 7;
+    if (strncmp(p, key, klen) != 0 || p[klen] != '=') continue;
+    p += klen + 1;
+    size_t i = 0;
+    int ok = 1;
+    while (*p && *p != ' ' && *p != '\t' && ok) {
+      char quote = (*p == '\'' || *p == '"') ? *p++ : 0;
+      if (quote) {
+        while (*p && *p != quote && i + 1 < outlen) out[i++] = *p++;
+        if (*p != quote) ok = 0;
+        else p++;
+      } else if (*p == '\\' && p[1]) {
+        if (i + 1 < outlen) out[i++] = p[1];
+        else ok = 0;
+        p += 2;
+      } else if (i + 1 < outlen) {
+        out[i++] = *p++;
+      } else {
+        ok = 0;
+      }
+    }
+    out[i] = 0;
+    found = ok;
+  }
+  explicit_bzero(line, sizeof line);
+  fclose(f);
+  return found;
+}
+
+/* Takes HEARTH_AGENT_TOKEN out of the environment: children must not inherit it, and
+ * /proc/PID/environ shows the original block, so the value is scrubbed there too. */
+static int take_env_token(void) {
+  char *t = getenv("HEARTH_AGENT_TOKEN");
+  if (!t) return 0;
+  size_t n = strlen(t);
+  int ok = n <= MAX_TOKEN;
+  if (ok) memcpy(token, t, n + 1);
+  explicit_bzero(t, n);
+  unsetenv("HEARTH_AGENT_TOKEN");
+  return ok;
+}
+
+/*
+ * One attempt: connect, send the hello line, read the host's one-line answer.
+ * Returns the authenticated socket, -1 to try again later, -2 when the host
+ * refused the token.
+ */
+static int dial_once(const struct sockaddr *sa, socklen_t salen, const char *url) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) { logmsg("socket: %s", strerror(errno)); return -1; }
+  int err = 0;
+  if (connect(fd, sa, salen) < 0) {
+    if (errno != EINPROGRESS) err = errno;
+    else {
+      struct pollfd p = { fd, POLLOUT, 0 };
+      int r = poll(&p, 1, CONNECT_TIMEOUT_MS);
+      socklen_t elen = sizeof err;
+      if (r == 0) err = ETIMEDOUT;
+      else if (r < 0) err = errno;
+      else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) err = errno;
+    }
+  }
+  if (err) { logmsg("connect to %s: %s", url, strerror(err)); close(fd); return -1; }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+
+  char hello[sizeof CONNECT_MAGIC + 16 + MAX_TOKEN];
+  int n = snprintf(hello, sizeof hello, "%s %d %s\n", CONNECT_MAGIC, CONNECT_VERSION, token);
+  ssize_t w = send(fd, hello, (size_t)n, MSG_NOSIGNAL);
+  int werr = errno;
+  explicit_bzero(hello, sizeof hello);
+  if (w != n) { logmsg("sending the hello to %s: %s", url, w < 0 ? strerror(werr) : "short write"); close(fd); return -1; }
+
+  /* Byte by byte: whatever follows the answer line is already the host's first frame. */
+  char answer[64];
+  size_t len = 0;
+  uint64_t deadline = now_us(CLOCK_MONOTONIC) + (uint64_t)ANSWER_TIMEOUT_MS * 1000u;
+  for (;;) {
+    uint64_t now = now_us(CLOCK_MONOTONIC);
+    if (now >= deadline) { logmsg("%s did not answer the hello within %d ms", url, ANSWER_TIMEOUT_MS); close(fd); return -1; }
+    struct pollfd p = { fd, POLLIN, 0 };
+    if (poll(&p, 1, (int)((deadline - now) / 1000u) + 1) <= 0) continue;
+    ssize_t k = read(fd, answer + len, 1);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) { logmsg("%s closed the connection before answering the hello%s%s", url, k < 0 ? ": " : "", k < 0 ? strerror(errno) : ""); close(fd); return -1; }
+    if (answer[len] == '\n') break;
+    if (answer[len] < 0x20 || answer[len] > 0x7e || ++len == sizeof answer - 1) { logmsg("%s answered the hello with something other than a line", url); close(fd); return -1; }
+  }
+  answer[len] = 0;
+  if (strcmp(answer, "OK") == 0) return fd;
+  logmsg("%s refused this agent (%s): its token is not expected there (a stale or wrong token, or the VM was given up on)", url, answer);
+  close(fd);
+  return -2;
+}
+
+/* Dials until the host accepts, backing off from BACKOFF_MIN_MS to BACKOFF_MAX_MS between attempts. */
+static int connect_host(const struct sockaddr_storage *ss, socklen_t len, const char *url) {
+  unsigned backoff = BACKOFF_MIN_MS;
+  for (unsigned attempt = 1;; attempt++) {
+    int fd = dial_once((const struct sockaddr *)ss, len, url);
+    if (fd >= 0) {
+      logmsg("connected to %s after %u attempt%s", url, attempt, attempt == 1 ? "" : "s");
+      return fd;
+    }
+    /* A little jitter, so many guests that lost the host do not come back in step. */
+    unsigned wait = backoff + (unsigned)(now_us(CLOCK_MONOTONIC) % (backoff / 4 + 1));
+    logmsg("retrying in %u ms", wait);
+    sleep_ms(wait);
+    backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+  }
+}
+
+/* The host closed an authenticated session: it is done with this VM, so is the agent. */
+static void end_session(void) {
+  logmsg("the host ended the session");
+  if (!is_pid1) exit(0);
+  sync();
+  reboot(RB_POWER_OFF);
+  _exit(0);
+}
+
+/* Connect-back setup: URL and token checked, then dial. Exits 2 on a bad configuration. */
+static void start_connect(const char *url) {
+  struct sockaddr_storage ss;
+  socklen_t len = 0;
+  if (!url || !url[0]) { logmsg("no URL to connect to: give --connect tcp://HOST:PORT, hearth.connect= or HEARTH_AGENT_URL in %s", AGENT_ENV_PATH); goto bad; }
+  if (parse_connect_url(url, &ss, &len) < 0) { logmsg("%s is not tcp://IPV4:PORT or tcp://[IPV6]:PORT", url); goto bad; }
+  if (!token[0]) { logmsg("no token: set HEARTH_AGENT_TOKEN or write it to %s", AGENT_ENV_PATH); goto bad; }
+  if (!token_valid(token)) { logmsg("the token is longer than %d bytes or holds spaces or control characters", MAX_TOKEN); goto bad; }
+  connect_mode = 1;
+  port_is_socket = 1;
+  port_fd = connect_host(&ss, len, url);
+  /* Good for this one session only: nothing needs it any more. */
+  explicit_bzero(token, sizeof token);
+  return;
+bad:
+  if (is_pid1) { errno = EINVAL; die("connect-back configuration"); }
+  exit(2);
+}
+
+static void serve(void) __attribute__((noreturn));
+static void serve(void) {
+  send_hello();
+  for (;;) {
+    if (port_fd < 0) {
+      if (connect_mode) end_session();
+      rlen = 0;
+      port_fd = accept_host();
+      send_hello();
+    }
+    struct pollfd fds[2] = { { port_fd, POLLIN, 0 }, { sig_fd, POLLIN, 0 } };
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) die("poll");
+    if (fds[1].revents) { int st, done = 0; reap_orphans(-1, &st, &done); }
+    if (fds[0].revents & POLLIN) {
+      if (read_port()) while (frame_ready()) handle_frame();
+    } else if (fds[0].revents & (POLLHUP | POLLERR)) {
+      if (port_is_socket) { close(port_fd); port_fd = -1; }
+      else usleep(10000);
+    }
+  }
+}
+
+static void watch_children(void) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sig_fd < 0) die("signalfd");
+}
+
+int main(int argc, char **argv) {
+  /* As PID 1 the kernel may pass words of its cmdline as arguments; only --connect means anything. */
+  const char *connect_url = NULL;
+  if (argc == 3 && strcmp(argv[1], "--connect") == 0) connect_url = argv[2];
+  is_pid1 = getpid() == 1;
+  if (!is_pid1) {
+    if (!connect_url) {
+      fprintf(stderr, "hearth-agent runs as PID 1 inside a Hearth microVM; it is not meant to be started by hand\n"
+                      "(in a VM that Hearth cannot reach, start it as: HEARTH_AGENT_TOKEN=... hearth-agent --connect tcp://HOST:PORT)\n");
+      return 2;
+    }
+    /* An ordinary process (started by cloud-init): no mounts, no modules, no network set-up. */
+    watch_children();
+    if (!take_env_token()) env_file_value(AGENT_ENV_PATH, "HEARTH_AGENT_TOKEN", token, sizeof token);
+    start_connect(connect_url);
+    serve();
   }
   mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -615,12 +904,7 @@ int main(void) {
   mount_fs("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
   mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &mask, NULL);
-  sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (sig_fd < 0) die("signalfd");
+  watch_children();
 
   setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
   setenv("HOME", "/root", 1);
@@ -635,31 +919,24 @@ int main(void) {
   interface_up("lo");
   if (cmdline_has(cmdline, "hearth.net=1")) network_up(cmdline);
 
-  char port_name[64], vsock_port[16];
+  char port_name[64], vsock_port[16], url[300];
   cmdline_value(cmdline, "hearth.port", port_name, sizeof port_name);
   cmdline_value(cmdline, "hearth.vsock", vsock_port, sizeof vsock_port);
+  cmdline_value(cmdline, "hearth.connect", url, sizeof url);
   if (vsock_port[0]) {
     vsock_fd = vsock_listen((unsigned)strtoul(vsock_port, NULL, 10));
+    port_is_socket = 1;
     port_fd = accept_host();
+  } else if (connect_url || url[0] || access(AGENT_ENV_PATH, F_OK) == 0) {
+    /* The kernel hands unknown key=value words of its cmdline to PID 1 as environment:
+     * a token there was on the cmdline, which the host shows to anyone. */
+    if (take_env_token()) { token[0] = 0; logmsg("ignoring HEARTH_AGENT_TOKEN from the kernel command line; it belongs in %s", AGENT_ENV_PATH); }
+    env_file_value(AGENT_ENV_PATH, "HEARTH_AGENT_TOKEN", token, sizeof token);
+    if (connect_url) snprintf(url, sizeof url, "%s", connect_url);
+    else if (!url[0]) env_file_value(AGENT_ENV_PATH, "HEARTH_AGENT_URL", url, sizeof url);
+    start_connect(url);
   } else {
     port_fd = open_agent_port(port_name[0] ? port_name : "hearth.agent");
   }
-
-  send_hello();
-  for (;;) {
-    if (port_fd < 0) {
-      rlen = 0;
-      port_fd = accept_host();
-      send_hello();
-    }
-    struct pollfd fds[2] = { { port_fd, POLLIN, 0 }, { sig_fd, POLLIN, 0 } };
-    if (poll(fds, 2, -1) < 0 && errno != EINTR) die("poll");
-    if (fds[1].revents) { int st, done = 0; reap_orphans(-1, &st, &done); }
-    if (fds[0].revents & POLLIN) {
-      if (read_port()) while (frame_ready()) handle_frame();
-    } else if (fds[0].revents & (POLLHUP | POLLERR)) {
-      if (vsock_fd >= 0) { close(port_fd); port_fd = -1; }
-      else usleep(10000);
-    }
-  }
+  serve();
 }

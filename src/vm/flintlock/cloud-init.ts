@@ -13,6 +13,8 @@ export interface AgentBootstrapOptions {
 
 export const AGENT_ENV_PATH = '/etc/hearth/agent.env';
 export const AGENT_BINARY = '/usr/local/sbin/hearth-agent';
+/** The agent's own log in the guest (it never writes its token there). */
+export const AGENT_LOG_PATH = '/var/log/hearth-agent.log';
 
 /**
  * The cloud-init documents (for FlintlockMicroVmSpec.metadata, base64 as
@@ -46,8 +48,11 @@ export function agentBootstrapMetadata(options: AgentBootstrapOptions): Record<s
     ],
     ...(keys.length > 0 && { ssh_authorized_keys: [...keys] }),
     // Argv form, so cloud-init passes it to sh untouched; `set -a` exports the
-    // file's variables to the agent, which reads its token from the environment.
-    runcmd: [['sh', '-c', `set -a && . ${AGENT_ENV_PATH} && set +a && exec ${AGENT_BINARY} --connect "$HEARTH_AGENT_URL"`]],
+    // file's variables to the agent, which reads its token from the environment
+    // (and drops it from there). In the background, with its own output, because
+    // cloud-init waits for runcmd and for everything holding its output pipe, and
+    // the agent runs until Hearth is done with the VM.
+    runcmd: [['sh', '-c', `(set -a && . ${AGENT_ENV_PATH} && set +a && exec ${AGENT_BINARY} --connect "$HEARTH_AGENT_URL") </dev/null >>${AGENT_LOG_PATH} 2>&1 &`]],
   };
   const userData = `#cloud-config\n${stringify(cloudConfig)}`;
 

@@ -1,9 +1,11 @@
 // A stand-in for flintlockd: an in-process gRPC server built from the same
 // protos as the client, with flintlockd's checks and lifecycle (PENDING, then
-// CREATED; DELETING, then gone) but no VMs behind it.
+// CREATED; DELETING, then gone). With a guest runtime (./guest.ts), each
+// CREATED microVM's guest really comes up; without one, no VMs are behind it.
 import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/proto-loader';
+import type { FakeGuestRuntime } from './guest.ts';
 import {
   microVmService,
   type CreateMicroVmRequest,
@@ -33,6 +35,8 @@ export interface FakeFlintlockOptions {
   readonly createDelayMs?: number;
   /** DELETING to gone. */
   readonly deleteDelayMs?: number;
+  /** Boots a guest for each microVM that reaches CREATED, stops it when deleted. */
+  readonly guests?: FakeGuestRuntime | undefined;
 }
 
 export interface FakeRequest {
@@ -50,10 +54,12 @@ export class FakeFlintlock {
   /** Stored microVMs by uid, in the same shape flintlockd sends them. */
   readonly microvms = new Map<string, ProtoMicroVm>();
   readonly #server: Server;
-  readonly #options: Required<FakeFlintlockOptions>;
+  readonly #options: Required<Omit<FakeFlintlockOptions, 'guests'>> & Pick<FakeFlintlockOptions, 'guests'>;
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Guests that failed to boot, by uid (a broken user-data, say). */
+  readonly guestErrors = new Map<string, Error>();
 
-  private constructor(server: Server, port: number, options: Required<FakeFlintlockOptions>) {
+  private constructor(server: Server, port: number, options: Required<Omit<FakeFlintlockOptions, 'guests'>> & Pick<FakeFlintlockOptions, 'guests'>) {
     this.#server = server;
     this.endpoint = `127.0.0.1:${port}`;
     this.#options = options;
@@ -78,6 +84,7 @@ export class FakeFlintlock {
   async close(): Promise<void> {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    for (const uid of this.microvms.keys()) await this.#options.guests?.stop(uid);
     await new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
   }
 
@@ -128,7 +135,10 @@ export class FakeFlintlock {
       status: { state: 'PENDING', retry: 0 },
     };
     this.microvms.set(uid, microvm);
-    this.#later(this.#options.createDelayMs, () => this.#transition(uid, 'PENDING', 'CREATED'));
+    this.#later(this.#options.createDelayMs, () => {
+      if (!this.#transition(uid, 'PENDING', 'CREATED')) return;
+      this.#options.guests?.boot(uid, microvm.spec!).catch((error: unknown) => this.guestErrors.set(uid, error as Error));
+    });
     return { microvm };
   }
 
@@ -136,6 +146,7 @@ export class FakeFlintlock {
     const microvm = this.#find(request.uid, 'deleting microvm');
     if (microvm.spec) microvm.spec.deleted_at = { seconds: String(Math.floor(Date.now() / 1000)), nanos: 0 };
     if (microvm.status) Object.assign(microvm.status, { state: 'DELETING', retry: 0 });
+    void this.#options.guests?.stop(request.uid);
     this.#later(this.#options.deleteDelayMs, () => {
       if (this.microvms.get(request.uid)?.status?.state === 'DELETING') this.microvms.delete(request.uid);
     });
@@ -159,11 +170,12 @@ export class FakeFlintlock {
   }
 
   /** A guarded transition: a late timer changes nothing once the state moved on (FAILED, DELETING). */
-  #transition(uid: string, from: ProtoMicroVmState, to: ProtoMicroVmState): void {
+  #transition(uid: string, from: ProtoMicroVmState, to: ProtoMicroVmState): boolean {
     const microvm = this.microvms.get(uid);
-    if (microvm?.status?.state !== from) return;
+    if (microvm?.status?.state !== from) return false;
     microvm.status.state = to;
     microvm.version += 1;
+    return true;
   }
 
   #later(delayMs: number, action: () => void): void {

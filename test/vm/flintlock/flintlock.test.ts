@@ -175,7 +175,8 @@ describe('agentBootstrapMetadata', () => {
     assert.equal(file?.path, '/etc/hearth/agent.env');
     assert.equal(file?.permissions, '0600');
     assert.equal(file?.content, `HEARTH_AGENT_URL='https://10.0.0.1:8443/agent'\nHEARTH_AGENT_TOKEN='${TOKEN}'\n`);
-    assert.match(config.runcmd[0]?.at(-1) ?? '', /\. \/etc\/hearth\/agent\.env .*exec \/usr\/local\/sbin\/hearth-agent --connect "\$HEARTH_AGENT_URL"$/);
+    // Detached, with its output in its own log: cloud-init waits for runcmd and for whatever holds its output.
+    assert.match(config.runcmd[0]?.at(-1) ?? '', /^\(set -a && \. \/etc\/hearth\/agent\.env .*exec \/usr\/local\/sbin\/hearth-agent --connect "\$HEARTH_AGENT_URL"\) <\/dev\/null >>\/var\/log\/hearth-agent\.log 2>&1 &$/);
     assert.deepEqual(config.ssh_authorized_keys, ['ssh-ed25519 AAAAC3Nza test@hearth']);
   });
 
