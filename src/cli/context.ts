@@ -1,6 +1,6 @@
 import { resolvePaths, type HearthPaths } from '../config/paths.ts';
 import { createLogger, type Logger } from '../log.ts';
-import { createHostDriver, type HostDriver } from '../vm/host-driver.ts';
+import { createHostDriver, driverSettingsFromEnv, type HostDriver } from '../vm/host-driver.ts';
 import { QemuDriver } from '../vm/qemu/driver.ts';
 
 /** What every command needs, made once per CLI invocation. */
@@ -18,6 +18,6 @@ export function createCliContext(env: NodeJS.ProcessEnv = process.env, driverNam
   const logger = createLogger();
   const qemu = new QemuDriver({ paths, logger, accel: env.HEARTH_ACCEL, ...(env.HEARTH_QEMU ? { qemuBinary: env.HEARTH_QEMU } : {}) });
   const name = driverName ?? env.HEARTH_DRIVER ?? 'qemu';
-  const driver = name === 'qemu' ? qemu : createHostDriver(name, { paths, logger, firecrackerBinary: env.HEARTH_FIRECRACKER });
+  const driver = name === 'qemu' ? qemu : createHostDriver(name, { paths, logger, ...driverSettingsFromEnv(env) });
   return { paths, logger, driver, qemu };
 }

@@ -80,6 +80,30 @@ function migrations(dialect: LedgerDialect): Record<string, Migration> {
         await db.schema.createIndex('job_logs_at').on('job_logs').columns(['at']).execute();
       },
     },
+    '0004_hosts_and_placement': {
+      async up(db: Kysely<unknown>) {
+        // Each VM host registers here and heartbeats; its heartbeat is the lease on every job placed on it.
+        await db.schema
+          .createTable('hosts')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('cpus', 'integer', (c) => c.notNull())
+          .addColumn('memory_mib', 'integer', (c) => c.notNull())
+          .addColumn('disk_gib', 'integer', (c) => c.notNull())
+          .addColumn('drivers', 'text', (c) => c.notNull())
+          .addColumn('images', 'text', (c) => c.notNull())
+          .addColumn('labels', 'text', (c) => c.notNull())
+          .addColumn('pool_cpus', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('pool_memory_mib', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('started_at', 'text', (c) => c.notNull())
+          .addColumn('heartbeat_at', 'text', (c) => c.notNull())
+          .execute();
+        // The shape a job was placed with, so a host's committed capacity is one SUM away.
+        await db.schema.alterTable('jobs').addColumn('cpus', 'integer').execute();
+        await db.schema.alterTable('jobs').addColumn('memory_mib', 'integer').execute();
+        await db.schema.createIndex('jobs_host_state').on('jobs').columns(['host', 'state']).execute();
+      },
+    },
   };
 }
 

@@ -42,6 +42,8 @@ const UNSET_JOB_COLUMNS = {
   host: null,
   started_at: null,
   finished_at: null,
+  cpus: null,
+  memory_mib: null,
 } as const;
 
 /** Inserts a delivery; false when it was recorded before (a redelivery). */

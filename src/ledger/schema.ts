@@ -39,6 +39,9 @@ export interface LedgerSchema {
     host: string | null;
     started_at: string | null;
     finished_at: string | null;
+    /** The shape the job was placed with (null until placed). */
+    cpus: number | null;
+    memory_mib: number | null;
   };
   job_events: {
     id: Generated<number>;
@@ -49,6 +52,24 @@ export interface LedgerSchema {
     at: string;
     /** The stage this event marks on the job's timeline (see stages.ts), if any. */
     stage: string | null;
+  };
+  hosts: {
+    id: string;
+    cpus: number;
+    memory_mib: number;
+    disk_gib: number;
+    /** JSON string arrays. */
+    drivers: string;
+    images: string;
+    /** key=value labels placement matches (arch=x86_64, kvm=true, ...). */
+    labels: string;
+    /** What the host's pools hold now: taken off its capacity. */
+    pool_cpus: number;
+    pool_memory_mib: number;
+    /** up: heartbeating; lost: its heartbeat stopped; left: it stopped cleanly. */
+    state: string;
+    started_at: string;
+    heartbeat_at: string;
   };
   job_logs: {
     /** Global and increasing: the SSE event id a client resumes from. */

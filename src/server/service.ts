@@ -14,7 +14,7 @@ import { JobLogs } from '../ledger/logs.ts';
 import type { Logger } from '../log.ts';
 import { hostCapacity, type Capacity } from '../scheduler/capacity.ts';
 import { QemuDriver } from '../vm/qemu/driver.ts';
-import { createHostDriver, type HostDriver } from '../vm/host-driver.ts';
+import { createHostDriver, driverSettingsFromEnv, type HostDriver } from '../vm/host-driver.ts';
 import { VmPool, type PoolStatus } from '../pool/pool.ts';
 import { buildServer } from './app.ts';
 import { HearthMetrics, type HostView } from './metrics.ts';
@@ -47,7 +47,7 @@ function createDriver(config: ServeConfig, paths: HearthPaths, logger: Logger): 
   const name = config.driver.name === 'auto' ? 'qemu' : config.driver.name;
   // With an allowlist, networked runners get TAP devices and nftables instead of QEMU's user-mode NAT.
   const egress = config.runners.egress.length > 0 || name === 'firecracker' ? { allow: config.runners.egress, hostPorts: config.runners.egressHostPorts.map(Number), dns: config.runners.dns } : undefined;
-  return createHostDriver(name, { paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}), firecrackerBinary: process.env.HEARTH_FIRECRACKER, egress });
+  return createHostDriver(name, { paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}), ...driverSettingsFromEnv(process.env), egress });
 }
 
 function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics, shutdown: AbortSignal): Map<ForgeKind, Forge> {

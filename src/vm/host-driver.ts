@@ -2,7 +2,7 @@ import type { HearthPaths } from '../config/paths.ts';
 import { HearthError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { VmDriver } from './driver.ts';
-import { FirecrackerDriver } from './firecracker/driver.ts';
+import { FirecrackerDriver, type JailerOptions } from './firecracker/driver.ts';
 import { FlintlockDriver, type FlintlockDriverOptions } from './flintlock/driver.ts';
 import { QemuDriver } from './qemu/driver.ts';
 import type { EgressPolicy } from './network/tap.ts';
@@ -27,6 +27,8 @@ export interface HostDriverOptions {
   readonly accel?: string | undefined;
   readonly qemuBinary?: string | undefined;
   readonly firecrackerBinary?: string | undefined;
+  /** Run each Firecracker VMM through the jailer. */
+  readonly jailer?: JailerOptions | undefined;
   readonly bootTimeoutMs?: number;
   readonly egress?: EgressPolicy | undefined;
   /** Required for the flintlock driver: where flintlockd is, what guests dial back to, which images. */
@@ -60,19 +62,42 @@ export function flintlockOptionsFromEnv(env: NodeJS.ProcessEnv): FlintlockHostOp
   };
 }
 
+/** Jailer settings from HEARTH_JAILER (the binary; setting it turns the jailer on) and HEARTH_JAILER_*. */
+export function jailerOptionsFromEnv(env: NodeJS.ProcessEnv): JailerOptions | undefined {
+  const binary = env.HEARTH_JAILER;
+  if (!binary) return undefined;
+  const id = (key: string): number => {
+    const value = Number(env[key]);
+    if (env[key] && Number.isInteger(value) && value > 0) return value;
+    throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: key, reason: `must be the numeric id of the unprivileged user or group Firecracker runs as (got "${env[key] ?? ''}")`, hint: `create one (docs/hosts.md) and set ${key}, e.g. ${key}=$(id -u firecracker)` });
+  };
+  return {
+    binary,
+    uid: id('HEARTH_JAILER_UID'),
+    gid: id('HEARTH_JAILER_GID'),
+    ...(env.HEARTH_JAILER_CHROOT ? { chrootBaseDir: env.HEARTH_JAILER_CHROOT } : {}),
+    ...(env.HEARTH_JAILER_NETNS ? { netns: env.HEARTH_JAILER_NETNS } : {}),
+  };
+}
+
+/** What the environment says about the VMM drivers: shared by the CLI and `hearth serve`. */
+export function driverSettingsFromEnv(env: NodeJS.ProcessEnv): Pick<HostDriverOptions, 'firecrackerBinary' | 'jailer' | 'flintlock'> {
+  return { firecrackerBinary: env.HEARTH_FIRECRACKER, jailer: jailerOptionsFromEnv(env), flintlock: flintlockOptionsFromEnv(env) };
+}
+
 /**
  * The driver by name: `qemu` (default, KVM or TCG), `firecracker` (KVM hosts
  * with its binary) or `flintlock` (VMs on a flintlockd host; needs `flintlock`).
  */
 export function createHostDriver(name: string, options: HostDriverOptions): HostDriver {
   if (name === 'qemu') return new QemuDriver({ paths: options.paths, logger: options.logger, accel: options.accel, ...(options.qemuBinary ? { qemuBinary: options.qemuBinary } : {}), ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}), egress: options.egress });
-  if (name === 'firecracker') return new FirecrackerDriver({ paths: options.paths, logger: options.logger, ...(options.firecrackerBinary ? { binary: options.firecrackerBinary } : {}), ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}), egress: options.egress });
+  if (name === 'firecracker') return new FirecrackerDriver({ paths: options.paths, logger: options.logger, ...(options.firecrackerBinary ? { binary: options.firecrackerBinary } : {}), ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}), egress: options.egress, jailer: options.jailer });
   if (name === 'flintlock') {
     if (!options.flintlock) {
       throw new HearthError('HEARTH_ERR_BAD_OPTION', {
         option: '--driver flintlock',
         reason: "needs flintlockd's endpoint, the agent listener's address and advertised URL, and the kernel and root images",
-        hint: 'set them in the config (driver.flintlock: endpoint, agentListen, agentUrl, kernelImage, rootImages) or as HEARTH_FLINTLOCK_* variables',
+        hint: 'set HEARTH_FLINTLOCK_ENDPOINT, HEARTH_FLINTLOCK_AGENT_URL, HEARTH_FLINTLOCK_KERNEL_IMAGE and HEARTH_FLINTLOCK_ROOT_IMAGES (docs/hosts.md lists them all)',
       });
     }
     return new FlintlockDriver({ paths: options.paths, logger: options.logger, ...options.flintlock, ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}) });

@@ -57,6 +57,7 @@ export interface GithubJobBody {
   readonly if?: string;
   readonly workflowEnv: Readonly<Record<string, string>>;
   readonly jobEnv: Readonly<Record<string, string>>;
+  /** `defaults.run` of the workflow and job merged; already applied to the steps at plan time. */
   readonly defaults: { readonly shell?: string; readonly workingDirectory?: string };
   /** Raw templates, evaluated after the steps. */
   readonly outputs: Readonly<Record<string, string>>;
@@ -71,8 +72,11 @@ export interface GithubStep {
   readonly env: Readonly<Record<string, string>>;
   /** true/false, or expression text. */
   readonly continueOnError: boolean | string;
-  readonly timeoutMinutes?: number;
+  /** `timeout-minutes`: a number, or expression text (no `${{ }}`) evaluated when the step starts; `location` is where it was written. */
+  readonly timeout?: { readonly minutes: number | string; readonly location: SourceLocation };
+  /** `working-directory`, or the job's/workflow's `defaults.run` for a workflow's own run: steps (never inside composite actions). */
   readonly workingDirectory?: string;
+  /** `shell:`, or `defaults.run.shell` as for workingDirectory; unset means bash. */
   readonly shell?: string;
   readonly location: SourceLocation;
   readonly action: GithubStepAction;

@@ -45,20 +45,53 @@ export function describePlan(plan: Plan): string {
   return lines.join('\n');
 }
 
-function seconds(ms: number | undefined): string {
-  return ms === undefined ? '-' : `${(ms / 1000).toFixed(1)}s`;
+/** 0.4s, 12.3s, 2m 05s, 1h 02m: short enough for a table column, exact enough to compare jobs. */
+export function formatDuration(ms: number | undefined): string {
+  if (ms === undefined || !Number.isFinite(ms)) return '-';
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  const totalSeconds = Math.round(ms / 1000);
+  const h = Math.floor(totalSeconds / 3600);
+  const m = Math.floor((totalSeconds % 3600) / 60);
+  const sec = totalSeconds % 60;
+  return h ? `${h}h ${String(m).padStart(2, '0')}m` : `${m}m ${String(sec).padStart(2, '0')}s`;
 }
 
-/** The table printed after a run. */
+const MARKS: Record<FinishedJob['result'], string> = { success: '✓', failure: '✗', cancelled: '✗', skipped: '-' };
+
+/** What a job's steps (GitHub) or script sections (GitLab) did, naming the ones that failed. */
+function stepsCell(r: FinishedJob): string {
+  const count = (result: 'success' | 'failure' | 'skipped'): number => r.steps.filter((s) => s.result === result).length;
+  const failed = r.steps.filter((s) => s.result === 'failure' && !s.failedButContinued);
+  const continued = r.steps.filter((s) => s.failedButContinued);
+  const parts: string[] = [];
+  if (count('success')) parts.push(`${count('success')} passed`);
+  if (failed.length) parts.push(`${failed.length} failed (${failed.map((s) => s.name).join(', ')})`);
+  if (continued.length) parts.push(`${continued.length} failed, continued (${continued.map((s) => s.name).join(', ')})`);
+  if (count('skipped')) parts.push(`${count('skipped')} skipped`);
+  const why = r.reason && r.result !== 'success' ? r.reason : '';
+  return [parts.join(', '), why].filter(Boolean).join('; ') || '-';
+}
+
+/**
+ * The table printed after a run: one row per job with a mark (✓ passed, ✗
+ * failed or cancelled, - skipped), its result, how long it took in all and
+ * to boot its VM, and its steps (GitLab: before_script, script,
+ * after_script). A line of totals closes it.
+ */
 export function summaryTable(results: readonly FinishedJob[]): string {
-  const rows = [['JOB', 'RESULT', 'TIME', 'BOOT', 'STEPS']];
+  const rows = [[' ', 'JOB', 'RESULT', 'TIME', 'BOOT', 'STEPS']];
   for (const r of results) {
-    const passed = r.steps.filter((s) => s.result === 'success').length;
-    const failed = r.steps.filter((s) => s.result === 'failure').length;
-    const skipped = r.steps.filter((s) => s.result === 'skipped').length;
     const result = r.result === 'failure' && r.allowFailure ? 'failure (allowed)' : r.result;
-    rows.push([r.key, result, seconds(r.durationMs), seconds(r.bootMs), `${passed} ok, ${failed} failed, ${skipped} skipped${r.reason && r.result !== 'success' ? ` (${r.reason})` : ''}`]);
+    // A job skipped or cancelled before it started has no time of its own.
+    const ran = r.bootMs !== undefined || r.steps.length > 0 || r.result === 'failure' || r.result === 'success';
+    rows.push([MARKS[r.result], r.key, result, ran ? formatDuration(r.durationMs) : '-', formatDuration(r.bootMs), stepsCell(r)]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+  const lines = rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+  const tally = (['success', 'failure', 'cancelled', 'skipped'] as const).map((result) => [result, results.filter((r) => r.result === result)] as const).filter(([, jobs]) => jobs.length);
+  const words: Record<FinishedJob['result'], string> = { success: 'passed', failure: 'failed', cancelled: 'cancelled', skipped: 'skipped' };
+  const allowed = results.filter((r) => r.result === 'failure' && r.allowFailure).length;
+  const totals = tally.map(([result, jobs]) => `${jobs.length} ${words[result]}${result === 'failure' && allowed ? ` (${allowed} allowed)` : ''}`);
+  lines.push('', `${results.length} job(s): ${totals.join(', ') || 'none'}`);
+  return lines.join('\n');
 }

@@ -44,6 +44,16 @@ describe('hearth vm (CLI)', () => {
     assert.match(run.stderr, /to-err/);
   });
 
+  it('boots the guest with --cpus and --memory: nproc and MemTotal show them', () => {
+    const run = hearth(host, ['vm', 'run', '--cpus', '2', '--memory', '384', '--', 'sh', '-c', 'nproc; grep MemTotal /proc/meminfo']);
+    assert.equal(run.status, 0, run.stderr);
+    const [cpus, meminfo] = run.stdout.trim().split('\n');
+    assert.equal(cpus, '2');
+    const memTotalKib = Number(/^MemTotal:\s+(\d+) kB$/.exec(meminfo ?? '')?.[1]);
+    // MemTotal is the guest's RAM less what the kernel keeps for itself: a little under 384 MiB, well over the 256 MiB default.
+    assert.ok(memTotalKib > 320 * 1024 && memTotalKib <= 384 * 1024, `MemTotal ${memTotalKib} kB for a 384 MiB guest`);
+  });
+
   it('copies --env KEY from its own environment without putting the value on its command line', () => {
     const run = hearth(host, ['vm', 'run', '--env', 'API_TOKEN', '--env', 'MODE=ci', '--', 'sh', '-c', 'echo "$API_TOKEN/$MODE"'], { API_TOKEN: 'tok-123' });
     assert.equal(run.stdout, 'tok-123/ci\n', run.stderr);

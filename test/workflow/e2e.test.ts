@@ -13,10 +13,10 @@ function hearthRun(host: TestHost, args: string[]) {
   return { status: run.status, out: run.stdout, err: run.stderr, lines: run.stdout.split('\n') };
 }
 
-/** The summary row of a job: its result column. */
+/** The summary row of a job (after its one-character mark and two spaces): its result column. */
 function resultOf(out: string, key: string): string | undefined {
-  const row = out.split('\n').find((line) => line.startsWith(`${key}  `) || line.startsWith(`${key} `));
-  return row?.slice(key.length).trim().split(/\s{2,}/)[0];
+  const row = out.split('\n').find((line) => line.slice(3).startsWith(`${key}  `));
+  return row?.slice(3 + key.length).trim().split(/\s{2,}/)[0];
 }
 
 describe('hearth run, end to end in real VMs', () => {
@@ -66,6 +66,9 @@ describe('hearth run, end to end in real VMs', () => {
     assert.ok(!run.out.includes('must not run'));
     assert.equal(resultOf(run.out, 'flaky'), 'failure');
     assert.equal(resultOf(run.out, 'downstream'), 'skipped');
+    assert.equal(resultOf(run.out, 'gated'), 'skipped');
+    assert.equal(resultOf(run.out, 'after-gated'), 'skipped', 'a job whose need was skipped is skipped');
+    assert.match(run.out, /\n4 job\(s\): 1 failed, 3 skipped\n/);
   });
 
   it('runs a GitLab pipeline with stages, needs, rules and allow_failure', () => {
@@ -76,6 +79,10 @@ describe('hearth run, end to end in real VMs', () => {
     assert.ok(run.lines.includes('[build] gitlab-marker'));
     assert.ok(run.lines.includes('[unit] unit on main'));
     assert.ok(run.lines.includes('[lint] after_script sees failed'));
+    for (const [job, line] of [['build', /^\[build\] ✓ before_script \(\d+\.\d s\)$/], ['build', /^\[build\] ✓ script \(\d+\.\d s\)$/], ['lint', /^\[lint\] ✗ script \(\d+\.\d s, exit 2\)$/], ['lint', /^\[lint\] ✓ after_script \(\d+\.\d s\)$/]] as const) {
+      assert.ok(run.lines.some((l) => line.test(l)), `${job}: no line like ${line}`);
+    }
+    assert.ok(!run.out.includes('hearth-section-'), 'section markers leak into the output');
     assert.ok(run.lines.includes('[deploy] deploying hello'));
     assert.equal(resultOf(run.out, 'lint'), 'failure (allowed)');
     assert.equal(resultOf(run.out, 'deploy'), 'success');

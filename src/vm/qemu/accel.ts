@@ -23,6 +23,9 @@ async function bootId(): Promise<string> {
   }
 }
 
+/** How long decideAccel waits for a probe that neither answers nor fails (the probe's own boot timeout should fire first). */
+export const PROBE_BACKSTOP_MS = 30_000;
+
 /**
  * KVM or TCG. `/dev/kvm` can exist and still hang guests, so the only honest
  * test is a real short boot under KVM with a time limit. Its verdict is kept
@@ -33,16 +36,24 @@ export async function decideAccel(options: {
   override?: string | undefined;
   /** Boots a guest under KVM; resolves whether the agent answered in time. */
   probe: () => Promise<{ usable: boolean; reason: string }>;
+  /** Ignore the cached verdict and probe again (`hearth doctor --reprobe`). */
   fresh?: boolean;
+  /** A probe still pending after this long counts as a hang: TCG (default PROBE_BACKSTOP_MS). */
+  probeTimeoutMs?: number;
+  /** The KVM device (default /dev/kvm); tests point it elsewhere. */
+  kvmDevice?: string;
+  /** This host boot's id (default: /proc/sys/kernel/random/boot_id); the cache is per boot. */
+  bootId?: () => Promise<string>;
 }): Promise<AccelDecision> {
   if (options.override === 'tcg' || options.override === 'kvm') return { accel: options.override, reason: 'set by HEARTH_ACCEL' };
+  const device = options.kvmDevice ?? '/dev/kvm';
   try {
-    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+    await access(device, constants.R_OK | constants.W_OK);
   } catch {
-    return { accel: 'tcg', reason: '/dev/kvm is missing or not writable by this user' };
+    return { accel: 'tcg', reason: `${device} is missing or not writable by this user` };
   }
   const file = join(options.cacheDir, 'kvm-probe.json');
-  const id = await bootId();
+  const id = await (options.bootId ?? bootId)();
   if (!options.fresh) {
     try {
       const cached = JSON.parse(await readFile(file, 'utf8')) as ProbeRecord;
@@ -51,9 +62,24 @@ export async function decideAccel(options: {
       // no verdict for this boot yet
     }
   }
-  const result = await options.probe();
+  const result = await withBackstop(options.probe(), options.probeTimeoutMs ?? PROBE_BACKSTOP_MS);
   const record: ProbeRecord = { bootId: id, usable: result.usable, reason: result.reason, probedAt: new Date().toISOString() };
   await mkdir(options.cacheDir, { recursive: true });
   await writeFile(file, JSON.stringify(record, null, 2) + '\n');
   return { accel: result.usable ? 'kvm' : 'tcg', reason: result.reason };
+}
+
+/** The probe's verdict, or "unusable" when it has not answered within `ms` (a guest hung under KVM). */
+async function withBackstop(probe: Promise<{ usable: boolean; reason: string }>, ms: number): Promise<{ usable: boolean; reason: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  const hang = new Promise<{ usable: boolean; reason: string }>((resolve) => {
+    timer = setTimeout(() => resolve({ usable: false, reason: `the KVM probe did not finish within ${ms / 1000} s (a guest hung under KVM); using TCG` }), ms);
+  });
+  // A probe that ends after the backstop must not surface as an unhandled rejection.
+  probe.catch(() => {});
+  try {
+    return await Promise.race([probe, hang]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -17,7 +17,12 @@ export interface ExpressionContexts {
   readonly strategy: unknown;
 }
 
-export type JobStatus = 'success' | 'failure' | 'cancelled';
+/**
+ * What the status functions see. `skipped` only arises for a job's own `if:`
+ * when a job up its needs chain was skipped: success(), failure() and
+ * cancelled() are all false then, and only always() (or a negation) is true.
+ */
+export type JobStatus = 'success' | 'failure' | 'cancelled' | 'skipped';
 
 const CONTEXT_NAMES = ['github', 'env', 'vars', 'matrix', 'needs', 'steps', 'job', 'runner', 'inputs', 'secrets', 'strategy'];
 const STATUS_FUNCTIONS = ['success', 'failure', 'always', 'cancelled'];

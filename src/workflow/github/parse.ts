@@ -1,7 +1,7 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { workflowError } from '../errors.ts';
-import type { GithubJobBody, GithubStep, GithubStepAction, Plan, PlannedJob, SourceLocation } from '../model.ts';
+import { formatLocation, type GithubJobBody, type GithubStep, type GithubStepAction, type Plan, type PlannedJob, type SourceLocation } from '../model.ts';
 import { isMap, isScalar, isSeq, YamlSource, type Node, type YAMLMap } from '../yaml-source.ts';
 import { evaluateValue, interpolate, unwrapExpression, type ExpressionContexts } from './expressions.ts';
 
@@ -57,34 +57,81 @@ export function expandMatrix(axes: Record<string, unknown[]>, include: Record<st
   return combos;
 }
 
+/** A local action's metadata file, read once per run however often it is used. */
+type ActionFile =
+  | { readonly kind: 'composite'; readonly action: CompositeAction }
+  /** A JavaScript or Docker action: it cannot run here, and each `uses:` of it fails its job. */
+  | { readonly kind: 'other'; readonly using: string; readonly at: SourceLocation };
+
+/** A composite action as loaded from its action.yml: what `uses: ./dir` runs. */
+export interface CompositeAction {
+  readonly file: string;
+  readonly inputs: Readonly<Record<string, { readonly default?: string; readonly required?: boolean }>>;
+  readonly outputs: Readonly<Record<string, string>>;
+  readonly steps: readonly GithubStep[];
+}
+
+/** `defaults.run` as it applies to a list of steps: only to a workflow's own `run:` steps, not inside composite actions. */
+interface StepDefaults {
+  readonly shell?: string;
+  readonly workingDirectory?: string;
+}
+
+/** Steps of composite actions must name their shell on GitHub; hearth run falls back to bash. */
+const COMPOSITE_DEFAULTS: StepDefaults = { shell: 'bash' };
+
+/** GitHub stops at this depth of composite actions calling composite actions. */
+const MAX_ACTION_DEPTH = 10;
+
+async function findActionFile(dir: string): Promise<string | undefined> {
+  for (const name of ['action.yml', 'action.yaml']) {
+    try {
+      await access(join(dir, name));
+      return join(dir, name);
+    } catch {
+      // try the other spelling
+    }
+  }
+  return undefined;
+}
+
+/** A parse-time problem that fails only the job using the step: the message carries file:line:column and the fix. */
+function unsupportedAt(source: YamlSource, at: Node, uses: string, reason: string, hint: string): GithubStepAction {
+  const error = source.error(at, reason, hint);
+  return { kind: 'unsupported', uses, message: `${error.message}; fix: ${error.fix}` };
+}
+
 class GithubWorkflowParser {
-  private readonly loadedActions = new Map<string, Promise<GithubStepAction>>();
+  private readonly actionFiles = new Map<string, Promise<ActionFile>>();
 
   constructor(
     private readonly source: YamlSource,
     private readonly options: GithubPlanOptions,
   ) {}
 
-  private async loadComposite(uses: string, withArgs: Record<string, string>, at: Node): Promise<GithubStepAction> {
-    const dir = join(this.options.repoRoot, uses);
-    let file: string | undefined;
-    for (const name of ['action.yml', 'action.yaml']) {
-      try {
-        await access(join(dir, name));
-        file = join(dir, name);
-        break;
-      } catch {
-        // try the other spelling
-      }
+  /**
+   * Reads an action.yml. A composite action's steps are parsed (with the local
+   * actions they use); any other kind is reported, not refused, so that only
+   * the jobs using it fail. Malformed files are refused where they are wrong.
+   */
+  readActionFile(file: string, chain: readonly string[]): Promise<ActionFile> {
+    let loaded = this.actionFiles.get(file);
+    if (!loaded) {
+      loaded = this.parseActionFile(file, chain);
+      this.actionFiles.set(file, loaded);
     }
-    if (!file) return { kind: 'unsupported', uses, message: this.source.error(at, `local action ${uses} has no action.yml (looked in ${dir})`, 'check the path: it is relative to the project root').message };
+    return loaded;
+  }
+
+  private async parseActionFile(file: string, chain: readonly string[]): Promise<ActionFile> {
     const action = await YamlSource.load(file);
     const root = action.root();
-    const runs = action.map(action.get(root, 'runs'), 'runs');
-    const using = runs ? action.string(action.get(runs, 'using'), 'runs.using') : undefined;
-    if (using !== 'composite') {
-      throw action.error(runs ? action.get(runs, 'using') : root, `local action ${uses} uses "${using ?? '?'}"; hearth run runs composite actions only`, 'rewrite it as a composite action, or run its commands in a run: step');
-    }
+    const runsNode = action.get(root, 'runs');
+    const runs = action.map(runsNode, 'runs');
+    if (!runs) throw action.error(runsNode ?? root, 'the action has no runs: section', 'add runs: with using: composite and steps:');
+    const usingNode = action.get(runs, 'using');
+    const using = action.string(usingNode, 'runs.using');
+    if (using !== 'composite') return { kind: 'other', using: using ?? '?', at: action.at(usingNode ?? runs) };
     const inputs: Record<string, { default?: string; required?: boolean }> = {};
     for (const pair of action.map(action.get(root, 'inputs'), 'inputs')?.items ?? []) {
       const spec = action.map(pair.value as Node, `inputs.${action.keyOf(pair)}`);
@@ -97,29 +144,39 @@ class GithubWorkflowParser {
       const spec = action.map(pair.value as Node, `outputs.${action.keyOf(pair)}`);
       outputs[action.keyOf(pair)] = (spec ? action.string(action.get(spec, 'value'), 'value') : undefined) ?? '';
     }
-    for (const [name, spec] of Object.entries(inputs)) {
-      if (spec.required && spec.default === undefined && !(name in withArgs)) throw this.source.error(at, `local action ${uses} requires input "${name}"`, `add it under with:`);
-    }
-    const stepsNode = action.get(runs!, 'steps');
-    if (!isSeq(stepsNode)) throw action.error(runs!, 'a composite action needs runs.steps as a list', 'add steps: under runs:');
-    const steps = await this.parseSteps(action, stepsNode.items as Node[], 'bash');
-    return { kind: 'composite', path: uses, with: withArgs, inputs, outputs, steps };
+    const stepsNode = action.get(runs, 'steps');
+    if (!isSeq(stepsNode)) throw action.error(stepsNode ?? runs, 'a composite action needs runs.steps as a list', 'add steps: under runs:');
+    const steps = await this.parseSteps(action, stepsNode.items as Node[], COMPOSITE_DEFAULTS, [...chain, file]);
+    return { kind: 'composite', action: { file, inputs, outputs, steps } };
   }
 
-  private async parseAction(source: YamlSource, uses: string, withArgs: Record<string, string>, at: Node): Promise<GithubStepAction> {
-    if (uses.startsWith('./')) {
-      const key = `${uses}\0${JSON.stringify(withArgs)}`;
-      if (!this.loadedActions.has(key)) this.loadedActions.set(key, this.loadComposite(uses, withArgs, at));
-      return this.loadedActions.get(key)!;
+  /** `uses: ./dir`: a composite action runs; a missing or non-composite one fails its job, pointing at this `uses:`. */
+  private async loadLocalAction(source: YamlSource, uses: string, withArgs: Record<string, string>, at: Node, chain: readonly string[]): Promise<GithubStepAction> {
+    const dir = join(this.options.repoRoot, uses);
+    const file = await findActionFile(dir);
+    if (!file) return unsupportedAt(source, at, uses, `local action ${uses} has no action.yml (looked in ${dir})`, 'check the path: it is relative to the project root');
+    if (chain.includes(file)) return unsupportedAt(source, at, uses, `local action ${uses} uses itself (${[...chain, file].join(' -> ')})`, 'break the cycle between these actions');
+    if (chain.length >= MAX_ACTION_DEPTH) return unsupportedAt(source, at, uses, `local action ${uses} nests composite actions deeper than ${MAX_ACTION_DEPTH} levels, which GitHub refuses`, 'flatten the actions');
+    const loaded = await this.readActionFile(file, chain);
+    if (loaded.kind === 'other') {
+      return unsupportedAt(source, at, uses, `local action ${uses} is a "${loaded.using}" action (${formatLocation(loaded.at)}); hearth run runs composite actions only`, 'rewrite it as a composite action, or run its commands in a run: step');
     }
+    const { action } = loaded;
+    for (const [name, spec] of Object.entries(action.inputs)) {
+      if (spec.required && spec.default === undefined && !(name in withArgs)) throw source.error(at, `local action ${uses} requires input "${name}"`, `add it under with:`);
+    }
+    return { kind: 'composite', path: uses, with: withArgs, inputs: action.inputs, outputs: action.outputs, steps: action.steps };
+  }
+
+  private async parseAction(source: YamlSource, uses: string, withArgs: Record<string, string>, at: Node, chain: readonly string[]): Promise<GithubStepAction> {
+    if (uses.startsWith('./')) return this.loadLocalAction(source, uses, withArgs, at, chain);
     const name = uses.split('@')[0]!.split('/').slice(0, 2).join('/').toLowerCase();
     const translate = ACTION_TRANSLATIONS[name];
     if (translate && !uses.startsWith('docker://')) return translate(withArgs);
-    const error = source.error(at, `the action ${uses} cannot run under hearth run (it runs actions/checkout and local composite actions, and no translation for ${name} is registered)`, 'replace the step with run: commands, or remove it for local runs');
-    return { kind: 'unsupported', uses, message: `${error.message}; fix: ${error.fix}` };
+    return unsupportedAt(source, at, uses, `the action ${uses} cannot run under hearth run (it runs actions/checkout and local composite actions, and no translation for ${name} is registered)`, 'replace the step with run: commands, or remove it for local runs');
   }
 
-  async parseSteps(source: YamlSource, nodes: readonly Node[], defaultShell?: string): Promise<GithubStep[]> {
+  async parseSteps(source: YamlSource, nodes: readonly Node[], defaults: StepDefaults, chain: readonly string[] = []): Promise<GithubStep[]> {
     const steps: GithubStep[] = [];
     for (const node of nodes) {
       const step = source.map(node, 'a step');
@@ -128,21 +185,22 @@ class GithubWorkflowParser {
       const uses = source.string(source.get(step, 'uses'), 'uses');
       if ((run === undefined) === (uses === undefined)) throw source.error(node, 'a step needs exactly one of run: and uses:', 'split it into two steps, or add the missing key');
       const withArgs = source.stringMap(source.get(step, 'with'), 'with');
-      const action: GithubStepAction = run !== undefined ? { kind: 'run', script: run } : await this.parseAction(source, uses!, withArgs, source.get(step, 'uses')!);
+      const action: GithubStepAction = run !== undefined ? { kind: 'run', script: run } : await this.parseAction(source, uses!, withArgs, source.get(step, 'uses')!, chain);
       const ifNode = source.get(step, 'if');
       const coe = source.string(source.get(step, 'continue-on-error'), 'continue-on-error');
-      const timeout = source.string(source.get(step, 'timeout-minutes'), 'timeout-minutes');
       const id = source.string(source.get(step, 'id'), 'id');
       const name = source.string(source.get(step, 'name'), 'name') ?? (run !== undefined ? `Run ${run.trim().split('\n')[0]}` : `Run ${uses}`);
-      const workingDirectory = source.string(source.get(step, 'working-directory'), 'working-directory');
-      const shell = source.string(source.get(step, 'shell'), 'shell') ?? (run !== undefined ? defaultShell : undefined);
+      // defaults.run applies to run: steps only.
+      const workingDirectory = source.string(source.get(step, 'working-directory'), 'working-directory') ?? (run !== undefined ? defaults.workingDirectory : undefined);
+      const shell = source.string(source.get(step, 'shell'), 'shell') ?? (run !== undefined ? defaults.shell : undefined);
+      const timeout = this.stepTimeout(source, source.get(step, 'timeout-minutes'));
       steps.push({
         ...(id !== undefined ? { id } : {}),
         name,
         ...(ifNode !== undefined ? { if: unwrapExpression(source.string(ifNode, 'if') ?? '') } : {}),
         env: source.stringMap(source.get(step, 'env'), 'env'),
         continueOnError: coe === undefined ? false : coe === 'true' ? true : coe === 'false' ? false : unwrapExpression(coe),
-        ...(timeout !== undefined && !Number.isNaN(Number(timeout)) ? { timeoutMinutes: Number(timeout) } : {}),
+        ...(timeout ? { timeout } : {}),
         ...(workingDirectory !== undefined ? { workingDirectory } : {}),
         ...(shell !== undefined ? { shell } : {}),
         location: source.at(node),
@@ -150,6 +208,17 @@ class GithubWorkflowParser {
       });
     }
     return steps;
+  }
+
+  /** A step's `timeout-minutes`: a positive number now, or an expression evaluated when the step starts. */
+  private stepTimeout(source: YamlSource, node: Node | undefined): GithubStep['timeout'] {
+    const text = source.string(node, 'timeout-minutes');
+    if (text === undefined) return undefined;
+    const location = source.at(node);
+    if (text.includes('${{')) return { minutes: unwrapExpression(text), location };
+    const minutes = Number(text);
+    if (!(minutes > 0)) throw source.error(node, `timeout-minutes must be a positive number, not "${text}"`, 'for example timeout-minutes: 10, or an expression such as ${{ matrix.timeout }}');
+    return { minutes, location };
   }
 
   /** `env:` is a mapping, or an expression (often from the matrix) that yields one. */
@@ -163,6 +232,21 @@ class GithubWorkflowParser {
     }
     void at;
     return s.stringMap(node, `jobs.${jobId}.env`);
+  }
+
+  /** `timeout-minutes` of a job (or one matrix expansion): a number, or an expression of the matrix and inputs. */
+  private jobTimeout(jobId: string, job: YAMLMap, ctx: ExpressionContexts): number {
+    const s = this.source;
+    const node = s.get(job, 'timeout-minutes');
+    const text = s.string(node, 'timeout-minutes');
+    if (text === undefined) return DEFAULT_TIMEOUT_MINUTES;
+    const value = text.includes('${{') ? interpolate(text, ctx, s.at(node)) : text;
+    const minutes = value.trim() === '' ? Number.NaN : Number(value);
+    if (!(minutes > 0)) {
+      const shown = value === text ? `"${text}"` : `"${text}", which evaluates to "${value}"`;
+      throw s.error(node, `jobs.${jobId}.timeout-minutes must be a positive number, not ${shown}`, 'for example timeout-minutes: 30; an expression may use matrix and inputs (--input NAME=VALUE)');
+    }
+    return minutes;
   }
 
   private matrixOf(jobId: string, job: YAMLMap): { combos: Record<string, unknown>[]; failFast: boolean; maxParallel?: number } {
@@ -259,11 +343,8 @@ class GithubWorkflowParser {
       order.push(jobId);
       const { combos, failFast, maxParallel } = this.matrixOf(jobId, job);
       const defaults = { ...workflowDefaults, ...defaultsOf(s.map(s.get(job, 'defaults'), 'defaults')) };
-      const steps = await this.parseSteps(s, stepsNode.items as Node[], defaults.shell);
+      const steps = await this.parseSteps(s, stepsNode.items as Node[], defaults);
       const nameTemplate = s.string(s.get(job, 'name'), 'name');
-      const timeoutText = s.string(s.get(job, 'timeout-minutes'), 'timeout-minutes');
-      const timeoutMinutes = timeoutText !== undefined && !timeoutText.includes('${{') ? Number(timeoutText) : DEFAULT_TIMEOUT_MINUTES;
-      if (!(timeoutMinutes > 0)) throw s.error(s.get(job, 'timeout-minutes'), `timeout-minutes must be a positive number, not "${timeoutText}"`, 'for example timeout-minutes: 30');
       const coe = s.string(s.get(job, 'continue-on-error'), 'continue-on-error');
       const ifNode = s.get(job, 'if');
       const runsOnNode = s.get(job, 'runs-on');
@@ -275,6 +356,7 @@ class GithubWorkflowParser {
         const labels = runsOn.map((label) => interpolate(label, ctx, at));
         const values = Object.values(matrix).map(display);
         const name = nameTemplate ? interpolate(nameTemplate, ctx, at) : jobId;
+        const timeoutMinutes = this.jobTimeout(jobId, job, ctx);
         const key = combos.length > 1 && !(nameTemplate ?? '').includes('matrix.') ? `${name} (${values.join(', ')})` : combos.length === 1 && values.length ? `${name} (${values.join(', ')})` : name;
         const body: GithubJobBody = {
           kind: 'github',
@@ -343,4 +425,16 @@ class GithubWorkflowParser {
 export async function parseGithubWorkflow(file: string, options: GithubPlanOptions): Promise<Plan> {
   const source = await YamlSource.load(file);
   return new GithubWorkflowParser(source, options).parse();
+}
+
+/**
+ * Loads one composite action file as a `uses: ./dir` step would (the local
+ * actions it uses resolve against `repoRoot`). Anything but a well-formed
+ * composite action is refused with file:line:column.
+ */
+export async function parseCompositeAction(file: string, options: { readonly repoRoot: string }): Promise<CompositeAction> {
+  const parser = new GithubWorkflowParser(await YamlSource.load(file), { repoRoot: options.repoRoot, event: 'push', inputs: {} });
+  const loaded = await parser.readActionFile(file, []);
+  if (loaded.kind === 'other') throw workflowError(loaded.at, `the action uses "${loaded.using}"; hearth run runs composite actions only`, 'rewrite it as a composite action, or run its commands in a run: step');
+  return loaded.action;
 }

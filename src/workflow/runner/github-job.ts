@@ -1,12 +1,14 @@
 import { performance } from 'node:perf_hooks';
+import { isHearthError } from '../../errors.ts';
 import type { VmDriver } from '../../vm/driver.ts';
-import { evaluateCondition, interpolate, type ExpressionContexts, type JobStatus } from '../github/expressions.ts';
+import { workflowError } from '../errors.ts';
+import { evaluateCondition, evaluateValue, interpolate, type ExpressionContexts, type JobStatus } from '../github/expressions.ts';
 import type { GithubJobBody, GithubStep, PlannedJob } from '../model.ts';
 import { parseFileCommand } from './file-commands.ts';
 import type { GuestSession } from './guest-session.ts';
 import { bootJobVm } from './job-vm.ts';
 import { JobLog } from './job-log.ts';
-import type { JobOutcome, JobRun, StepOutcome } from './plan-runner.ts';
+import type { FinishedJob, JobOutcome, JobRun, StepOutcome } from './plan-runner.ts';
 
 export const WORKSPACE = '/workspace';
 const EVENT_PATH = '/tmp/hearth/event.json';
@@ -58,15 +60,17 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
   const log = new JobLog(job.key, env.write, Object.values(env.secrets));
   const needs: Record<string, { result: string; outputs: Record<string, string> }> = {};
   for (const [key, finished] of Object.entries(run.needs)) needs[env.jobIdOf(key)] = { result: finished.result, outputs: { ...finished.outputs } };
-  const needStatus: JobStatus = Object.values(run.needs).some((n) => n.result === 'cancelled') ? 'cancelled' : Object.values(run.needs).some((n) => n.result === 'failure' && !n.allowFailure) ? 'failure' : 'success';
+  const upstream = upstreamStatus(run.ancestors);
+  const needStatus = upstream.status;
   const runner = { os: 'Linux', arch: 'X64', name: `hearth-${job.key}`, temp: '/tmp/runner', tool_cache: '/opt/hostedtoolcache', workspace: '/' };
   const strategy = { 'fail-fast': body.strategy.failFast, 'job-index': body.strategy.jobIndex, 'job-total': body.strategy.jobTotal, 'max-parallel': body.strategy.maxParallel ?? body.strategy.jobTotal };
   const base: Omit<ExpressionContexts, 'env' | 'steps' | 'job'> = { github: { ...env.github, job: body.jobId }, vars: env.vars, matrix: body.matrix, needs, runner, inputs: env.inputs, secrets: env.secrets, strategy };
 
   const jobLevel: ExpressionContexts = { ...base, env: { ...body.workflowEnv }, steps: {}, job: { status: needStatus } };
   if (!evaluateCondition(body.if ?? '', jobLevel, needStatus, job.location)) {
-    log.line(`skipped: if: ${body.if ?? 'success()'} is false`);
-    return { result: 'skipped', outputs: {}, steps: [], reason: `if: ${body.if ?? 'success()'}` };
+    const why = `if: ${body.if ?? 'success()'} is false${upstream.cause ? ` (${upstream.cause})` : ''}`;
+    log.line(`skipped: ${why}`);
+    return { result: 'skipped', outputs: {}, steps: [], reason: why };
   }
 
   const unsupported = firstUnsupported(body.steps);
@@ -92,11 +96,32 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
     return { result: state.failed ? 'failure' : 'success', outputs, steps: outcomes, bootMs };
   } catch (error) {
     if (run.signal.aborted) return { result: 'cancelled', outputs: {}, steps: outcomes, bootMs, reason: 'cancelled' };
-    log.line(`error: ${(error as Error).message}`);
-    return { result: 'failure', outputs: {}, steps: outcomes, bootMs, reason: (error as Error).message };
+    // The host enforces the job's timeout-minutes by destroying the VM.
+    const reason = isHearthError(error, 'HEARTH_ERR_EXEC_TIMEOUT') ? `the job ran past its timeout-minutes (${job.timeoutMinutes}); the VM was destroyed` : (error as Error).message;
+    log.line(`error: ${reason}`);
+    return { result: 'failure', outputs: {}, steps: outcomes, bootMs, reason };
   } finally {
     await dispose();
   }
+}
+
+/**
+ * The job status a job's `if:` sees, from every job up its needs chain, as
+ * GitHub decides it: a failure anywhere makes failure() true; a job cancelled
+ * (fail-fast) or skipped anywhere makes success() false, so that without a
+ * status function in its `if:` the job is skipped; always() still runs it, and
+ * `!failure()` runs it after a skip.
+ */
+export function upstreamStatus(ancestors: Readonly<Record<string, FinishedJob>>): { status: JobStatus; cause?: string } {
+  const all = Object.values(ancestors);
+  const first = (result: FinishedJob['result']): FinishedJob | undefined => all.find((a) => a.result === result && !(result === 'failure' && a.allowFailure));
+  const failed = first('failure');
+  if (failed) return { status: 'failure', cause: `${failed.key} failed` };
+  const cancelled = first('cancelled');
+  if (cancelled) return { status: 'cancelled', cause: `${cancelled.key} was cancelled` };
+  const skipped = first('skipped');
+  if (skipped) return { status: 'skipped', cause: `${skipped.key} was skipped` };
+  return { status: 'success' };
 }
 
 /** The message of the first step that cannot run, looking into composite actions too. */
@@ -205,22 +230,55 @@ async function runStep(step: GithubStep, env: Record<string, string>, contexts: 
     ...files,
   };
   const path = [...state.pathPrefix, '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
-  const script = interpolate(action.script, contexts(env), step.location);
+  const timeoutSeconds = stepTimeoutSeconds(step, contexts(env));
+  const started = performance.now();
   const exitCode = await session.runScript({
-    script,
-    shell: step.shell ?? body.defaults.shell ?? 'bash',
+    script: interpolate(action.script, contexts(env), step.location),
+    shell: step.shell ?? 'bash',
     env: { ...defaults, PATH: path, ...env },
-    cwd: joinPath(WORKSPACE, interpolate(step.workingDirectory ?? body.defaults.workingDirectory ?? '', contexts(env), step.location) || undefined),
-    ...(step.timeoutMinutes ? { timeoutSeconds: Math.ceil(step.timeoutMinutes * 60) } : {}),
+    cwd: joinPath(WORKSPACE, interpolate(step.workingDirectory ?? '', contexts(env), step.location) || undefined),
+    ...(timeoutSeconds ? { timeoutSeconds } : {}),
     setup: `mkdir -p ${dir} && : > ${files.GITHUB_OUTPUT} && : > ${files.GITHUB_ENV} && : > ${files.GITHUB_PATH} && : > ${files.GITHUB_STEP_SUMMARY}`,
   });
+  // `timeout -s KILL` ends the script with 137 (124 where timeout's own status shows).
+  if (timeoutSeconds && (exitCode === 137 || exitCode === 124) && performance.now() - started >= timeoutSeconds * 1000 - 500) {
+    deps.log.line(`error: ${step.name} ran past its timeout-minutes (${timeoutSeconds} s) and was killed`);
+  }
   const raw = (await session.capture(['sh', '-c', `cat ${files.GITHUB_OUTPUT}; printf '\\0'; cat ${files.GITHUB_ENV}; printf '\\0'; cat ${files.GITHUB_PATH}; printf '\\0'; cat ${files.GITHUB_STEP_SUMMARY}`])).split('\0');
   const outputs = parseFileCommand(raw[0] ?? '', 'GITHUB_OUTPUT');
   Object.assign(state.envFromFiles, parseFileCommand(raw[1] ?? '', 'GITHUB_ENV'));
   const added = (raw[2] ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
   // Later additions come first, as with the runner's prepend.
   state.pathPrefix.unshift(...added.reverse());
-  if (raw[3]?.trim()) state.summary.push(raw[3].trim());
+  addStepSummary(state, deps.log, raw[3] ?? '');
   return { exitCode, outputs };
+}
+
+/** GitHub's limit for one step's $GITHUB_STEP_SUMMARY; a larger one is dropped with an error, the step's result unchanged. */
+export const STEP_SUMMARY_LIMIT_BYTES = 1024 * 1024;
+
+/** What a step wrote to $GITHUB_STEP_SUMMARY joins the job summary (printed when the job ends), in step order. */
+function addStepSummary(state: JobState, log: JobLog, text: string): void {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > STEP_SUMMARY_LIMIT_BYTES) {
+    log.line(`error: $GITHUB_STEP_SUMMARY upload aborted, supports content up to a size of ${STEP_SUMMARY_LIMIT_BYTES / 1024}k, got ${Math.ceil(bytes / 1024)}k`);
+    return;
+  }
+  if (text.trim()) state.summary.push(text.trim());
+}
+
+/**
+ * A step's `timeout-minutes` in seconds, or undefined for none. An expression
+ * is evaluated with the step's contexts; anything but a positive number stops
+ * the job with an error at the place it was written.
+ */
+export function stepTimeoutSeconds(step: GithubStep, contexts: ExpressionContexts): number | undefined {
+  if (!step.timeout) return undefined;
+  const { minutes, location } = step.timeout;
+  if (typeof minutes === 'number') return Math.ceil(minutes * 60);
+  const value = evaluateValue(minutes, contexts, location);
+  const number = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
+  if (!(number > 0)) throw workflowError(location, `timeout-minutes \${{ ${minutes} }} evaluates to ${JSON.stringify(value)}, not a positive number`, 'make the expression yield a number of minutes, or write a number');
+  return Math.ceil(number * 60);
 }
 

@@ -39,8 +39,13 @@ export class GuestSession {
     readonly vmId: string,
     private readonly log: JobLog,
     /** Milliseconds since epoch after which the job is out of time (VM destroyed). */
-    private readonly deadline: number,
+    private deadline: number,
   ) {}
+
+  /** Gives the VM at least `seconds` more from now (GitLab's after_script has a timeout of its own). */
+  extendDeadline(seconds: number): void {
+    this.deadline = Math.max(this.deadline, Date.now() + seconds * 1000);
+  }
 
   private remainingSeconds(): number {
     return Math.max(1, Math.ceil((this.deadline - Date.now()) / 1000));

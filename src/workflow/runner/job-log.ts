@@ -5,6 +5,8 @@
  */
 export class JobLog {
   private readonly partial = new Map<string, Buffer>();
+  /** Sees each complete stdout line first; a line it returns true for is consumed, not written. */
+  private intercept: ((line: string) => boolean) | undefined;
 
   constructor(
     private readonly prefix: string,
@@ -22,11 +24,21 @@ export class JobLog {
     for (const line of text.split('\n')) this.write(`[${this.prefix}] ${this.mask(line)}`);
   }
 
+  /** Lets a runner pick its own marker lines out of a script's stdout (undefined: stop). */
+  interceptStdout(handler: ((line: string) => boolean) | undefined): void {
+    this.intercept = handler;
+  }
+
+  private emit(stream: string, text: string): void {
+    if (stream === 'stdout' && this.intercept?.(text)) return;
+    this.write(`[${this.prefix}] ${this.mask(text)}`);
+  }
+
   chunk(stream: 'stdout' | 'stderr', data: Buffer): void {
     let buffer = Buffer.concat([this.partial.get(stream) ?? Buffer.alloc(0), data]);
     let newline: number;
     while ((newline = buffer.indexOf(10)) >= 0) {
-      this.write(`[${this.prefix}] ${this.mask(buffer.subarray(0, newline).toString('utf8'))}`);
+      this.emit(stream, buffer.subarray(0, newline).toString('utf8'));
       buffer = buffer.subarray(newline + 1);
     }
     this.partial.set(stream, buffer);
@@ -34,7 +46,7 @@ export class JobLog {
 
   flush(): void {
     for (const [stream, buffer] of this.partial) {
-      if (buffer.length) this.write(`[${this.prefix}] ${this.mask(buffer.toString('utf8'))}`);
+      if (buffer.length) this.emit(stream, buffer.toString('utf8'));
       this.partial.delete(stream);
     }
   }

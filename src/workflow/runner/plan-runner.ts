@@ -33,6 +33,11 @@ export interface JobRun {
   readonly shape: VmShape;
   /** Outcomes of this job's needs, by key. */
   readonly needs: Readonly<Record<string, FinishedJob>>;
+  /**
+   * Outcomes of every job it needs directly or through others, by key: on
+   * GitHub a failure or skip anywhere up the chain decides success()/failure().
+   */
+  readonly ancestors: Readonly<Record<string, FinishedJob>>;
   /** Aborted when the job must stop early (fail-fast, Ctrl-C). */
   readonly signal: AbortSignal;
 }
@@ -84,6 +89,16 @@ export async function runPlan(plan: Plan, options: PlanRunOptions): Promise<Fini
     }
     return { cpus: c, memoryMib: m };
   };
+  const byKey = new Map(plan.jobs.map((job) => [job.key, job]));
+  const ancestorKeys = (job: PlannedJob, into = new Set<string>()): Set<string> => {
+    for (const key of job.needs) {
+      if (into.has(key)) continue;
+      into.add(key);
+      const needed = byKey.get(key);
+      if (needed) ancestorKeys(needed, into);
+    }
+    return into;
+  };
   const finish = (job: PlannedJob, outcome: JobOutcome, started: number): void => {
     finished.set(job.key, { ...outcome, key: job.key, allowFailure: job.allowFailure, durationMs: Date.now() - started, shape: shapes.get(job.key)! });
   };
@@ -117,10 +132,11 @@ export async function runPlan(plan: Plan, options: PlanRunOptions): Promise<Fini
       pending.splice(i, 1);
       const controller = new AbortController();
       const needs = Object.fromEntries(job.needs.map((key) => [key, finished.get(key)!]));
+      const ancestors = Object.fromEntries([...ancestorKeys(job)].map((key) => [key, finished.get(key)!]));
       const started = Date.now();
       if (group) group.running++;
       const promise = options
-        .executeJob({ job, shape, needs, signal: controller.signal })
+        .executeJob({ job, shape, needs, ancestors, signal: controller.signal })
         .catch((error: unknown): JobOutcome => ({ result: 'failure', outputs: {}, steps: [], reason: (error as Error).message }))
         .then((outcome) => {
           finish(job, outcome, started);

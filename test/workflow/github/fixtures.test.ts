@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { it } from 'node:test';
 import { isHearthError } from '../../../src/errors.ts';
-import { parseGithubWorkflow } from '../../../src/workflow/github/parse.ts';
+import { parseCompositeAction, parseGithubWorkflow } from '../../../src/workflow/github/parse.ts';
 import { firstUnsupported } from '../../../src/workflow/runner/github-job.ts';
 
 const DIR = new URL('../../../../shared/fixtures/github-workflows', import.meta.url).pathname;
@@ -78,4 +81,60 @@ it('every GitHub workflow fixture plans or is refused with its expected message'
     }
   }
   assert.deepEqual({ planned, refused }, { planned: 30, refused: 10 });
+});
+
+const ACTIONS_DIR = `${DIR}/actions`;
+
+/**
+ * Every real-world composite action, loaded by the same loader `uses: ./dir`
+ * goes through: it loads (with this many steps, inputs and outputs, and
+ * `unsupported` steps that would fail a job using it, the first of them with
+ * this message) or is refused with this message.
+ */
+const EXPECTED_ACTIONS: Record<string, { steps: number; inputs: number; outputs: number; unsupported: number; first?: RegExp } | { refused: RegExp }> = {
+  'aquasecurity__trivy-action__action.yaml': { steps: 8, inputs: 29, outputs: 0, unsupported: 2, first: /^aquasecurity__trivy-action__action\.yaml:129:13: the action aquasecurity\/setup-trivy@e6c2c5e\S+ cannot run under hearth run/ },
+  'dtolnay__rust-toolchain__action.yml': { steps: 12, inputs: 3, outputs: 2, unsupported: 0 },
+  'github__docs__action.yml': { steps: 3, inputs: 0, outputs: 0, unsupported: 2, first: /^github__docs__action\.yml:9:13: the action actions\/cache@9b0c1fc\S+ cannot run under hearth run/ },
+  'neovim__neovim__action.yml': { steps: 6, inputs: 1, outputs: 0, unsupported: 2, first: /^neovim__neovim__action\.yml:30:13: the action mlugg\/setup-zig@d1434d0\S+ cannot run under hearth run/ },
+  'spring-projects__spring-boot__action.yml': { steps: 3, inputs: 11, outputs: 2, unsupported: 1, first: /^spring-projects__spring-boot__action\.yml:54:13: local action \.\/\.github\/actions\/prepare-gradle-build has no action\.yml/ },
+};
+
+it('every composite action fixture loads through the composite loader or is refused with its expected message', async () => {
+  const files = readdirSync(ACTIONS_DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
+  assert.deepEqual(files, Object.keys(EXPECTED_ACTIONS).sort(), 'the action fixture set changed: update EXPECTED_ACTIONS');
+  let loaded = 0;
+  let refused = 0;
+  for (const file of files) {
+    const expected = EXPECTED_ACTIONS[file]!;
+    try {
+      const action = await parseCompositeAction(`${ACTIONS_DIR}/${file}`, { repoRoot: ACTIONS_DIR });
+      assert.ok('steps' in expected, `${file} loaded but should be refused`);
+      const shape = { steps: action.steps.length, inputs: Object.keys(action.inputs).length, outputs: Object.keys(action.outputs).length, unsupported: action.steps.filter((step) => step.action.kind === 'unsupported').length };
+      assert.deepEqual(shape, { steps: expected.steps, inputs: expected.inputs, outputs: expected.outputs, unsupported: expected.unsupported }, file);
+      const first = firstUnsupported(action.steps);
+      if (expected.first) assert.match((first ?? '').replace(`${ACTIONS_DIR}/`, ''), expected.first);
+      else assert.equal(first, undefined, file);
+      for (const step of action.steps) assert.equal(step.location.file, `${ACTIONS_DIR}/${file}`, `${file}: step locations point into the action`);
+      loaded++;
+    } catch (error) {
+      if (error instanceof assert.AssertionError) throw error;
+      assert.ok(isHearthError(error, 'HEARTH_ERR_WORKFLOW'), `${file} crashed: ${(error as Error).stack}`);
+      assert.ok('refused' in expected, `${file} refused but should load: ${error.message}`);
+      assert.match(error.message.replace(`${ACTIONS_DIR}/`, ''), expected.refused);
+      refused++;
+    }
+  }
+  assert.deepEqual({ loaded, refused }, { loaded: 5, refused: 0 });
+});
+
+it('the composite loader refuses what is not a composite action, at its place', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'hearth-actions-'));
+  try {
+    await writeFile(join(dir, 'node.yml'), 'name: n\nruns:\n  using: node20\n  main: index.js\n');
+    await writeFile(join(dir, 'nosteps.yml'), 'runs:\n  using: composite\n');
+    await assert.rejects(parseCompositeAction(join(dir, 'node.yml'), { repoRoot: dir }), /node\.yml:3:10: the action uses "node20"; hearth run runs composite actions only/);
+    await assert.rejects(parseCompositeAction(join(dir, 'nosteps.yml'), { repoRoot: dir }), /nosteps\.yml:2:3: a composite action needs runs\.steps as a list/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

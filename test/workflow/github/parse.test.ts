@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { isHearthError } from '../../../src/errors.ts';
 import { evaluateCondition, interpolate } from '../../../src/workflow/github/expressions.ts';
 import { expandMatrix, parseGithubWorkflow } from '../../../src/workflow/github/parse.ts';
+import { firstUnsupported } from '../../../src/workflow/runner/github-job.ts';
 
 let root: string;
 before(async () => {
@@ -88,6 +89,43 @@ describe('jobs, needs and filters', () => {
     assert.equal(step.action.inputs.who?.default, 'world');
     assert.equal(step.action.outputs.said, '${{ steps.s.outputs.t }}');
     assert.equal(step.action.steps[0]?.location.file, join(root, 'act/action.yml'));
+  });
+
+  it('a local action that is not composite fails only the jobs using it, each error at its own uses: line', async () => {
+    const files = { 'node-act/action.yml': 'name: n\nruns:\n  using: node20\n  main: index.js\n', 'wrap/action.yml': 'runs:\n  using: composite\n  steps:\n    - uses: ./node-act\n' };
+    const p = await plan('on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: ./node-act\n      - uses: ./node-act\n      - uses: ./wrap\n  b: {runs-on: x, steps: [{run: echo}]}\n', { files });
+    assert.deepEqual(p.jobs.map((j) => j.key), ['a', 'b']);
+    const steps = p.jobs[0]!.body.kind === 'github' ? p.jobs[0]!.body.steps : [];
+    const messages = steps.map((step) => (step.action.kind === 'unsupported' ? step.action.message.replaceAll(`${root}/`, '') : step.action.kind));
+    assert.match(messages[0]!, /^wf\.yml:6:15: local action \.\/node-act is a "node20" action \(node-act\/action\.yml:3:10\); hearth run runs composite actions only; fix: rewrite it as a composite action/);
+    assert.match(messages[1]!, /^wf\.yml:7:15: local action \.\/node-act is a "node20" action/);
+    assert.equal(messages[2], 'composite');
+    const inner = steps[2]!.action.kind === 'composite' ? steps[2]!.action.steps[0]!.action : undefined;
+    assert.ok(inner?.kind === 'unsupported');
+    assert.match(inner.message.replaceAll(`${root}/`, ''), /^wrap\/action\.yml:4:13: local action \.\/node-act is a "node20" action/, 'a use inside an action points into that action');
+    assert.equal(firstUnsupported(steps), steps[0]!.action.kind === 'unsupported' ? steps[0]!.action.message : '');
+    const missing = await plan('on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: ./nowhere\n');
+    const step = missing.jobs[0]!.body.kind === 'github' ? missing.jobs[0]!.body.steps[0]! : undefined;
+    assert.ok(step?.action.kind === 'unsupported');
+    assert.match(step.action.message, /wf\.yml:6:15: local action \.\/nowhere has no action\.yml \(looked in .*\); fix: check the path/);
+  });
+
+  it('finds composite actions that use each other in a cycle instead of hanging', async () => {
+    const files = { 'x/action.yml': 'runs:\n  using: composite\n  steps:\n    - uses: ./y\n', 'y/action.yml': 'runs:\n  using: composite\n  steps:\n    - uses: ./x\n' };
+    const p = await plan('on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: ./x\n', { files });
+    const steps = p.jobs[0]!.body.kind === 'github' ? p.jobs[0]!.body.steps : [];
+    assert.match(firstUnsupported(steps) ?? '', /y\/action\.yml:4:13: local action \.\/x uses itself/);
+  });
+
+  it('keeps timeout-minutes: numbers, expressions for later, and refuses anything else at its place', async () => {
+    const p = await plan('on: push\njobs:\n  a:\n    runs-on: x\n    strategy: {matrix: {t: [7]}}\n    timeout-minutes: ${{ matrix.t }}\n    steps:\n      - {run: a, timeout-minutes: 2.5}\n      - {run: b, timeout-minutes: "${{ matrix.t * 2 }}"}\n');
+    assert.equal(p.jobs[0]!.timeoutMinutes, 7);
+    const steps = p.jobs[0]!.body.kind === 'github' ? p.jobs[0]!.body.steps : [];
+    assert.deepEqual(steps.map((s) => s.timeout?.minutes), [2.5, 'matrix.t * 2']);
+    assert.deepEqual(steps[1]!.timeout?.location, { file: join(root, 'wf.yml'), line: 9, column: 35 });
+    await assert.rejects(plan('on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - {run: a, timeout-minutes: soon}\n'), /wf\.yml:6:35: timeout-minutes must be a positive number, not "soon"/);
+    await assert.rejects(plan('on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - {run: a, timeout-minutes: 0}\n'), /wf\.yml:6:35: timeout-minutes must be a positive number, not "0"/);
+    await assert.rejects(plan('on: push\njobs:\n  a:\n    runs-on: x\n    timeout-minutes: ${{ inputs.minutes }}\n    steps: [{run: a}]\n'), /wf\.yml:5:22: jobs\.a\.timeout-minutes must be a positive number, not "\$\{\{ inputs\.minutes \}\}", which evaluates to ""/);
   });
 
   it('reports YAML and shape errors with file:line:column', async () => {
