@@ -172,4 +172,11 @@ describe('GitLab expressions and durations', () => {
     assert.equal(parseDurationMinutes('1 day'), 1440);
     assert.equal(parseDurationMinutes('soon'), undefined);
   });
+
+  it('plans each job\'s timeout (its own, default:, or 60 minutes), which bounds its VM, and names a bad one', async () => {
+    const p = await plan('default:\n  timeout: 10m\nslow:\n  timeout: 1h 30m\n  script: [sleep 1]\nquick:\n  script: [true]\n');
+    assert.deepEqual(p.jobs.map((j) => [j.key, j.timeoutMinutes]), [['slow', 90], ['quick', 10]]);
+    assert.equal((await plan('plain:\n  script: [true]\n')).jobs[0]!.timeoutMinutes, 60);
+    await assert.rejects(plan('bad:\n  timeout: soon\n  script: [true]\n'), /\.gitlab-ci\.yml:2:\d+: job bad has timeout "soon", which is not a duration/);
+  });
 });
