@@ -1,5 +1,6 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { HearthError } from '../errors.ts';
@@ -81,6 +82,15 @@ export interface ServeConfig {
     /** Lines kept per job; the rest is dropped with a note. */
     jobMaxLines: number;
   };
+  /** Scale-out: what this process does, and how hosts are placed and watched (PostgreSQL only for roles other than all). */
+  cluster: {
+    role: 'all' | 'controller' | 'host';
+    /** This host's id in the ledger; unique per VM host. */
+    hostId: string;
+    placement: 'binpack' | 'spread';
+    heartbeatSeconds: number;
+    hostTimeoutSeconds: number;
+  };
   /** Warm and snapshot pools (src/config/pools-config.ts); not in the key table: a mapping of names. */
   pools: PoolConfig[];
 }
@@ -132,6 +142,7 @@ export function defaultServeConfig(paths: HearthPaths): ServeConfig {
       waitTimeoutSeconds: 120,
     },
     log: { level: 'info', jobRetentionDays: 7, jobMaxLines: 20_000 },
+    cluster: { role: 'all', hostId: hostname(), placement: 'binpack', heartbeatSeconds: 5, hostTimeoutSeconds: 30 },
     pools: [],
   };
 }
@@ -257,6 +268,10 @@ function ipv4Address(value: string): Checked {
   return isIP(value) === 4 ? ok(value) : bad(`is ${JSON.stringify(value)}, which is not an IPv4 address`);
 }
 
+function hostId(value: string): Checked {
+  return /^[A-Za-z0-9._-]{1,64}$/.test(value) ? ok(value) : bad(`is ${JSON.stringify(value)}, which is not a host id (1-64 letters, digits, ".", "_" or "-")`);
+}
+
 function imageName(value: string): Checked {
   return isPublishedName(value) ? ok(value) : bad(`is ${JSON.stringify(value)}, which is not an image name (lower-case letters, digits and '-')`);
 }
@@ -368,6 +383,11 @@ const FIELDS: { readonly [K in ServeConfigKey]: Field } = {
   'log.level': choice(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
   'log.jobRetentionDays': integer(1, 3650, 7),
   'log.jobMaxLines': integer(100, 10_000_000, 20_000),
+  'cluster.role': choice(['all', 'controller', 'host']),
+  'cluster.hostId': text('a host id of letters, digits, ".", "_" or "-", e.g. vm-host-1', hostId),
+  'cluster.placement': choice(['binpack', 'spread']),
+  'cluster.heartbeatSeconds': integer(1, 300, 5),
+  'cluster.hostTimeoutSeconds': integer(3, 3600, 30),
 };
 
 const KEYS = Object.keys(FIELDS) as ServeConfigKey[];
@@ -651,6 +671,7 @@ export function loadServeConfig(options: { path?: string | undefined; env?: Node
   notes.push(...describeChoices(config));
   checkGithub(config, sourceOf, notes);
   checkGitlab(config, sourceOf, notes);
+  checkCluster(config, sourceOf, notes);
   return { config, source, overrides, notes };
 }
 
@@ -683,6 +704,17 @@ function checkGitlab(config: ServeConfig, sourceOf: SourceOf, notes: string[]): 
   const webhooks = gitlab.webhookToken !== null || gitlab.signingSecret.length > 0;
   if (!webhooks) notes.push('GitLab webhooks disabled (no gitlab.webhookToken or gitlab.signingSecret)');
   else if (gitlab.token === null) notes.push('GitLab webhooks are accepted, but with no gitlab.token Hearth cannot register runners for their jobs');
+}
+
+function checkCluster(config: ServeConfig, sourceOf: SourceOf, notes: string[]): void {
+  const { cluster } = config;
+  if (cluster.role !== 'all' && storeTarget(config.store.url).kind !== 'postgres') {
+    throw configError(sourceOf('cluster.role'), 'cluster.role', `is ${cluster.role}, which shares the ledger with other processes, but store.url is a SQLite file`, 'set store.url to a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DATABASE) shared by every replica and host, or set cluster.role to all for a single machine');
+  }
+  if (cluster.heartbeatSeconds * 2 >= cluster.hostTimeoutSeconds) {
+    throw configError(sourceOf('cluster.hostTimeoutSeconds'), 'cluster.hostTimeoutSeconds', `(${cluster.hostTimeoutSeconds}) must be more than twice cluster.heartbeatSeconds (${cluster.heartbeatSeconds}), or one late heartbeat would lose a healthy host`, `set cluster.hostTimeoutSeconds to at least ${cluster.heartbeatSeconds * 3}`);
+  }
+  if (cluster.role !== 'all') notes.push(`cluster: role ${cluster.role}${cluster.role === 'host' ? ` as host ${cluster.hostId}` : ''}, ${cluster.placement} placement`);
 }
 
 /** Notes on defaults an operator may not expect. */

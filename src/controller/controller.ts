@@ -1,15 +1,16 @@
-import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HearthError, isHearthError } from '../errors.ts';
-import { RUNNER_NAME_PREFIX, type Forge, type ForgeJobStatus, type ForgeKind, type RunnerRegistration } from '../forge/forge.ts';
-import type { JobRow, Ledger, TimelineEntry } from '../ledger/ledger.ts';
+import { RUNNER_NAME_PREFIX, runnerName, type Forge, type ForgeJobStatus, type ForgeKind, type RunnerRegistration } from '../forge/forge.ts';
+import type { HostInfo, JobRow, Ledger, PlacementChoice, TimelineEntry } from '../ledger/ledger.ts';
+import type { LeaderElection } from '../ledger/leader.ts';
+import { placeJobs, type HostSlot, type PlacementStrategy } from '../scheduler/placement.ts';
 import type { JobLogs } from '../ledger/logs.ts';
 import { isFinal, type JobState } from '../ledger/states.ts';
 import type { Logger } from '../log.ts';
 import { fits, type Capacity } from '../scheduler/capacity.ts';
 import { jobOwnership, type ShapeLimits, type VmShape } from '../scheduler/labels.ts';
 import type { Vm, VmDriver } from '../vm/driver.ts';
-import { poolForJob } from '../config/pools-config.ts';
+import { poolForJob, type PoolConfig } from '../config/pools-config.ts';
 import type { VmPool } from '../pool/pool.ts';
 import { reconcileLeakedVms } from '../vm/gc.ts';
 
@@ -28,10 +29,34 @@ export interface ControllerSettings {
   readonly pools?: readonly VmPool[];
   /** Aborted when the service stops: back-off waits end at once. */
   readonly shutdown?: AbortSignal;
+  /** Every pool's config, for job shapes where pools run on other hosts (role controller). */
+  readonly poolConfigs?: readonly PoolConfig[];
+  /** Where this process sits in a cluster; absent: one process does everything (SQLite). */
+  readonly cluster?: ClusterSettings;
+}
+
+/**
+ * The two halves of the work: `controller` replicas take webhooks and, while
+ * leader, place jobs on hosts and watch them; `host` processes run the VMs of
+ * the jobs placed on them. `all` is both in one process (the single box).
+ */
+export type ClusterRole = 'all' | 'controller' | 'host';
+
+export interface ClusterSettings {
+  readonly role: ClusterRole;
+  /** This host's id in the ledger (roles all and host). */
+  readonly hostId: string;
+  readonly placement: PlacementStrategy;
+  readonly heartbeatSeconds: number;
+  /** A host silent this long is lost: its jobs are re-queued or failed. */
+  readonly hostTimeoutSeconds: number;
+  /** What this host offers, registered at start. */
+  readonly describeHost: () => Promise<HostInfo>;
+  readonly leader: LeaderElection;
 }
 
 /** Each thing the reconcile loop does to close a gap between the ledger and the world. */
-export type ReconcileAction = 'claimed' | 'recovered' | 'enqueued_missed' | 'released' | 'retried' | 'failed' | 'unstuck' | 'orphan_vm' | 'orphan_runner' | 'logs_pruned';
+export type ReconcileAction = 'claimed' | 'recovered' | 'enqueued_missed' | 'released' | 'retried' | 'failed' | 'unstuck' | 'orphan_vm' | 'orphan_runner' | 'logs_pruned' | 'host_lost' | 'lost_requeued' | 'lost_failed' | 'aborted';
 
 /** What the controller reports as it works; the server turns it into Prometheus metrics. */
 export interface ControllerObserver {
@@ -46,6 +71,8 @@ export interface ControllerObserver {
 interface ActiveJob {
   readonly shape: VmShape;
   readonly pool?: string;
+  /** The controller gave the job to another host (this one was lost): tear down, report nothing. */
+  disowned?: boolean;
   vmId?: string;
   registration?: RunnerRegistration;
   task?: Promise<void>;
@@ -79,12 +106,36 @@ export class RunnerController {
   ) {}
 
   private lastLogPrune = 0;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private registered = false;
+
+  private get cluster(): ClusterSettings | undefined {
+    return this.settings.cluster;
+  }
+
+  /** This process runs VMs (roles all and host). */
+  private get runsVms(): boolean {
+    return !this.cluster || this.cluster.role !== 'controller';
+  }
+
+  /** This process does the cluster-wide work now: it is a controller and holds the leadership. */
+  private get leads(): boolean {
+    return !this.cluster || (this.cluster.role !== 'host' && this.cluster.leader.isLeader);
+  }
+
+  private get hostId(): string {
+    return this.cluster?.hostId ?? 'local';
+  }
 
   start(): void {
     this.stopped = false;
     this.kick();
     this.timer = setInterval(() => this.kick(), this.settings.intervalSeconds * 1000);
     this.timer.unref();
+    if (this.cluster && this.runsVms) {
+      this.heartbeatTimer = setInterval(() => void this.heartbeat().catch((error: unknown) => this.logger.warn({ err: error }, 'heartbeat failed; retrying')), this.cluster.heartbeatSeconds * 1000);
+      this.heartbeatTimer.unref();
+    }
   }
 
   /** Asks for a reconcile pass soon; passes never overlap, and a kick during one runs another after it. */
@@ -118,6 +169,7 @@ export class RunnerController {
   async stop(reason: string): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     await this.settle();
     for (const [id, job] of this.active) {
       this.logger.info({ jobId: id, vmId: job.vmId }, `stopping: ${reason}`);
@@ -125,22 +177,33 @@ export class RunnerController {
     }
     await Promise.allSettled([...this.active.values()].map((j) => j.task));
     for (const pool of this.pools) await pool.close();
+    // A clean stop hands this host's placement back at once instead of after the timeout.
+    if (this.cluster && this.runsVms && this.registered) await this.ledger.markHostLeft(this.hostId).catch(() => {});
   }
 
   /** One full pass. Each step is independent: one failing (a forge down) does not stop the others. */
   async reconcile(): Promise<void> {
-    const steps: [string, () => Promise<void>][] = [
-      ['recover', () => this.recoverAbandoned()],
-      ['sync_queued', () => this.syncQueued()],
-      ['release', () => this.releaseFinished()],
-      ['stuck', () => this.failStuck()],
-      ['provision', () => this.provisionQueued()],
-      ['pools', () => this.maintainPools()],
-      ['orphans', () => this.removeOrphans()],
-      ['logs', () => this.pruneLogs()],
+    const host = this.runsVms;
+    const steps: [string, boolean, () => Promise<void>][] = [
+      ['heartbeat', host, () => this.heartbeat()],
+      ['recover', host, () => this.recoverAbandoned()],
+      ['abort', host, () => this.abortDisowned()],
+      ['sync_queued', false, () => this.syncQueued()],
+      ['hosts', false, () => this.reconcileLostHosts()],
+      ['release', host, () => this.releaseFinished()],
+      ['release_off_host', false, () => this.releaseOffHost()],
+      ['stuck', host, () => this.failStuck()],
+      ['place', false, () => this.placeQueued()],
+      ['provision', host, () => this.provisionPlaced()],
+      ['pools', host, () => this.maintainPools()],
+      ['orphans', host, () => this.removeOrphanVms()],
+      ['orphan_runners', false, () => this.removeOrphanRunners()],
+      ['logs', false, () => this.pruneLogs()],
     ];
-    for (const [name, step] of steps) {
+    for (const [name, onHost, step] of steps) {
       if (this.stopped) return;
+      // Host steps run where VMs run; the others where the leader is (checked each step: leadership can move).
+      if (onHost ? !this.runsVms : !this.leads) continue;
       try {
         await step();
         this.observer.reconciled?.(name, true);
@@ -175,8 +238,10 @@ export class RunnerController {
       const leaked = await reconcileLeakedVms(this.driver, { all: false });
       for (const vm of leaked) this.logger.warn({ vmId: vm.id }, 'destroyed a VM left by a process that died');
     }
-    for (const job of await this.ledger.inStates(TRANSITIONAL)) {
-      if (this.active.has(job.id)) continue;
+    // Claimed jobs are only placed here, not started: provisioning picks them up.
+    for (const job of await this.ledger.inStates(['provisioning', 'runner_registered', 'running'])) {
+      // Jobs on other hosts are theirs to recover; the leader steps in when a host is lost.
+      if (this.active.has(job.id) || !this.mine(job)) continue;
       const log = this.logger.child({ jobId: job.id, vmId: job.vm_id ?? undefined });
       if (job.vm_id) await this.driver.destroy(job.vm_id).catch(() => {});
       const forge = this.forgeOf(job);
@@ -213,7 +278,7 @@ export class RunnerController {
     } else {
       this.observer.provisionFailed?.(job.forge, false);
       this.observer.action?.('retried');
-      await this.move(current, 'queued', `retrying: ${reason}`, { error: reason, attempt: true });
+      await this.move(current, 'queued', `retrying: ${reason}`, { error: reason, attempt: true, placement: null });
     }
   }
 
@@ -241,6 +306,7 @@ export class RunnerController {
   /** Final jobs still holding a VM or registration: stop what runs, remove what remains. */
   private async releaseFinished(): Promise<void> {
     for (const job of await this.ledger.unreleasedFinal()) {
+      if (!this.mine(job)) continue;
       const active = this.active.get(job.id);
       if (active) {
         // The job ran on another job's runner: this VM's runner may be running that other
@@ -259,6 +325,7 @@ export class RunnerController {
     const deadlineMs = this.settings.stuckAfterSeconds * 1000;
     for (const state of ['claimed', 'provisioning', 'runner_registered'] as const) {
       for (const job of await this.ledger.stuckIn(state, deadlineMs)) {
+        if (!this.mine(job)) continue;
         const forge = this.forgeOf(job);
         if (state === 'runner_registered' && forge) {
           const status = await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id });
@@ -329,30 +396,174 @@ export class RunnerController {
     return this.pools.map((p) => p.status());
   }
 
-  /** Claims queued jobs, oldest first, while the host has room, and launches a runner for each. */
-  private async provisionQueued(): Promise<void> {
-    for (const job of await this.ledger.inStates(['queued'])) {
+  /** A job's shape as placement and the host both compute it: its pool's shape, else its labels'. */
+  private shapeOf(job: JobRow): { shape: VmShape; pool: VmPool | undefined; requires: readonly string[] } | { refused: string } {
+    const labels = JSON.parse(job.labels) as string[];
+    const ownership = jobOwnership(labels, this.settings.limits, this.settings.defaultShape);
+    if (!ownership.owned) return { refused: `not ours: ${ownership.reason}` };
+    if ('refused' in ownership) return { refused: `refused: ${ownership.refused}` };
+    const poolConfig = poolForJob(this.settings.poolConfigs ?? this.pools.map((p) => p.config), labels, ownership.pool);
+    const pool = poolConfig ? this.pools.find((p) => p.config.name === poolConfig.name) : undefined;
+    const shape: VmShape = poolConfig ? { cpus: poolConfig.cpus, memoryMib: poolConfig.memoryMib, image: poolConfig.image } : ownership.shape;
+    return { shape, pool, requires: ownership.requires };
+  }
+
+  private mine(job: JobRow): boolean {
+    return job.host === this.hostId;
+  }
+
+  /**
+   * Placement (leader): queued jobs, oldest first, onto up hosts by CPU and
+   * memory (bin-packing or spreading), honouring image and host labels. Each
+   * placement is a guarded queued → claimed change with the host recorded; the
+   * host that owns it wakes and launches it.
+   */
+  private async placeQueued(): Promise<void> {
+    const timeoutMs = (this.cluster?.hostTimeoutSeconds ?? 30) * 1000;
+    const hosts = await this.ledger.liveHosts(timeoutMs);
+    const committed = await this.ledger.committedByHost();
+    const slots: HostSlot[] = hosts.map((h) => {
+      const used = committed.get(h.id) ?? { cpus: 0, memoryMib: 0 };
+      return { id: h.id, cpus: h.cpus, memoryMib: h.memory_mib, usedCpus: used.cpus + h.pool_cpus, usedMemoryMib: used.memoryMib + h.pool_memory_mib, images: JSON.parse(h.images) as string[], labels: JSON.parse(h.labels) as string[] };
+    });
+    const refused: { job: JobRow; reason: string }[] = [];
+    const placed = await this.ledger.placeQueued(500, async (jobs) => {
+      const requests = [];
+      for (const job of jobs) {
+        const decided = this.shapeOf(job);
+        if ('refused' in decided) refused.push({ job, reason: decided.refused });
+        else requests.push({ id: job.id, shape: decided.shape, requires: decided.requires });
+      }
+      const decisions = placeJobs(requests, slots, this.cluster?.placement ?? 'binpack');
+      const choices = new Map<string, PlacementChoice>();
+      for (const request of requests) {
+        const decision = decisions.get(request.id);
+        if (!decision || !('host' in decision)) continue;
+        choices.set(request.id, { host: decision.host, cpus: request.shape.cpus, memoryMib: request.shape.memoryMib, reason: `placed on host ${decision.host}: ${request.shape.cpus} vCPU, ${request.shape.memoryMib} MiB, image ${request.shape.image}` });
+      }
+      return choices;
+    });
+    for (const { job, reason } of refused) await this.move(job, 'failed', reason);
+    for (const { id, host } of placed) {
+      this.observer.action?.('claimed');
+      this.observer.transition?.('claimed', id.split(':')[0] ?? '');
+      this.logger.info({ jobId: id, host }, 'job placed');
+    }
+    if (placed.length > 0) {
+      await this.ledger.notify('hearth_placed', [...new Set(placed.map((p) => p.host))].join(','));
+      if (placed.some((p) => p.host === this.hostId)) this.again = true;
+    }
+  }
+
+  /** Launches a runner for each job placed on this host, while it has room. */
+  private async provisionPlaced(): Promise<void> {
+    const claimed = this.cluster ? await this.ledger.jobsOnHost(this.hostId, ['claimed']) : [];
+    for (const job of claimed) {
       if (this.stopped || this.active.has(job.id)) continue;
-      const labels = JSON.parse(job.labels) as string[];
-      const ownership = jobOwnership(labels, this.settings.limits, this.settings.defaultShape);
-      if (!ownership.owned || 'refused' in ownership) {
-        await this.move(job, 'failed', ownership.owned ? `refused: ${'refused' in ownership ? ownership.refused : ''}` : `not ours: ${ownership.reason}`);
+      const decided = this.shapeOf(job);
+      if ('refused' in decided) {
+        await this.move(job, 'failed', decided.refused);
         continue;
       }
       if (this.settings.maxConcurrent > 0 && this.active.size >= this.settings.maxConcurrent) return;
-      const poolConfig = poolForJob(this.pools.map((p) => p.config), labels, ownership.pool);
-      const pool = poolConfig ? this.pools.find((p) => p.config === poolConfig) : undefined;
-      const shape: VmShape = pool ? { cpus: pool.config.cpus, memoryMib: pool.config.memoryMib, image: pool.config.image } : ownership.shape;
+      const { shape, pool } = decided;
       // An idle pool VM already holds its share of the host; anything else needs room.
       if (!(pool && pool.status().idle > 0) && !fits(this.used(), shape, this.settings.capacity)) return;
-      if (!(await this.move(job, 'claimed', `claimed by this controller${pool ? ` for pool ${pool.config.name}` : ''}`))) continue;
-      this.observer.action?.('claimed');
       const active: ActiveJob = pool ? { shape, pool: pool.config.name } : { shape };
       this.active.set(job.id, active);
       active.task = this.launchRunner(job, shape, active, pool).finally(() => {
         this.active.delete(job.id);
         this.kick();
       });
+    }
+  }
+
+  /** Registers this host once, then heartbeats: the heartbeat is its lease on the jobs placed on it. */
+  private async heartbeat(): Promise<void> {
+    const cluster = this.cluster;
+    if (!cluster) return;
+    if (!this.registered) {
+      await this.ledger.registerHost(await cluster.describeHost());
+      this.registered = true;
+      return;
+    }
+    const reserved = this.pools.reduce((sum, p) => ({ cpus: sum.cpus + p.reserved.cpus, memoryMib: sum.memoryMib + p.reserved.memoryMib }), { cpus: 0, memoryMib: 0 });
+    const before = await this.ledger.heartbeatHost(this.hostId, reserved);
+    if (before === undefined) this.registered = false;
+    else if (before === 'lost') {
+      this.logger.warn({ host: this.hostId }, 'this host was marked lost (its heartbeat stopped); its jobs went to others, so their VMs here are destroyed');
+      this.kick();
+    }
+  }
+
+  /**
+   * Jobs this host is running that are no longer placed here (the controller
+   * gave them away when this host was lost) or that were re-queued: their
+   * VMs are destroyed, and the launch task's teardown does the rest.
+   */
+  private async abortDisowned(): Promise<void> {
+    for (const [id, active] of this.active) {
+      const job = await this.ledger.job(id);
+      if (!job || (this.mine(job) && job.state !== 'queued')) continue;
+      this.logger.warn({ jobId: id, vmId: active.vmId, host: job.host, state: job.state }, 'job is no longer placed on this host; destroying its VM');
+      this.observer.action?.('aborted');
+      active.disowned = true;
+      if (active.vmId) await this.driver.destroy(active.vmId).catch(() => {});
+    }
+  }
+
+  /**
+   * Hosts whose heartbeat stopped (leader): marked lost. Their jobs that never
+   * started are re-queued for another host; running ones are failed with the
+   * reason, since the runner died with the host. Registrations are removed
+   * (or left to the orphan sweep while the forge still calls them busy).
+   */
+  private async reconcileLostHosts(): Promise<void> {
+    const cluster = this.cluster;
+    if (!cluster) return;
+    const timeoutMs = cluster.hostTimeoutSeconds * 1000;
+    const live = new Set((await this.ledger.liveHosts(timeoutMs)).map((h) => h.id));
+    for (const host of await this.ledger.hosts()) {
+      if (live.has(host.id)) continue;
+      if (host.state === 'up' && (await this.ledger.markHostLost(host.id, timeoutMs))) {
+        this.observer.action?.('host_lost');
+        this.logger.warn({ host: host.id, heartbeatAt: host.heartbeat_at }, `host ${host.id} lost: no heartbeat for ${cluster.hostTimeoutSeconds} s`);
+      }
+      for (const job of await this.ledger.jobsOnHost(host.id, TRANSITIONAL)) {
+        const why = `host ${host.id} ${host.state === 'left' ? 'stopped' : 'lost (no heartbeat)'}`;
+        if (job.vm_id) await this.ledger.note(job.id, `VM ${job.vm_id} lost with host ${host.id}; destroyed if the host comes back`);
+        if (job.state === 'running') {
+          await this.move(job, 'failed', `${why} while the job ran`, { error: `${why} while the job ran` });
+          this.observer.action?.('lost_failed');
+        } else {
+          await this.removeRegistration(job);
+          if (await this.move(job, 'queued', `re-queued: ${why} before the job started`, { error: why, placement: null })) {
+            await this.ledger.note(job.id, 'VM and registration left behind on the lost host', { vm_id: null, runner_id: null, runner_name: null });
+            this.observer.action?.('lost_requeued');
+          }
+        }
+      }
+    }
+  }
+
+  /** Removes a job's registration at its forge, if it has one; false when the forge says it is still busy. */
+  private async removeRegistration(job: JobRow): Promise<boolean> {
+    const forge = this.forgeOf(job);
+    if (!job.runner_id || !forge) return true;
+    return (await forge.removeRunner({ repository: job.repository, runnerId: job.runner_id })) !== 'busy';
+  }
+
+  /** Ended jobs whose host is gone (leader): their VM went with it; the registration is removed here. */
+  private async releaseOffHost(): Promise<void> {
+    const live = (await this.ledger.liveHosts((this.cluster?.hostTimeoutSeconds ?? 30) * 1000)).map((h) => h.id);
+    for (const job of await this.ledger.unreleasedFinalOffHosts(live)) {
+      if (this.runsVms && this.mine(job)) continue; // this host tears its own jobs down
+      if (!(await this.removeRegistration(job))) continue;
+      if (await this.ledger.release(job.id, `released by the controller: ${job.host ? `host ${job.host} is gone` : 'it never had a host'}${job.runner_id ? `, runner ${job.runner_id} removed` : ''}`)) {
+        this.observer.action?.('released');
+        const released = await this.ledger.job(job.id);
+        if (released) this.observer.released?.(released, await this.ledger.timeline(job.id));
+      }
     }
   }
 
@@ -366,15 +577,20 @@ export class RunnerController {
     const forge = this.forgeOf(job);
     try {
       if (!forge) throw new Error(`no ${job.forge} forge is configured (set its token in the config)`);
-      const placed = `placed: ${shape.cpus} vCPU, ${shape.memoryMib} MiB, image ${shape.image}${pool ? `, pool ${pool.config.name}` : ''}, on ${hostname()}`;
-      await this.move(job, 'provisioning', placed);
+      const placed = `placed: ${shape.cpus} vCPU, ${shape.memoryMib} MiB, image ${shape.image}${pool ? `, pool ${pool.config.name}` : ''}, on host ${this.hostId}`;
+      if (!(await this.move(job, 'provisioning', placed))) {
+        // Taken off this host (re-queued or ended) between placement and now.
+        log.info('job is no longer placed here; not starting it');
+        active.disowned = true;
+        return;
+      }
       this.logs?.write(job.id, 'hearth', placed);
       const labels = JSON.parse(job.labels) as string[];
       const [vm, registration] = await Promise.allSettled([
         this.startVm(shape, pool).then(async ({ vm: booted, how, hit }) => {
           active.vmId = booted.id;
           const ready = `VM ${booted.id} ready ${how}`;
-          await this.ledger.note(job.id, ready, { vm_id: booted.id, host: hostname(), ...(pool ? { pool: pool.config.name, pool_hit: hit ? 1 : 0 } : {}) }, 'vm_ready');
+          await this.ledger.note(job.id, ready, { vm_id: booted.id, ...(pool ? { pool: pool.config.name, pool_hit: hit ? 1 : 0 } : {}) }, 'vm_ready');
           this.logs?.write(job.id, 'hearth', ready);
           if (pool) this.kick(); // refill behind the job, never in front of it
           return booted;
@@ -419,12 +635,12 @@ export class RunnerController {
       vmLog.info({ exitCode: result.exitCode, tail: tail.slice(-5).map((line) => this.logs?.mask(job.id, line) ?? '[masked]') }, `runner ${how}`);
       await this.teardown(job.id, active);
       const after = await this.ledger.job(job.id);
-      if (after && !isFinal(after.state)) await this.settleFromForge(after, await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id }), `the runner ${how}`);
+      if (after && !isFinal(after.state) && !active.disowned) await this.settleFromForge(after, await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id }), `the runner ${how}`);
     } catch (error) {
       const reason = isHearthError(error) ? error.message.split('\n')[0] ?? error.code : (error as Error).message;
       log.warn({ err: isHearthError(error) ? { code: error.code, message: reason, fix: error.fix } : error }, 'provisioning failed');
       await this.teardown(job.id, active);
-      await this.retryOrFail((await this.ledger.job(job.id)) ?? job, reason ?? 'unknown error');
+      if (!active.disowned) await this.retryOrFail((await this.ledger.job(job.id)) ?? job, reason ?? 'unknown error');
       // A failed attempt waits a little, so a broken forge or host is not hammered.
       await sleep(Math.min(30_000, 1000 * 2 ** job.attempts), undefined, this.settings.shutdown ? { signal: this.settings.shutdown } : {}).catch(() => {});
     } finally {
@@ -458,6 +674,16 @@ export class RunnerController {
 
   /** Destroys the job's VM and removes its registration; marks a final job released. Idempotent. */
   private async teardown(id: string, active?: ActiveJob): Promise<void> {
+    if (active?.disowned) {
+      // The job belongs elsewhere now: remove what this host made, record nothing.
+      if (active.vmId) await this.driver.destroy(active.vmId).catch(() => {});
+      const forge = this.forges.get(id.split(':')[0] as ForgeKind);
+      const job = await this.ledger.job(id);
+      if (active.registration && forge && job) await forge.removeRunner({ repository: job.repository, runnerId: active.registration.runnerId }).catch(() => {});
+      delete active.vmId;
+      delete active.registration;
+      return;
+    }
     const job = await this.ledger.job(id);
     if (!job) return;
     const log = this.logger.child({ jobId: id });
@@ -491,8 +717,8 @@ export class RunnerController {
     }
   }
 
-  /** VMs this host runs for no job, and `hearth-` registrations no job holds. Busy runners are never touched. */
-  private async removeOrphans(): Promise<void> {
+  /** VMs this host runs for no job (pool VMs aside). */
+  private async removeOrphanVms(): Promise<void> {
     const live = await this.ledger.inStates(TRANSITIONAL);
     const vmsInUse = new Set([...live.map((j) => j.vm_id), ...[...this.active.values()].map((a) => a.vmId)].filter((v): v is string => Boolean(v)));
     for (const vm of await this.driver.list()) {
@@ -505,12 +731,21 @@ export class RunnerController {
       await this.driver.destroy(vm.id).catch(() => {});
       this.observer.action?.('orphan_vm');
     }
+  }
+
+  /**
+   * `hearth-` registrations no job holds (leader). A registration named after
+   * a job that is still being set up may be one a host just made and has not
+   * recorded yet, so it is left alone; busy runners are never touched.
+   */
+  private async removeOrphanRunners(): Promise<void> {
+    const live = await this.ledger.inStates(TRANSITIONAL);
     const namesInUse = new Set(live.map((j) => j.runner_name).filter((n): n is string => Boolean(n)));
     for (const a of this.active.values()) if (a.registration) namesInUse.add(a.registration.runnerName);
-    const registering = [...this.active.values()].some((a) => a.registration === undefined);
+    const settingUp = live.map((j) => runnerName(j.id, ''));
     for (const forge of this.forges.values()) {
       for (const runner of await forge.listRunners()) {
-        if (runner.busy || namesInUse.has(runner.runnerName) || registering) continue;
+        if (runner.busy || namesInUse.has(runner.runnerName) || settingUp.some((prefix) => runner.runnerName.startsWith(prefix))) continue;
         this.logger.warn({ runner: runner.runnerName, runnerId: runner.runnerId, forge: forge.kind }, 'removing a registration no job holds');
         await forge.removeRunner(runner);
         this.observer.action?.('orphan_runner');

@@ -1,10 +1,11 @@
 import Database from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { migrationProvider, type LedgerDialect } from './migrations.ts';
-import { countJobsByState, insertDelivery, insertJobEvent, insertQueuedJob, markJobReleased, selectFinishedJobsSince, selectJob, selectJobEvents, selectJobsInStates, selectJobsPage, selectJobsStuckIn, selectUnreleasedFinalJobs, updateJobResources, updateJobState, type JobFilter, type JobResources } from './plans.ts';
+import { countJobsByState, insertDelivery, insertJobEvent, insertQueuedJob, markJobReleased, selectCommittedByHost, selectFinishedJobsSince, selectHosts, selectJob, selectJobsOnHost, selectQueuedForPlacement, selectUnreleasedFinalOffHosts, setHostState, touchHost, upsertHost, selectJobEvents, selectJobsInStates, selectJobsPage, selectJobsStuckIn, selectUnreleasedFinalJobs, updateJobResources, updateJobState, type JobFilter, type JobResources } from './plans.ts';
 import { stageOfTransition, type Stage } from './stages.ts';
 import type { Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
@@ -55,7 +56,25 @@ export interface TransitionExtra {
   readonly error?: string;
   readonly attempt?: boolean;
   readonly verdict?: JobVerdict | undefined;
+  /** Where the job is placed, and with which shape; null takes it off its host (a requeue). */
+  readonly placement?: { readonly host: string; readonly cpus: number; readonly memoryMib: number } | null;
 }
+
+/** A VM host as it registers itself. */
+export interface HostInfo {
+  readonly id: string;
+  readonly cpus: number;
+  readonly memoryMib: number;
+  readonly diskGib: number;
+  readonly drivers: readonly string[];
+  readonly images: readonly string[];
+  readonly labels: readonly string[];
+}
+
+export type HostRow = LedgerSchema['hosts'];
+
+/** Placement's answer for one queued job: a host and shape, or stay queued. */
+export type PlacementChoice = { readonly host: string; readonly cpus: number; readonly memoryMib: number; readonly reason: string } | undefined;
 
 export interface TimelineEntry {
   readonly from: JobState | null;
@@ -87,6 +106,7 @@ export class Ledger {
     pool.on('error', () => {});
     const ledger = new Ledger(new Kysely<LedgerSchema>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
     ledger.clock = clock;
+    ledger.listenerUrl = url;
     await ledger.migrate(url.replace(/\/\/[^@/]*@/, '//***@'));
     return ledger;
   }
@@ -166,6 +186,7 @@ export class Ledger {
       ...(extra.attempt ? { attempt: true } : {}),
       ...(extra.verdict?.conclusion !== undefined ? { conclusion: extra.verdict.conclusion } : {}),
       ...(extra.verdict?.failedStep !== undefined ? { failed_step: extra.verdict.failedStep } : {}),
+      ...(extra.placement !== undefined ? { host: extra.placement?.host ?? null, cpus: extra.placement?.cpus ?? null, memory_mib: extra.placement?.memoryMib ?? null } : {}),
     });
     if (from === undefined) return false;
     await insertJobEvent(tx, { job_id: id, from_state: from, to_state: to, reason, at, stage: stageOfTransition(from, to) });
@@ -293,8 +314,147 @@ export class Ledger {
     return selectJobsStuckIn(this.db, state, new Date(this.clock().getTime() - olderThanMs).toISOString());
   }
 
-  close(): Promise<void> {
-    return this.db.destroy();
+  // ---- hosts and placement ----------------------------------------------
+
+  async registerHost(host: HostInfo): Promise<void> {
+    const at = this.now();
+    await upsertHost(this.db, {
+      id: host.id,
+      cpus: host.cpus,
+      memory_mib: host.memoryMib,
+      disk_gib: host.diskGib,
+      drivers: JSON.stringify(host.drivers),
+      images: JSON.stringify(host.images),
+      labels: JSON.stringify(host.labels),
+      pool_cpus: 0,
+      pool_memory_mib: 0,
+      state: 'up',
+      started_at: at,
+      heartbeat_at: at,
+    });
+  }
+
+  /** A host's heartbeat: its lease on every job placed on it. Returns the state it was in before. */
+  heartbeatHost(id: string, pool: { cpus: number; memoryMib: number }): Promise<string | undefined> {
+    return touchHost(this.db, id, this.now(), pool);
+  }
+
+  /** Marks a host lost if its heartbeat is still older than `timeoutMs` (a late heartbeat wins). */
+  markHostLost(id: string, timeoutMs: number): Promise<boolean> {
+    return setHostState(this.db, id, 'lost', new Date(this.clock().getTime() - timeoutMs).toISOString());
+  }
+
+  markHostLeft(id: string): Promise<boolean> {
+    return setHostState(this.db, id, 'left');
+  }
+
+  hosts(): Promise<HostRow[]> {
+    return selectHosts(this.db);
+  }
+
+  /** Hosts `up` whose heartbeat is within `timeoutMs`. */
+  async liveHosts(timeoutMs: number): Promise<HostRow[]> {
+    const since = new Date(this.clock().getTime() - timeoutMs).toISOString();
+    return (await this.hosts()).filter((h) => h.state === 'up' && h.heartbeat_at >= since);
+  }
+
+  async committedByHost(): Promise<Map<string, { cpus: number; memoryMib: number }>> {
+    const rows = await selectCommittedByHost(this.db, ['claimed', 'provisioning', 'runner_registered', 'running']);
+    return new Map(rows.map((r) => [r.host as string, { cpus: Number(r.cpus ?? 0), memoryMib: Number(r.memory_mib ?? 0) }]));
+  }
+
+  /**
+   * Places up to `limit` queued jobs in one transaction: `choose` sees them
+   * oldest first and names a host for each it can place. On PostgreSQL the rows
+   * are locked with SKIP LOCKED for the transaction, so no job is placed twice.
+   */
+  async placeQueued(limit: number, choose: (jobs: JobRow[]) => Promise<Map<string, PlacementChoice>>): Promise<{ id: string; host: string }[]> {
+    return this.db.transaction().execute(async (tx) => {
+      const jobs = await selectQueuedForPlacement(tx, limit, this.dialect === 'postgres');
+      if (jobs.length === 0) return [];
+      const choices = await choose(jobs);
+      const placed: { id: string; host: string }[] = [];
+      for (const job of jobs) {
+        const choice = choices.get(job.id);
+        if (!choice) continue;
+        if (await this.transitionIn(tx, job.id, 'claimed', choice.reason, { placement: { host: choice.host, cpus: choice.cpus, memoryMib: choice.memoryMib } })) placed.push({ id: job.id, host: choice.host });
+      }
+      return placed;
+    });
+  }
+
+  jobsOnHost(host: string, states: readonly JobState[]): Promise<JobRow[]> {
+    return selectJobsOnHost(this.db, host, states);
+  }
+
+  /** Ended jobs not torn down whose host is gone (or that never had one). */
+  unreleasedFinalOffHosts(upHosts: readonly string[]): Promise<JobRow[]> {
+    return selectUnreleasedFinalOffHosts(this.db, FINAL_STATES, upHosts);
+  }
+
+  // ---- wake-ups between replicas ------------------------------------------
+
+  private readonly local = new EventEmitter();
+  private listener: pg.Client | undefined;
+  private listenerUrl: string | undefined;
+
+  /** Wakes whoever subscribed to `channel`, in this process and (PostgreSQL) every replica. */
+  async notify(channel: 'hearth_jobs' | 'hearth_placed', payload = ''): Promise<void> {
+    this.local.emit(channel, payload);
+    if (this.dialect === 'postgres') await sql`select pg_notify(${channel}, ${payload})`.execute(this.db);
+  }
+
+  /**
+   * Calls `onWake` on every notify to `channel`. On PostgreSQL a dedicated
+   * connection LISTENs (and reconnects); a wake-up is only a hint, so a missed
+   * one costs a reconcile interval, never correctness.
+   */
+  subscribe(channel: 'hearth_jobs' | 'hearth_placed', onWake: (payload: string) => void): void {
+    this.local.on(channel, (payload: string) => {
+      if (this.dialect !== 'postgres') onWake(payload);
+    });
+    if (this.dialect !== 'postgres' || !this.listenerUrl) return;
+    this.channels.set(channel, onWake);
+    void this.listen();
+  }
+
+  private readonly channels = new Map<string, (payload: string) => void>();
+  private listening: Promise<void> | undefined;
+
+  private listen(): Promise<void> {
+    this.listening ??= (async () => {
+      while (!this.closed && this.listenerUrl) {
+        const client = new pg.Client({ connectionString: this.listenerUrl });
+        try {
+          await client.connect();
+          this.listener = client;
+          const ended = new Promise<void>((resolve) => {
+            client.on('error', () => resolve());
+            client.on('end', () => resolve());
+          });
+          client.on('notification', (message) => this.channels.get(message.channel)?.(message.payload ?? ''));
+          for (const channel of this.channels.keys()) await client.query(`LISTEN ${channel}`);
+          // Anything notified while we were away is found by the reconcile pass this triggers.
+          for (const wake of this.channels.values()) wake('');
+          await ended;
+        } catch {
+          // The server is down or restarting: try again shortly.
+        } finally {
+          this.listener = undefined;
+          await client.end().catch(() => {});
+        }
+        if (!this.closed) await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
+    return this.listening;
+  }
+
+  private closed = false;
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.listener?.end().catch(() => {});
+    await this.db.destroy();
   }
 }
 

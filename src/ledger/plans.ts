@@ -16,6 +16,8 @@ export interface JobResources {
   pool?: string | null;
   pool_hit?: number | null;
   host?: string | null;
+  cpus?: number | null;
+  memory_mib?: number | null;
 }
 
 /** Filters of the jobs list (API and dashboard). */
@@ -74,6 +76,9 @@ export async function updateJobState(db: Db, id: string, to: JobState, at: strin
       ...(extra.vm_id !== undefined ? { vm_id: extra.vm_id } : {}),
       ...(extra.runner_name !== undefined ? { runner_name: extra.runner_name } : {}),
       ...(extra.runner_id !== undefined ? { runner_id: extra.runner_id } : {}),
+      ...(extra.host !== undefined ? { host: extra.host } : {}),
+      ...(extra.cpus !== undefined ? { cpus: extra.cpus } : {}),
+      ...(extra.memory_mib !== undefined ? { memory_mib: extra.memory_mib } : {}),
       ...(extra.ran_on !== undefined ? { ran_on: extra.ran_on } : {}),
       ...(extra.last_error !== undefined ? { last_error: extra.last_error } : {}),
       ...(extra.conclusion !== undefined ? { conclusion: extra.conclusion } : {}),
@@ -168,4 +173,63 @@ export function selectJobLogs(db: Db, jobId: string, afterId: number, limit: num
 export async function deleteJobLogsBefore(db: Db, before: string): Promise<number> {
   const result = await db.deleteFrom('job_logs').where('at', '<', before).executeTakeFirst();
   return Number(result.numDeletedRows);
+}
+
+// ---- hosts and placement -------------------------------------------------
+
+/** Registers a host, or updates it when it restarts: up, with a fresh heartbeat. */
+export async function upsertHost(db: Db, row: LedgerSchema['hosts']): Promise<void> {
+  const { id, ...rest } = row;
+  await db.insertInto('hosts').values(row).onConflict((oc) => oc.column('id').doUpdateSet(rest)).execute();
+}
+
+/** A heartbeat: returns the state the host was in (lost: the controller gave its jobs away meanwhile). */
+export async function touchHost(db: Db, id: string, at: string, pool: { cpus: number; memoryMib: number }): Promise<string | undefined> {
+  const before = await db.selectFrom('hosts').select('state').where('id', '=', id).executeTakeFirst();
+  if (!before) return undefined;
+  await db.updateTable('hosts').set({ heartbeat_at: at, state: 'up', pool_cpus: pool.cpus, pool_memory_mib: pool.memoryMib }).where('id', '=', id).execute();
+  return before.state;
+}
+
+export async function setHostState(db: Db, id: string, state: string, onlyIfHeartbeatBefore?: string): Promise<boolean> {
+  let query = db.updateTable('hosts').set({ state }).where('id', '=', id).where('state', '!=', state);
+  if (onlyIfHeartbeatBefore) query = query.where('heartbeat_at', '<', onlyIfHeartbeatBefore);
+  const result = await query.executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
+export function selectHosts(db: Db) {
+  return db.selectFrom('hosts').selectAll().orderBy('id').execute();
+}
+
+/** What each host has committed to jobs that hold or may hold a VM there. */
+export function selectCommittedByHost(db: Db, states: readonly JobState[]) {
+  return db
+    .selectFrom('jobs')
+    .select(['host', (eb) => eb.fn.sum<number>('cpus').as('cpus'), (eb) => eb.fn.sum<number>('memory_mib').as('memory_mib')])
+    .where('host', 'is not', null)
+    .where('state', 'in', [...states])
+    .groupBy('host')
+    .execute();
+}
+
+/**
+ * Queued jobs for placement, oldest first. On PostgreSQL the rows are locked
+ * with SKIP LOCKED, so two placers (say, an old leader and its successor for
+ * a moment) never take the same job; SQLite has one writer anyway.
+ */
+export function selectQueuedForPlacement(db: Db, limit: number, lock: boolean) {
+  const query = db.selectFrom('jobs').selectAll().where('state', '=', 'queued').orderBy('created_at').orderBy('id').limit(limit);
+  return lock ? query.forUpdate().skipLocked().execute() : query.execute();
+}
+
+export function selectJobsOnHost(db: Db, host: string, states: readonly JobState[]) {
+  return db.selectFrom('jobs').selectAll().where('host', '=', host).where('state', 'in', [...states]).orderBy('created_at').orderBy('id').execute();
+}
+
+/** Final jobs not torn down whose host is not `up` (or that never had one): the controller releases them. */
+export function selectUnreleasedFinalOffHosts(db: Db, finalStates: readonly JobState[], upHosts: readonly string[]) {
+  let query = db.selectFrom('jobs').selectAll().where('state', 'in', [...finalStates]).where('released_at', 'is', null);
+  if (upHosts.length > 0) query = query.where((eb) => eb.or([eb('host', 'is', null), eb('host', 'not in', [...upHosts])]));
+  return query.execute();
 }

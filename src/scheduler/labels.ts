@@ -9,6 +9,8 @@ import { HearthError } from '../errors.ts';
  * - `hearth-image-NAME` picks an image; otherwise `debian`.
  * - The key-value form `hearth/cpu=4/ram=8/image=debian/pool=default` (ram in GiB, or with a unit:
  *   `ram=512mb`) sets any of these at once.
+ * - `hearth/arch=arm64` and `hearth/kvm=true` (in the same key-value form) ask for a VM host
+ *   with that label; with several hosts, placement only considers hosts that have them.
  * - `hearth=<unique>` pins a runner to one job (see `jobOwnership`); it does not change the shape.
  * - The usual GitHub-hosted names (`ubuntu-latest`, `ubuntu-24.04`, `linux`, `self-hosted`, `x64`)
  *   mean "a Linux VM": they are recognised and do not change the shape.
@@ -28,6 +30,8 @@ export interface ShapeDecision {
   readonly pool: string;
   /** From `hearth=<unique>`: the label that binds a runner to exactly one job. */
   readonly pin?: string;
+  /** Host labels the job needs (`arch=arm64`, `kvm=true`), from `hearth/arch=` and `hearth/kvm=`. */
+  readonly requires: readonly string[];
 }
 
 export const DEFAULT_SHAPE: VmShape = { cpus: 2, memoryMib: 2048, image: 'debian' };
@@ -51,7 +55,7 @@ function applyPart(part: string, shape: { cpus: number; memoryMib: number }, lab
   return true;
 }
 
-function applyKeyValues(label: string, shape: { cpus: number; memoryMib: number; image: string }): string {
+function applyKeyValues(label: string, shape: { cpus: number; memoryMib: number; image: string }, requires: string[]): string {
   let pool = 'default';
   for (const part of label.split('/').slice(1)) {
     const eq = part.indexOf('=');
@@ -65,7 +69,11 @@ function applyKeyValues(label: string, shape: { cpus: number; memoryMib: number;
       if (!applyPart(/^\d+$/.test(value) ? `${value}gb` : value, shape, label)) throw bad(`${key}=${value} is not a size`);
     } else if (key === 'image') shape.image = value.toLowerCase();
     else if (key === 'pool') pool = value;
-    else throw bad(`unknown key "${key}" (known: cpu, ram, image, pool)`);
+    else if (key === 'arch') requires.push(`arch=${value.toLowerCase()}`);
+    else if (key === 'kvm') {
+      if (value !== 'true' && value !== 'false') throw bad(`kvm=${value} is not true or false`);
+      requires.push(`kvm=${value}`);
+    } else throw bad(`unknown key "${key}" (known: cpu, ram, image, pool, arch, kvm)`);
   }
   return pool;
 }
@@ -75,10 +83,11 @@ export function shapeFromLabels(labels: readonly string[], defaults: VmShape = D
   const unrecognised: string[] = [];
   let pool = 'default';
   let pin: string | undefined;
+  const requires: string[] = [];
   for (const label of labels) {
     if (GENERIC.test(label)) continue;
     if (label.startsWith('hearth/')) {
-      pool = applyKeyValues(label, shape);
+      pool = applyKeyValues(label, shape, requires);
       continue;
     }
     if (label.startsWith('hearth=')) {
@@ -100,7 +109,7 @@ export function shapeFromLabels(labels: readonly string[], defaults: VmShape = D
     }
     for (const part of parts.slice(parts.length - sized)) applyPart(part, shape, label);
   }
-  return { shape, unrecognised, pool, ...(pin ? { pin } : {}) };
+  return { shape, unrecognised, pool, requires, ...(pin ? { pin } : {}) };
 }
 
 /** Per-shape maxima for the controller (from config). */
@@ -113,7 +122,7 @@ export interface ShapeLimits {
 
 export type Ownership =
   | { readonly owned: false; readonly reason: string }
-  | { readonly owned: true; readonly shape: VmShape; readonly pool: string; readonly pin?: string }
+  | { readonly owned: true; readonly shape: VmShape; readonly pool: string; readonly requires: readonly string[]; readonly pin?: string }
   | { readonly owned: true; readonly refused: string };
 
 /**
@@ -135,5 +144,5 @@ export function jobOwnership(labels: readonly string[], limits: ShapeLimits, def
   if (shape.cpus > limits.maxCpus) return { owned: true, refused: `${shape.cpus} vCPUs exceeds the limit of ${limits.maxCpus}` };
   if (shape.memoryMib > limits.maxMemoryMib) return { owned: true, refused: `${shape.memoryMib} MiB exceeds the limit of ${limits.maxMemoryMib} MiB` };
   if (!limits.images.includes(shape.image)) return { owned: true, refused: `image "${shape.image}" is not one of ${limits.images.join(', ')}` };
-  return { owned: true, shape, pool: decision.pool, ...(decision.pin ? { pin: decision.pin } : {}) };
+  return { owned: true, shape, pool: decision.pool, requires: decision.requires, ...(decision.pin ? { pin: decision.pin } : {}) };
 }

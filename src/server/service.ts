@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { hostname } from 'node:os';
+import { statfs } from 'node:fs/promises';
+import { arch, hostname } from 'node:os';
 import { storeTarget, type ServeConfig } from '../config/serve-config.ts';
 import type { HearthPaths } from '../config/paths.ts';
 import { RunnerController } from '../controller/controller.ts';
@@ -9,7 +10,8 @@ import { GithubForge } from '../forge/github/client.ts';
 import { GitlabForge } from '../forge/gitlab/client.ts';
 import { DEFAULT_RETRY } from '../forge/http.ts';
 import { loadImage } from '../image/store.ts';
-import { Ledger } from '../ledger/ledger.ts';
+import { Ledger, type HostInfo } from '../ledger/ledger.ts';
+import { LeaderElection } from '../ledger/leader.ts';
 import { JobLogs } from '../ledger/logs.ts';
 import type { Logger } from '../log.ts';
 import { hostCapacity, type Capacity } from '../scheduler/capacity.ts';
@@ -64,6 +66,33 @@ function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetric
   return forges;
 }
 
+/** What this host offers placement: capacity, free disk, driver, images it can boot, and labels to match. */
+async function describeHost(config: ServeConfig, paths: HearthPaths, driver: HostDriver, capacity: Capacity, images: readonly string[]): Promise<HostInfo> {
+  const local = driver.name === 'qemu' || driver.name === 'firecracker';
+  const bootable: string[] = [];
+  for (const image of images) {
+    // Local drivers boot images from this host's cache; remote ones (flintlock) name them elsewhere.
+    if (!local || (await loadImage(paths.cache, image).then(() => true, () => false))) bootable.push(image);
+  }
+  let diskGib = 0;
+  try {
+    const stats = await statfs(paths.data, { bigint: false }).catch(async () => statfs('/'));
+    diskGib = Math.floor((stats.bavail * stats.bsize) / 1024 ** 3);
+  } catch {
+    // unknown: placement does not use disk yet
+  }
+  const kvm = driver instanceof QemuDriver ? (await driver.accel()).accel === 'kvm' : driver.name === 'firecracker';
+  return {
+    id: config.cluster.hostId,
+    cpus: capacity.cpus,
+    memoryMib: capacity.memoryMib,
+    diskGib,
+    drivers: [driver.name],
+    images: bootable,
+    labels: [`arch=${arch() === 'x64' ? 'x86_64' : arch()}`, `kvm=${kvm}`, `driver=${driver.name}`],
+  };
+}
+
 /** Every secret of the config: masked in job logs wherever a runner prints one. */
 function configSecrets(config: ServeConfig): string[] {
   return [config.api.token, config.github.token, ...config.github.webhookSecret, config.gitlab.token, config.gitlab.webhookToken, ...config.gitlab.signingSecret].filter((s): s is string => typeof s === 'string' && s !== '');
@@ -73,10 +102,10 @@ function configSecrets(config: ServeConfig): string[] {
  * Wires `hearth serve`: ledger, driver, forges, controller and HTTP server,
  * then listens. `close` stops taking work and tears down what this process holds.
  */
-export async function startHearthService(options: { config: ServeConfig; paths: HearthPaths; logger: Logger; capacity?: Capacity }): Promise<HearthService> {
+export async function startHearthService(options: { config: ServeConfig; paths: HearthPaths; logger: Logger; capacity?: Capacity; driver?: HostDriver }): Promise<HearthService> {
   const { config, paths, logger } = options;
   const choices: string[] = [];
-  const driver = createDriver(config, paths, logger);
+  const driver = options.driver ?? createDriver(config, paths, logger);
   const { ledger, description } = await openLedger(config);
   choices.push(description);
   if (driver instanceof QemuDriver) {
@@ -89,6 +118,12 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   choices.push(`capacity: ${capacity.cpus} vCPU, ${capacity.memoryMib} MiB${config.runners.maxConcurrent > 0 ? `, at most ${config.runners.maxConcurrent} runners` : ''}`);
 
   const controllerRef: { current?: RunnerController } = {};
+  const target = storeTarget(config.store.url);
+  const leader = new LeaderElection(target.kind === 'postgres' ? target.url : null, (leading) => {
+    logger.info({ host: config.cluster.hostId }, leading ? 'leading: this replica now places jobs and watches hosts' : 'no longer leading');
+    controllerRef.current?.kick();
+  });
+  if (config.cluster.role !== 'all') choices.push(`cluster: ${config.cluster.role}${config.cluster.role !== 'controller' ? ` (host ${config.cluster.hostId})` : ''}, ${config.cluster.placement} placement`);
   const pools: VmPool[] = [];
   const poolStatus = (): PoolStatus[] => controllerRef.current?.poolStatus() ?? [];
   const host: HostView = {
@@ -124,14 +159,25 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
       stuckAfterSeconds: config.reconcile.stuckAfterSeconds,
       maxAttempts: config.reconcile.maxAttempts,
       pools,
+      poolConfigs: config.pools,
       shutdown: shutdown.signal,
+      cluster: {
+        role: config.cluster.role,
+        hostId: config.cluster.hostId,
+        placement: config.cluster.placement,
+        heartbeatSeconds: config.cluster.heartbeatSeconds,
+        hostTimeoutSeconds: config.cluster.hostTimeoutSeconds,
+        leader,
+        describeHost: () => describeHost(config, paths, driver, capacity, limits.images),
+      },
     },
     logger.child({ component: 'controller' }),
     metrics.observer(),
     logs,
   );
   controllerRef.current = controller;
-  for (const pool of config.pools) {
+  // Pools run where VMs run; a controller only needs their shapes.
+  for (const pool of config.cluster.role === 'controller' ? [] : config.pools) {
     pools.push(new VmPool(pool, driver, paths.cache, paths.data, config.runners.network, logger.child({ pool: pool.name }), (shape) => controller.roomFor(shape), metrics.poolObserver()));
   }
 
@@ -145,7 +191,11 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     limits,
     defaultShape,
     gitlab: gitlab instanceof GitlabForge ? gitlab : undefined,
-    onChange: () => controller.kick(),
+    onChange: () => {
+      controller.kick();
+      // Other replicas (the leader, which places jobs) hear of it too.
+      void ledger.notify('hearth_jobs').catch(() => {});
+    },
     pools: poolStatus,
     logs,
     host: { name: hostname(), driver: driver.name, view: host },
@@ -172,6 +222,11 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     },
   });
   const address = await app.listen({ host: config.server.host, port: config.server.port });
+  ledger.subscribe('hearth_jobs', () => controller.kick());
+  ledger.subscribe('hearth_placed', (hosts) => {
+    if (hosts === '' || hosts.split(',').includes(config.cluster.hostId)) controller.kick();
+  });
+  leader.start();
   controller.start();
   return {
     app,
@@ -184,6 +239,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
       await app.close();
       shutdown.abort(new Error(`hearth serve is stopping: ${reason}`));
       await controller.stop(reason);
+      await leader.stop();
       await logs.flush();
       await ledger.close();
     },
