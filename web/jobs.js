@@ -128,7 +128,8 @@ export function jobsView(main, route, scope) {
     h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
     tbody,
   );
-  fill(main, h('div', { class: 'view-head' }, h('h1', {}, 'Jobs'), status), form, h('div', { class: 'table-wrap' }, tableElement), h('p', { class: 'more' }, more));
+  const legend = h('p', { class: 'meta legend' }, 'Stages, left to right: queue, VM boot, runner registration, pickup, run, teardown. Solid: done; striped: under way; hatched: skipped. Open a job for the times.');
+  fill(main, h('div', { class: 'view-head' }, h('h1', {}, 'Jobs'), status), form, h('div', { class: 'table-wrap' }, tableElement), legend, h('p', { class: 'more' }, more));
 
   const cellsOf = (job) => {
     const stages = cache.stages(job.id);

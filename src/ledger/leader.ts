@@ -20,9 +20,11 @@ export class LeaderElection {
   constructor(
     private readonly url: string | null,
     private readonly onChange: (leading: boolean) => void = () => {},
+    /** false for processes that never lead (VM hosts): they do not even compete. */
+    private readonly candidate = true,
     private readonly intervalMs = 2000,
   ) {
-    this.leading = url === null;
+    this.leading = url === null && candidate;
   }
 
   get isLeader(): boolean {
@@ -30,6 +32,7 @@ export class LeaderElection {
   }
 
   start(): void {
+    if (!this.candidate) return;
     if (this.url === null) {
       this.onChange(true);
       return;

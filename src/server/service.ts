@@ -119,10 +119,14 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
 
   const controllerRef: { current?: RunnerController } = {};
   const target = storeTarget(config.store.url);
-  const leader = new LeaderElection(target.kind === 'postgres' ? target.url : null, (leading) => {
-    logger.info({ host: config.cluster.hostId }, leading ? 'leading: this replica now places jobs and watches hosts' : 'no longer leading');
-    controllerRef.current?.kick();
-  });
+  const leader = new LeaderElection(
+    target.kind === 'postgres' ? target.url : null,
+    (leading) => {
+      logger.info({ host: config.cluster.hostId }, leading ? 'leading: this replica now places jobs and watches hosts' : 'no longer leading');
+      controllerRef.current?.kick();
+    },
+    config.cluster.role !== 'host',
+  );
   if (config.cluster.role !== 'all') choices.push(`cluster: ${config.cluster.role}${config.cluster.role !== 'controller' ? ` (host ${config.cluster.hostId})` : ''}, ${config.cluster.placement} placement`);
   const pools: VmPool[] = [];
   const poolStatus = (): PoolStatus[] => controllerRef.current?.poolStatus() ?? [];
