@@ -106,6 +106,8 @@ export class RunnerController {
   ) {}
 
   private lastLogPrune = 0;
+  /** Since when this process has led with the store reachable: a host is judged only after a full timeout of that. */
+  private watchingSince = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private registered = false;
 
@@ -183,31 +185,34 @@ export class RunnerController {
 
   /** One full pass. Each step is independent: one failing (a forge down) does not stop the others. */
   async reconcile(): Promise<void> {
-    const host = this.runsVms;
-    const steps: [string, boolean, () => Promise<void>][] = [
-      ['heartbeat', host, () => this.heartbeat()],
-      ['recover', host, () => this.recoverAbandoned()],
-      ['abort', host, () => this.abortDisowned()],
-      ['sync_queued', false, () => this.syncQueued()],
-      ['hosts', false, () => this.reconcileLostHosts()],
-      ['release', host, () => this.releaseFinished()],
-      ['release_off_host', false, () => this.releaseOffHost()],
-      ['stuck', host, () => this.failStuck()],
-      ['place', false, () => this.placeQueued()],
-      ['provision', host, () => this.provisionPlaced()],
-      ['pools', host, () => this.maintainPools()],
-      ['orphans', host, () => this.removeOrphanVms()],
-      ['orphan_runners', false, () => this.removeOrphanRunners()],
-      ['logs', false, () => this.pruneLogs()],
+    // host: runs where VMs run; leader: runs on the replica holding the leadership (checked per step: it can move).
+    const steps: [string, 'host' | 'leader', () => Promise<void>][] = [
+      ['heartbeat', 'host', () => this.heartbeat()],
+      ['recover', 'host', () => this.recoverAbandoned()],
+      ['abort', 'host', () => this.abortDisowned()],
+      ['sync_queued', 'leader', () => this.syncQueued()],
+      ['hosts', 'leader', () => this.reconcileLostHosts()],
+      ['release', 'host', () => this.releaseFinished()],
+      ['release_off_host', 'leader', () => this.releaseOffHost()],
+      ['stuck', 'host', () => this.failStuck()],
+      ['place', 'leader', () => this.placeQueued()],
+      ['provision', 'host', () => this.provisionPlaced()],
+      ['pools', 'host', () => this.maintainPools()],
+      ['orphans', 'host', () => this.removeOrphanVms()],
+      ['orphan_runners', 'leader', () => this.removeOrphanRunners()],
+      ['logs', 'leader', () => this.pruneLogs()],
     ];
-    for (const [name, onHost, step] of steps) {
+    if (!this.leads) this.watchingSince = 0;
+    else if (this.watchingSince === 0) this.watchingSince = Date.now();
+    for (const [name, where, step] of steps) {
       if (this.stopped) return;
-      // Host steps run where VMs run; the others where the leader is (checked each step: leadership can move).
-      if (onHost ? !this.runsVms : !this.leads) continue;
+      if (where === 'host' ? !this.runsVms : !this.leads) continue;
       try {
         await step();
         this.observer.reconciled?.(name, true);
       } catch (error) {
+        // The store may have been away (a restart): heartbeats failed meanwhile too, so silence proves nothing yet.
+        if (this.leads) this.watchingSince = Date.now();
         this.observer.reconciled?.(name, false);
         this.logger.warn({ step: name, err: isHearthError(error) ? { message: error.message, fix: error.fix } : error }, 'reconcile step failed; the next pass retries');
       }
@@ -471,7 +476,10 @@ export class RunnerController {
       if (!(pool && pool.status().idle > 0) && !fits(this.used(), shape, this.settings.capacity)) return;
       const active: ActiveJob = pool ? { shape, pool: pool.config.name } : { shape };
       this.active.set(job.id, active);
-      active.task = this.launchRunner(job, shape, active, pool).finally(() => {
+      active.task = this.launchRunner(job, shape, active, pool)
+        // The store can fail under it (a restart): the job is then recovered by the next pass.
+        .catch((error: unknown) => this.logger.error({ jobId: job.id, err: error }, 'launching the runner failed; the next reconcile pass recovers the job'))
+        .finally(() => {
         this.active.delete(job.id);
         this.kick();
       });
@@ -522,6 +530,8 @@ export class RunnerController {
     const cluster = this.cluster;
     if (!cluster) return;
     const timeoutMs = cluster.hostTimeoutSeconds * 1000;
+    // A new leader, or one whose store was just unreachable, has not watched long enough to call a host silent.
+    if (this.watchingSince === 0 || Date.now() - this.watchingSince < timeoutMs) return;
     const live = new Set((await this.ledger.liveHosts(timeoutMs)).map((h) => h.id));
     for (const host of await this.ledger.hosts()) {
       if (live.has(host.id)) continue;
@@ -719,13 +729,18 @@ export class RunnerController {
 
   /** VMs this host runs for no job (pool VMs aside). */
   private async removeOrphanVms(): Promise<void> {
+    const vms = await this.driver.list();
+    // Read after the listing: a VM that booted meanwhile is already held by its job here.
     const live = await this.ledger.inStates(TRANSITIONAL);
-    const vmsInUse = new Set([...live.map((j) => j.vm_id), ...[...this.active.values()].map((a) => a.vmId)].filter((v): v is string => Boolean(v)));
-    for (const vm of await this.driver.list()) {
+    const recorded = new Set(live.map((j) => j.vm_id).filter((v): v is string => Boolean(v)));
+    for (const vm of vms) {
       // Only VMs this process started: `hearth run` on the same host keeps its own.
       // Pool VMs idle by design; VMs that appear while a pool is starting some are its own.
-      if (vm.ownerPid !== process.pid || vmsInUse.has(vm.id) || this.pools.some((p) => p.mayOwn(vm.id))) continue;
-      const booting = [...this.active.values()].some((a) => a.vmId === undefined);
+      if (vm.ownerPid !== process.pid || recorded.has(vm.id) || this.pools.some((p) => p.mayOwn(vm.id))) continue;
+      // Checked now, not before the awaits above: jobs take hold of their VMs all the time.
+      const active = [...this.active.values()];
+      if (active.some((a) => a.vmId === vm.id)) continue;
+      const booting = active.some((a) => a.vmId === undefined);
       if (booting) continue; // a VM whose job has not recorded it yet
       this.logger.warn({ vmId: vm.id }, 'destroying a VM no job holds');
       await this.driver.destroy(vm.id).catch(() => {});

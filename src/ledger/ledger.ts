@@ -102,8 +102,10 @@ export class Ledger {
 
   static async openPostgres(url: string, clock: () => Date = () => new Date(), poolSize = 10): Promise<Ledger> {
     const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
-    // An idle client whose server went away (a restart) must not crash the process; the pool replaces it.
+    // A client whose server went away (a restart) must not crash the process: the pool replaces it,
+    // and a statement in flight fails on its own promise, so the reconcile pass retries.
     pool.on('error', () => {});
+    pool.on('connect', (client) => client.on('error', () => {}));
     const ledger = new Ledger(new Kysely<LedgerSchema>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
     ledger.clock = clock;
     ledger.listenerUrl = url;
@@ -425,13 +427,13 @@ export class Ledger {
     this.listening ??= (async () => {
       while (!this.closed && this.listenerUrl) {
         const client = new pg.Client({ connectionString: this.listenerUrl });
+        const ended = new Promise<void>((resolve) => {
+          client.on('error', () => resolve());
+          client.on('end', () => resolve());
+        });
         try {
           await client.connect();
           this.listener = client;
-          const ended = new Promise<void>((resolve) => {
-            client.on('error', () => resolve());
-            client.on('end', () => resolve());
-          });
           client.on('notification', (message) => this.channels.get(message.channel)?.(message.payload ?? ''));
           for (const channel of this.channels.keys()) await client.query(`LISTEN ${channel}`);
           // Anything notified while we were away is found by the reconcile pass this triggers.

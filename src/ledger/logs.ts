@@ -26,6 +26,9 @@ const MAX_LINE_CHARS = 4000;
 const TOKEN_SHAPES = /\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glrt-[A-Za-z0-9_-]{16,}|glpat-[A-Za-z0-9_-]{16,}|glcbt-[A-Za-z0-9_-]{16,})/g;
 const FLUSH_DELAY_MS = 100;
 const FLUSH_ROWS = 500;
+const RETRY_DELAY_MS = 1000;
+/** Lines held while the store is unreachable; beyond this the oldest unsent ones are dropped. */
+const MAX_PENDING_ROWS = 50_000;
 
 /**
  * Each job's log: the runner's output and Hearth's own steps, in the ledger
@@ -120,7 +123,14 @@ export class JobLogs {
     this.pending = [];
     this.flushing = this.flushing.then(async () => {
       if (rows.length === 0) return;
-      await insertJobLogs(this.ledger.db, rows);
+      try {
+        await insertJobLogs(this.ledger.db, rows);
+      } catch {
+        // The store is away (a restart): keep the lines, up to a bound, and try again shortly.
+        this.pending = [...rows, ...this.pending].slice(0, MAX_PENDING_ROWS);
+        this.flushTimer ??= setTimeout(() => void this.flush(), RETRY_DELAY_MS);
+        return;
+      }
       for (const jobId of new Set(rows.map((r) => r.job_id))) this.committed.emit('job', jobId);
     });
     return this.flushing;

@@ -233,6 +233,24 @@ export class GithubWorld {
     return job;
   }
 
+  /**
+   * What GitHub does when a runner vanishes mid-job (its VM died with its
+   * host): after losing contact it fails the job ("The self-hosted runner lost
+   * communication with the server") and, the job being over, drops the JIT runner.
+   */
+  async loseRunner(runnerName: string): Promise<void> {
+    const runner = [...this.runners.values()].find((r) => r.name === runnerName);
+    if (!runner) throw new Error(`no GitHub runner ${runnerName}`);
+    const job = runner.jobId === null ? undefined : this.jobs.get(runner.jobId);
+    this.runners.delete(runner.id);
+    if (!job || job.status === 'completed') return;
+    this.core.clock.stop(job.id);
+    job.status = 'completed';
+    job.conclusion = 'failure';
+    job.completedAt = new Date();
+    await this.sendJobHook('completed', job);
+  }
+
   async cancelJob(jobId: number): Promise<void> {
     const job = this.jobs.get(jobId);
     if (!job) throw new Error(`no GitHub job ${jobId}`);

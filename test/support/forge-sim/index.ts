@@ -108,6 +108,11 @@ export class ForgeSimulator {
     return this.githubWorld.queueJob(j);
   }
 
+  /** GitHub gives up on a runner that vanished mid-job: the job fails, the runner is gone. */
+  loseGithubRunner(runnerName: string): Promise<void> {
+    return this.githubWorld.loseRunner(runnerName);
+  }
+
   cancelGithubJob(jobId: number): Promise<void> {
     return this.githubWorld.cancelJob(jobId);
   }
