@@ -260,3 +260,12 @@ test('hearth config check prints the effective config without secrets, and exits
   assert.match(bad.stderr, /HEARTH_ERR_CONFIG/);
   assert.match(bad.stderr, /runners\.maxCpu is not a known key/);
 });
+
+test('cluster roles other than all need a shared PostgreSQL store; the host timeout must outlast missed heartbeats', () => {
+  assert.match(configError('cluster:\n  role: host\n').message, /cluster\.role is host, which shares the ledger with other processes, but store\.url is a SQLite file/);
+  assert.match(configError(null, { HEARTH_CLUSTER_ROLE: 'controller' }).fix, /set store\.url to a PostgreSQL URL/);
+  const loaded = load('store:\n  url: postgres://hearth@db/hearth\ncluster:\n  role: host\n  hostId: vm-host-1\n  placement: spread\n');
+  assert.deepEqual([loaded.config.cluster.role, loaded.config.cluster.hostId, loaded.config.cluster.placement], ['host', 'vm-host-1', 'spread']);
+  assert.match(configError('cluster:\n  heartbeatSeconds: 10\n  hostTimeoutSeconds: 15\n').message, /must be more than twice cluster\.heartbeatSeconds/);
+  assert.match(configError('cluster:\n  hostId: "bad host"\n').message, /not a host id/);
+});
