@@ -106,6 +106,8 @@ export class RunnerController {
   ) {}
 
   private lastLogPrune = 0;
+  /** When each periodic step last ran. */
+  private readonly lastRun = new Map<string, number>();
   /** Since when this process has led with the store reachable: a host is judged only after a full timeout of that. */
   private watchingSince = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -185,28 +187,35 @@ export class RunnerController {
 
   /** One full pass. Each step is independent: one failing (a forge down) does not stop the others. */
   async reconcile(): Promise<void> {
-    // host: runs where VMs run; leader: runs on the replica holding the leadership (checked per step: it can move).
-    const steps: [string, 'host' | 'leader', () => Promise<void>][] = [
-      ['heartbeat', 'host', () => this.heartbeat()],
-      ['recover', 'host', () => this.recoverAbandoned()],
-      ['abort', 'host', () => this.abortDisowned()],
-      ['sync_queued', 'leader', () => this.syncQueued()],
-      ['hosts', 'leader', () => this.reconcileLostHosts()],
-      ['release', 'host', () => this.releaseFinished()],
-      ['release_off_host', 'leader', () => this.releaseOffHost()],
-      ['stuck', 'host', () => this.failStuck()],
-      ['place', 'leader', () => this.placeQueued()],
-      ['provision', 'host', () => this.provisionPlaced()],
-      ['pools', 'host', () => this.maintainPools()],
-      ['orphans', 'host', () => this.removeOrphanVms()],
-      ['orphan_runners', 'leader', () => this.removeOrphanRunners()],
-      ['logs', 'leader', () => this.pruneLogs()],
+    // host: runs where VMs run; leader: on the replica holding the leadership (checked per step: it can move).
+    // every: on each pass, kicks included; periodic: sweeps that read the world (the forge API, every VM)
+    // at most once per interval, so a busy host's kicks do not turn into API calls and full scans.
+    const steps: [string, 'host' | 'leader', 'every' | 'periodic', () => Promise<void>][] = [
+      ['heartbeat', 'host', 'every', () => this.heartbeat()],
+      ['recover', 'host', 'periodic', () => this.recoverAbandoned()],
+      ['abort', 'host', 'every', () => this.abortDisowned()],
+      ['sync_queued', 'leader', 'periodic', () => this.syncQueued()],
+      ['hosts', 'leader', 'periodic', () => this.reconcileLostHosts()],
+      ['release', 'host', 'every', () => this.releaseFinished()],
+      ['release_off_host', 'leader', 'periodic', () => this.releaseOffHost()],
+      ['stuck', 'host', 'periodic', () => this.failStuck()],
+      ['place', 'leader', 'every', () => this.placeQueued()],
+      ['provision', 'host', 'every', () => this.provisionPlaced()],
+      ['pools', 'host', 'every', () => this.maintainPools()],
+      ['orphans', 'host', 'periodic', () => this.removeOrphanVms()],
+      ['orphan_runners', 'leader', 'periodic', () => this.removeOrphanRunners()],
+      ['logs', 'leader', 'periodic', () => this.pruneLogs()],
     ];
     if (!this.leads) this.watchingSince = 0;
     else if (this.watchingSince === 0) this.watchingSince = Date.now();
-    for (const [name, where, step] of steps) {
+    const intervalMs = this.settings.intervalSeconds * 1000;
+    for (const [name, where, when, step] of steps) {
       if (this.stopped) return;
       if (where === 'host' ? !this.runsVms : !this.leads) continue;
+      if (when === 'periodic') {
+        if (Date.now() - (this.lastRun.get(name) ?? 0) < intervalMs) continue;
+        this.lastRun.set(name, Date.now());
+      }
       try {
         await step();
         this.observer.reconciled?.(name, true);
@@ -510,9 +519,12 @@ export class RunnerController {
    * VMs are destroyed, and the launch task's teardown does the rest.
    */
   private async abortDisowned(): Promise<void> {
+    if (this.active.size === 0) return;
+    // One read for all of them.
+    const jobs = new Map((await this.ledger.jobsByIds([...this.active.keys()])).map((j) => [j.id, j]));
     for (const [id, active] of this.active) {
-      const job = await this.ledger.job(id);
-      if (!job || (this.mine(job) && job.state !== 'queued')) continue;
+      const job = jobs.get(id);
+      if (active.disowned || !job || (this.mine(job) && job.state !== 'queued')) continue;
       this.logger.warn({ jobId: id, vmId: active.vmId, host: job.host, state: job.state }, 'job is no longer placed on this host; destroying its VM');
       this.observer.action?.('aborted');
       active.disowned = true;

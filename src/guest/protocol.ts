@@ -11,13 +11,25 @@
  *
  *   PING      host -> guest   (empty)                      guest answers HELLO
  *   HELLO     guest -> host   u16 version, u16 flags, agent name
- *   IDENTITY  host -> guest   u64 unix time (µs), str hostname, str machine-id, str seed
+ *   IDENTITY  host -> guest   u64 unix time (µs), str hostname, str machine-id, str seed,
+ *                             then optional extensions, each u32 kind + str body
  *   IDENTITY_OK guest -> host (empty)
  *   EXEC      host -> guest   u32 timeout ms, u32 argc, str*argc, u32 envc, str*envc ("K=V"), str cwd
  *   STDOUT    guest -> host   u64 µs since exec start, raw bytes
  *   STDERR    guest -> host   u64 µs since exec start, raw bytes
  *   EXIT      guest -> host   i32 exit code (-1 if signalled), i32 signal, u64 µs since start
  *   ERROR     guest -> host   utf-8 message
+ *
+ * IDENTITY extensions keep version 1 compatible both ways: an agent that
+ * predates them stops reading after the seed (it ignores trailing bytes), and
+ * a newer agent applies only the kinds it knows, skipping the others by their
+ * length. An agent says in its HELLO flags which kinds it applies:
+ *
+ *   kind 1 (NETWORK)  str address "A.B.C.D/PREFIX", str gateway, str dns
+ *                     flag bit 0 (HELLO_FLAG_IDENTITY_NETWORK): the agent
+ *                     re-addresses eth0 (old address replaced, default route via
+ *                     the gateway, /etc/resolv.conf), as for hearth.ip= at boot.
+ *                     A restored clone on a TAP device of its own needs it.
  *
  * The guest sends HELLO once when it starts and again for every PING, which is
  * how a host finds the agent ready on a cold boot and on a restored snapshot alike.
@@ -39,6 +51,11 @@
 export const PROTOCOL_VERSION = 1;
 export const HEADER_SIZE = 9;
 export const MAX_PAYLOAD = 1 << 20;
+
+/** HELLO flag: the agent applies an IDENTITY's NETWORK extension. */
+export const HELLO_FLAG_IDENTITY_NETWORK = 1;
+/** IDENTITY extension kinds. */
+export const IdentityExtension = { NETWORK: 1 } as const;
 
 export const FrameType = {
   PING: 1,
@@ -135,25 +152,54 @@ export function encodeExec(message: ExecMessage): Buffer {
   return w.str(message.cwd).done();
 }
 
+/** The guest's eth0 as a restored clone must have it: IPv4 only. */
+export interface IdentityNetwork {
+  /** `A.B.C.D/PREFIX` */
+  readonly address: string;
+  readonly gateway: string;
+  readonly dns: string;
+}
+
 export interface IdentityMessage {
   readonly unixTimeUs: bigint;
   readonly hostname: string;
   readonly machineId: string;
   readonly seed: Buffer;
+  /** Sent as the NETWORK extension; only an agent with HELLO_FLAG_IDENTITY_NETWORK applies it. */
+  readonly network?: IdentityNetwork | undefined;
+}
+
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/** Throws RangeError unless every field is a dotted IPv4 address (the address with a /0-32 prefix). */
+export function checkIdentityNetwork(network: IdentityNetwork): void {
+  const [address, prefix, ...rest] = network.address.split('/');
+  if (rest.length > 0 || !IPV4.test(address ?? '') || prefix === undefined || !/^(?:3[0-2]|[12]?\d)$/.test(prefix)) throw new RangeError(`identity network address ${network.address} is not A.B.C.D/PREFIX`);
+  for (const [name, value] of [['gateway', network.gateway], ['dns', network.dns]] as const) {
+    if (!IPV4.test(value)) throw new RangeError(`identity network ${name} ${value} is not an IPv4 address`);
+  }
 }
 
 export function encodeIdentity(message: IdentityMessage): Buffer {
-  return new PayloadWriter().u64(message.unixTimeUs).str(message.hostname).str(message.machineId).str(message.seed).done();
+  const w = new PayloadWriter().u64(message.unixTimeUs).str(message.hostname).str(message.machineId).str(message.seed);
+  if (message.network) {
+    checkIdentityNetwork(message.network);
+    const { address, gateway, dns } = message.network;
+    w.u32(IdentityExtension.NETWORK).str(new PayloadWriter().str(address).str(gateway).str(dns).done());
+  }
+  return w.done();
 }
 
 export interface HelloMessage {
   readonly version: number;
   readonly agent: string;
+  /** Capabilities (HELLO_FLAG_*); 0 from an agent older than them. */
+  readonly flags: number;
 }
 
 export function decodeHello(payload: Buffer): HelloMessage {
   if (payload.length < 4) throw new RangeError('HELLO payload too short');
-  return { version: payload.readUInt16LE(0), agent: payload.subarray(4).toString('utf8') };
+  return { version: payload.readUInt16LE(0), agent: payload.subarray(4).toString('utf8'), flags: payload.readUInt16LE(2) };
 }
 
 export interface OutputMessage {

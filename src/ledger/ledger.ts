@@ -5,7 +5,7 @@ import pg from 'pg';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { migrationProvider, type LedgerDialect } from './migrations.ts';
-import { countJobsByState, insertDelivery, insertJobEvent, insertQueuedJob, markJobReleased, selectCommittedByHost, selectFinishedJobsSince, selectHosts, selectJob, selectJobsOnHost, selectQueuedForPlacement, selectUnreleasedFinalOffHosts, setHostState, touchHost, upsertHost, selectJobEvents, selectJobsInStates, selectJobsPage, selectJobsStuckIn, selectUnreleasedFinalJobs, updateJobResources, updateJobState, type JobFilter, type JobResources } from './plans.ts';
+import { countJobsByState, insertDelivery, insertJobEvent, insertQueuedJob, markJobReleased, selectCommittedByHost, selectFinishedJobsSince, selectHosts, selectJob, selectJobsByIds, selectJobsOnHost, selectQueuedForPlacement, selectUnreleasedFinalOffHosts, setHostState, touchHost, upsertHost, selectJobEvents, selectJobsInStates, selectJobsPage, selectJobsStuckIn, selectUnreleasedFinalJobs, updateJobResources, updateJobState, type JobFilter, type JobResources } from './plans.ts';
 import { stageOfTransition, type Stage } from './stages.ts';
 import type { Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
@@ -158,7 +158,7 @@ export class Ledger {
 
   /** Adds a queued job (idempotent); returns its ledger id and whether it is new. */
   enqueue(job: NewJob, reason: string): Promise<{ id: string; created: boolean }> {
-    return this.db.transaction().execute((tx) => this.enqueueIn(tx, job, reason));
+    return this.write((tx) => this.enqueueIn(tx, job, reason));
   }
 
   private async enqueueIn(tx: Transaction<LedgerSchema>, job: NewJob, reason: string): Promise<{ id: string; created: boolean }> {
@@ -174,7 +174,7 @@ export class Ledger {
    * returns false (changing nothing) when it does not, e.g. `running` after `completed`.
    */
   transition(id: string, to: JobState, reason: string, extra: TransitionExtra = {}): Promise<boolean> {
-    return this.db.transaction().execute((tx) => this.transitionIn(tx, id, to, reason, extra));
+    return this.write((tx) => this.transitionIn(tx, id, to, reason, extra));
   }
 
   private async transitionIn(tx: Transaction<LedgerSchema>, id: string, to: JobState, reason: string, extra: TransitionExtra = {}): Promise<boolean> {
@@ -198,39 +198,46 @@ export class Ledger {
   /**
    * Records a webhook delivery and what it asks for in one transaction, so the
    * answer to the forge means both are on disk. A redelivery changes nothing.
-   * Concurrent deliveries share a transaction (group commit): each caller still
-   * hears back only after the commit that holds its rows.
    */
   recordWebhook(delivery: WebhookRecord, effect: WebhookEffect): Promise<WebhookResult> {
-    return new Promise((resolve, reject) => {
-      this.pendingWebhooks.push({ delivery, effect, resolve, reject });
-      if (this.flushingWebhooks) return;
-      this.flushingWebhooks = true;
-      // SQLite here is synchronous: flushing at once would commit every delivery alone.
-      // After the current I/O phase, all requests read in it share one commit.
-      setImmediate(() => void this.flushWebhooks());
+    return this.write((tx) => this.applyWebhook(tx, delivery, effect));
+  }
+
+  /**
+   * Every change to the ledger goes through here: writes requested in the same
+   * I/O phase share one transaction (group commit), in the order they were
+   * asked for, and each caller hears back only after the commit that holds its
+   * rows. With hundreds of jobs in flight, the commit is most of a write's cost.
+   */
+  private write<T>(work: (tx: Transaction<LedgerSchema>) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pendingWrites.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      if (this.flushingWrites) return;
+      this.flushingWrites = true;
+      // After the current I/O phase, everything asked for in it shares one commit.
+      setImmediate(() => void this.flushWrites());
     });
   }
 
-  private pendingWebhooks: { delivery: WebhookRecord; effect: WebhookEffect; resolve: (r: WebhookResult) => void; reject: (e: unknown) => void }[] = [];
-  private flushingWebhooks = false;
+  private pendingWrites: { work: (tx: Transaction<LedgerSchema>) => Promise<unknown>; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
+  private flushingWrites = false;
 
-  private async flushWebhooks(): Promise<void> {
+  private async flushWrites(): Promise<void> {
     try {
-      while (this.pendingWebhooks.length > 0) {
-        const batch = this.pendingWebhooks.splice(0, 256);
+      while (this.pendingWrites.length > 0) {
+        const batch = this.pendingWrites.splice(0, 256);
         try {
           const results = await this.db.transaction().execute(async (tx) => {
-            const out: WebhookResult[] = [];
-            for (const item of batch) out.push(await this.applyWebhook(tx, item.delivery, item.effect));
+            const out: unknown[] = [];
+            for (const item of batch) out.push(await item.work(tx));
             return out;
           });
-          batch.forEach((item, i) => item.resolve(results[i]!));
+          batch.forEach((item, i) => item.resolve(results[i]));
         } catch {
-          // One failing delivery must not fail its neighbours: apply them one by one.
+          // One failing write must not fail its neighbours: each runs again in its own transaction.
           for (const item of batch) {
             try {
-              item.resolve(await this.db.transaction().execute((tx) => this.applyWebhook(tx, item.delivery, item.effect)));
+              item.resolve(await this.db.transaction().execute((tx) => item.work(tx)));
             } catch (error) {
               item.reject(error);
             }
@@ -238,7 +245,7 @@ export class Ledger {
         }
       }
     } finally {
-      this.flushingWebhooks = false;
+      this.flushingWrites = false;
     }
   }
 
@@ -262,7 +269,7 @@ export class Ledger {
   /** A step on the timeline that is not a state change (VM ready, runner exited), marking `stage` if given. */
   async note(id: string, reason: string, resources?: JobResources, stage: Stage | null = null): Promise<void> {
     const at = this.now();
-    await this.db.transaction().execute(async (tx) => {
+    await this.write(async (tx) => {
       const job = await selectJob(tx, id);
       if (!job) return;
       if (resources) await updateJobResources(tx, id, at, resources);
@@ -273,7 +280,7 @@ export class Ledger {
   /** Marks a final job's VM and registration as gone; true the first time only. */
   async release(id: string, reason: string): Promise<boolean> {
     const at = this.now();
-    return this.db.transaction().execute(async (tx) => {
+    return this.write(async (tx) => {
       const job = await selectJob(tx, id);
       if (!job || !(await markJobReleased(tx, id, at))) return false;
       await insertJobEvent(tx, { job_id: id, from_state: job.state, to_state: job.state, reason, at, stage: 'released' });
@@ -383,6 +390,10 @@ export class Ledger {
       }
       return placed;
     });
+  }
+
+  jobsByIds(ids: readonly string[]): Promise<JobRow[]> {
+    return selectJobsByIds(this.db, ids);
   }
 
   jobsOnHost(host: string, states: readonly JobState[]): Promise<JobRow[]> {

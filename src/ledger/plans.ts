@@ -233,3 +233,7 @@ export function selectUnreleasedFinalOffHosts(db: Db, finalStates: readonly JobS
   if (upHosts.length > 0) query = query.where((eb) => eb.or([eb('host', 'is', null), eb('host', 'not in', [...upHosts])]));
   return query.execute();
 }
+
+export function selectJobsByIds(db: Db, ids: readonly string[]) {
+  return ids.length === 0 ? Promise.resolve([]) : db.selectFrom('jobs').selectAll().where('id', 'in', [...ids]).execute();
+}

@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HearthError } from '../errors.ts';
 import { AgentChannelError, type AgentChannel, type OutputSink } from '../guest/channel.ts';
+import type { IdentityMessage, IdentityNetwork } from '../guest/protocol.ts';
 import type { Logger } from '../log.ts';
 import { runProgram } from '../system/run.ts';
 import type { ExecRequest, ExecResult, Vm, VmRecord, VmSpec } from './driver.ts';
@@ -24,9 +25,13 @@ export function validateVmSpec(spec: VmSpec): void {
   if (!Number.isInteger(spec.memoryMib) || spec.memoryMib < 128 || spec.memoryMib > 1024 * 1024) throw bad('--memory', `${spec.memoryMib} MiB is not a whole number from 128 to 1048576`, 'for example --memory 512');
 }
 
-/** A fresh identity for every VM, cold or restored: clones of one snapshot must not share it. */
-export function freshIdentity(vmId: string): { unixTimeUs: bigint; hostname: string; machineId: string; seed: Buffer } {
-  return { unixTimeUs: BigInt(Date.now()) * 1000n, hostname: `hearth-${vmId.slice(3)}`, machineId: randomBytes(16).toString('hex'), seed: randomBytes(64) };
+/**
+ * A fresh identity for every VM, cold or restored: clones of one snapshot must
+ * not share it. `network` re-addresses eth0, for a clone restored onto a TAP
+ * device of its own (an agent that announces HELLO_FLAG_IDENTITY_NETWORK applies it).
+ */
+export function freshIdentity(vmId: string, network?: IdentityNetwork): IdentityMessage {
+  return { unixTimeUs: BigInt(Date.now()) * 1000n, hostname: `hearth-${vmId.slice(3)}`, machineId: randomBytes(16).toString('hex'), seed: randomBytes(64), ...(network ? { network } : {}) };
 }
 
 export async function tail(path: string, lines = 15): Promise<string> {

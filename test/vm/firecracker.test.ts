@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isHearthError } from '../../src/errors.ts';
@@ -10,6 +10,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { captureOutput, createTestHost, HEARTH_BIN, processListContains, type TestHost } from '../support/env.ts';
 import { validateRequest } from '../support/firecracker-fake/spec.ts';
+import type { TapNetwork } from '../../src/vm/network/tap.ts';
 
 // With a real firecracker and usable KVM, HEARTH_TEST_FIRECRACKER=1 runs the same tests against it.
 const REAL = process.env.HEARTH_TEST_FIRECRACKER === '1';
@@ -18,22 +19,34 @@ const FAKE_JAILER = join(import.meta.dirname, '..', 'support', 'firecracker-fake
 const AS_ROOT = process.getuid?.() === 0;
 // The unprivileged user the jailed VMM runs as (nobody:nogroup on Debian).
 const JAIL_UID = 65534;
+const canTap = AS_ROOT && existsSync('/dev/net/tun') && (() => {
+  try {
+    execFileSync('nft', ['list', 'tables'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 describe(`Firecracker driver against ${REAL ? 'the real firecracker' : 'the API fake (validated against the official OpenAPI spec)'}`, () => {
   let host: TestHost;
   let driver: FirecrackerDriver;
   let logPath: string;
+  let agentLogPath: string;
   before(async () => {
     host = await createTestHost();
     await mkdir(host.paths.data, { recursive: true });
     logPath = join(host.paths.data, 'firecracker-requests.jsonl');
+    agentLogPath = join(host.paths.data, 'firecracker-agent.jsonl');
     process.env.FAKE_FIRECRACKER_LOG = logPath;
+    process.env.FAKE_FIRECRACKER_AGENT_LOG = agentLogPath;
     driver = new FirecrackerDriver({ paths: host.paths, logger: createLogger({ level: 'silent' }), binary: REAL ? (process.env.HEARTH_FIRECRACKER ?? 'firecracker') : FAKE_BINARY, bootTimeoutMs: 30_000 });
   });
   after(async () => {
     await driver.destroyAll();
     await host.cleanup();
     delete process.env.FAKE_FIRECRACKER_LOG;
+    delete process.env.FAKE_FIRECRACKER_AGENT_LOG;
   });
 
   const binary = (): string => (REAL ? (process.env.HEARTH_FIRECRACKER ?? 'firecracker') : FAKE_BINARY);
@@ -112,6 +125,65 @@ describe(`Firecracker driver against ${REAL ? 'the real firecracker' : 'the API 
     } else {
       await driver.destroy(vm.id);
     }
+  });
+
+  test('a networked snapshot restores into clones with a TAP device, /30 and MMDS store each; IDENTITY moves each guest onto its own address', { skip: (!canTap && 'TAP devices need root, /dev/net/tun and nft') || (REAL && 'the fake records the identity frames') }, async () => {
+    const seen = (await requests()).length;
+    const vm = await driver.boot({ image: 'minimal', cpus: 1, memoryMib: 256, network: true, metadata: { job_id: '1' } });
+    await driver.snapshot(vm.id, 'fc-net-snap');
+    const clones = [await driver.restore('fc-net-snap'), await driver.restore('fc-net-snap', { metadata: { job_id: '2' } })];
+    const nets = await Promise.all([vm, ...clones].map(async (v) => JSON.parse(await readFile(join(host.paths.runtime, 'vms', v.id, 'net.json'), 'utf8')) as TapNetwork));
+    assert.equal(new Set(nets.map((n) => n.device)).size, 3, 'a TAP device each');
+    assert.equal(new Set(nets.map((n) => n.guestIp)).size, 3, 'a /30 each');
+    const log = (await requests()).slice(seen);
+    for (const r of log) assert.equal(validateRequest(r.method, r.path, r.body).ok, true, `${r.method} ${r.path} is valid by the spec`);
+    const loads = log.filter((r) => r.path === '/snapshot/load').map((r) => r.body as { network_overrides?: { iface_id: string; host_dev_name: string }[]; vsock_override?: { uds_path: string } });
+    assert.equal(loads.length, 2);
+    for (const [i, clone] of clones.entries()) {
+      const net = nets[i + 1]!;
+      assert.deepEqual(loads[i]!.network_overrides, [{ iface_id: 'eth0', host_dev_name: net.device }], `clone ${i + 1}'s load names its own TAP device`);
+      assert.match(loads[i]!.vsock_override?.uds_path ?? '', new RegExp(`${clone.id}/vsock\\.sock$`));
+      assert.doesNotThrow(() => execFileSync('ip', ['link', 'show', net.device], { stdio: 'ignore' }), 'the TAP device exists while the clone lives');
+      assert.doesNotThrow(() => execFileSync('nft', ['list', 'table', 'inet', `hearth_${net.device}`], { stdio: 'ignore' }), 'and so does its firewall table');
+      // The MMDS store is not part of a snapshot: each clone's names the clone (config V2 on eth0 came with the snapshot).
+      const mmds = await new FirecrackerApi(join(host.paths.runtime, 'vms', clone.id, 'api.sock')).call('GET', '/mmds');
+      assert.deepEqual(mmds, { hearth: { vm_id: clone.id, job: i === 0 ? {} : { job_id: '2' } } });
+    }
+    assert.equal(log.filter((r) => r.path === '/mmds/config').length, 1, '/mmds/config is pre-boot only: sent for the cold boot alone');
+    // The emulated agent recorded each IDENTITY: the clones were told their own address, gateway and DNS.
+    const identities = (await readFile(agentLogPath, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { vmm: string; hostname: string; network?: { address: string; gateway: string; dns: string } });
+    for (const [i, clone] of clones.entries()) {
+      const net = nets[i + 1]!;
+      const identity = identities.find((e) => e.vmm === clone.id);
+      assert.deepEqual(identity?.network, { address: `${net.guestIp}/30`, gateway: net.hostIp, dns: '1.1.1.1' });
+      assert.equal(identity?.hostname, `hearth-${clone.id.slice(3)}`);
+    }
+    assert.equal(identities.find((e) => e.vmm === vm.id)?.network, undefined, 'a cold boot takes its address from the kernel command line');
+    const out = captureOutput();
+    assert.equal((await driver.exec(clones[1]!.id, { argv: ['echo', 'networked clone'] }, out.sink)).exitCode, 0);
+    assert.equal(out.text().stdout, 'networked clone\n');
+    for (const [i, v] of [vm, ...clones].entries()) {
+      await driver.destroy(v.id);
+      const net = nets[i]!;
+      assert.throws(() => execFileSync('ip', ['link', 'show', net.device], { stdio: 'ignore' }), `${net.device} is gone`);
+      assert.throws(() => execFileSync('nft', ['list', 'table', 'inet', `hearth_${net.device}`], { stdio: 'ignore' }), `its nftables table is gone`);
+      assert.equal(existsSync(join(host.paths.runtime, 'net', String(net.index))), false, 'its /30 is free again');
+    }
+    // An agent from before the network extension would leave the clone on the snapshot's address: refused, nothing left behind.
+    process.env.FAKE_FIRECRACKER_AGENT_FLAGS = '0';
+    try {
+      await assert.rejects(driver.restore('fc-net-snap'), (e) => isHearthError(e, 'HEARTH_ERR_SNAPSHOT_STALE') && /cannot change the clone's network address/.test(e.message));
+    } finally {
+      delete process.env.FAKE_FIRECRACKER_AGENT_FLAGS;
+    }
+    assert.deepEqual(await driver.list(), []);
+    assert.deepEqual(await readdir(join(host.paths.runtime, 'net')), [], "the refused clone's TAP device was torn down and its /30 freed");
+    // A snapshot without a network interface cannot grow one on restore.
+    const plain = await driver.boot({ image: 'minimal', cpus: 1, memoryMib: 256, network: false });
+    await driver.snapshot(plain.id, 'fc-plain-snap');
+    await driver.destroy(plain.id);
+    await assert.rejects(driver.restore('fc-plain-snap', { network: true }), (e) => isHearthError(e, 'HEARTH_ERR_SNAPSHOT_STALE') && /network interface/.test(e.message));
+    assert.deepEqual(await driver.list(), []);
   });
 
   test('job metadata that looks like a secret never reaches MMDS: the boot is refused before anything starts', async () => {

@@ -5,7 +5,10 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { AgentChannel } from '../../src/guest/channel.ts';
 import { createLogger } from '../../src/log.ts';
+import { freshIdentity } from '../../src/vm/agent-vm.ts';
+import { HELLO_FLAG_IDENTITY_NETWORK } from '../../src/guest/protocol.ts';
 import type { TapNetwork } from '../../src/vm/network/tap.ts';
 import { QemuDriver } from '../../src/vm/qemu/driver.ts';
 import { captureOutput, createTestHost, type TestHost } from '../support/env.ts';
@@ -68,6 +71,32 @@ describe('TAP networking with an nftables egress policy (QEMU, real VMs)', { ski
     assert.throws(() => execFileSync('ip', ['link', 'show', netA.device], { stdio: 'ignore' }), 'the TAP device is gone');
     assert.throws(() => execFileSync('nft', ['list', 'table', 'inet', `hearth_${netA.device}`], { stdio: 'ignore' }), 'its firewall table is gone');
     assert.equal(existsSync(join(host.paths.runtime, 'net', String(netA.index))), false, 'its /30 is free again');
+  });
+
+  test('the agent moves eth0 to the address an IDENTITY gives it (what a restored Firecracker clone gets): old address and route gone, new ones working', async () => {
+    const vm = await driver.boot({ image: 'minimal', cpus: 1, memoryMib: 256, network: true });
+    const net = JSON.parse(await readFile(join(host.paths.runtime, 'vms', vm.id, 'net.json'), 'utf8')) as TapNetwork;
+    // A /30 outside Hearth's 172.30.0.0/16 (benchmarking space), so no other VM on this host can hold it.
+    const moved = { address: '198.18.77.2/30', gateway: '198.18.77.1', dns: '192.0.2.54' };
+    execFileSync('ip', ['addr', 'add', `${moved.gateway}/30`, 'dev', net.device]);
+    // The driver's own agent connection, as the Firecracker driver uses it after /snapshot/load.
+    const channel = (driver as unknown as { live: { get(id: string): { channel?: AgentChannel } | undefined } }).live.get(vm.id)?.channel;
+    assert.ok(channel, 'the driver holds the agent channel');
+    assert.ok(((await channel.hello(true)).flags & HELLO_FLAG_IDENTITY_NETWORK) !== 0, 'the agent announces that it applies the network extension');
+    await channel.setIdentity(freshIdentity(vm.id, moved));
+    const state = (await run(vm.id, 'cat /proc/net/fib_trie; echo @@; cat /proc/net/route; echo @@; cat /etc/resolv.conf')).out.split('@@');
+    const [fib = '', routes = '', resolv = ''] = state;
+    assert.match(fib, /198\.18\.77\.2\n\s+\/32 host LOCAL/, 'eth0 has the new address');
+    assert.doesNotMatch(fib, new RegExp(`${net.guestIp.replaceAll('.', '\\.')}\\n\\s+/32 host LOCAL`), 'and no longer the old one');
+    const defaults = routes.split('\n').filter((l) => /^eth0\s+00000000\s/.test(l)).map((l) => l.split(/\s+/)[2]);
+    assert.deepEqual(defaults, ['014D12C6'], 'one default route, via 198.18.77.1');
+    assert.match(resolv, /nameserver 192\.0\.2\.54/);
+    assert.equal((await run(vm.id, `wget -q -O - http://${moved.gateway}:${allowed.port}/`)).out.trim(), 'allowed', 'the host answers on the new gateway address');
+    // A malformed network is refused before it is sent; the agent keeps serving.
+    await assert.rejects(async () => channel.setIdentity({ ...freshIdentity(vm.id), network: { ...moved, address: '300.1.1.1/30' } }), RangeError);
+    assert.equal((await run(vm.id, 'echo still-here')).out.trim(), 'still-here');
+    await driver.destroy(vm.id);
+    assert.throws(() => execFileSync('ip', ['link', 'show', net.device], { stdio: 'ignore' }), 'the TAP device is gone');
   });
 });
 

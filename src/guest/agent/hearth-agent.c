@@ -49,6 +49,10 @@
 
 #define PROTOCOL_VERSION 1
 #define AGENT_VERSION "hearth-agent/1"
+/* HELLO flags: what this agent applies beyond version 1's baseline (src/guest/protocol.ts). */
+#define HELLO_FLAG_IDENTITY_NETWORK 1
+/* IDENTITY extension kinds, each u32 kind + str body after the seed. */
+#define IDENTITY_EXT_NETWORK 1
 #define HEADER_SIZE 9
 #define MAX_PAYLOAD (1u << 20)
 #define READ_CHUNK 65536
@@ -164,7 +168,8 @@ static void send_frame(uint8_t type, uint32_t id, const void *a, size_t alen, co
 
 static void send_hello(void) {
   unsigned char p[4];
-  p[0] = PROTOCOL_VERSION & 0xff; p[1] = PROTOCOL_VERSION >> 8; p[2] = 0; p[3] = 0;
+  p[0] = PROTOCOL_VERSION & 0xff; p[1] = PROTOCOL_VERSION >> 8;
+  p[2] = HELLO_FLAG_IDENTITY_NETWORK & 0xff; p[3] = HELLO_FLAG_IDENTITY_NETWORK >> 8;
   send_frame(F_HELLO, 0, p, 4, AGENT_VERSION, strlen(AGENT_VERSION));
 }
 
@@ -207,6 +212,19 @@ static void write_file(const char *path, const char *data, size_t len) {
   close(fd);
 }
 
+static int configure_eth0(const char *address_cidr, const char *gateway, const char *dns, int replace, char *err, size_t errlen);
+
+/* The NETWORK extension's body: str address/prefix, str gateway, str dns. 0 when applied. */
+static int apply_identity_network(const unsigned char *body, size_t len, char *err, size_t errlen) {
+  struct cursor c = { body, len, 0 };
+  char *address = take_str(&c, NULL), *gateway = take_str(&c, NULL), *dns = take_str(&c, NULL);
+  int rc = -1;
+  if (c.bad) snprintf(err, errlen, "malformed IDENTITY network extension");
+  else rc = configure_eth0(address, gateway, dns, 1, err, errlen);
+  free(address); free(gateway); free(dns);
+  return rc;
+}
+
 /* A restored snapshot clone must not repeat its siblings' random output, hostname,
  * machine-id or stale clock: the host sends fresh values before any command runs. */
 static void apply_identity(uint32_t id, const unsigned char *payload, size_t len) {
@@ -216,6 +234,7 @@ static void apply_identity(uint32_t id, const unsigned char *payload, size_t len
   char *machine_id = take_str(&c, NULL);
   size_t seed_len = 0;
   char *seed = take_str(&c, &seed_len);
+  char *ext = NULL;
   if (c.bad) { send_error(id, "malformed IDENTITY frame"); goto out; }
 
   uint64_t unix_us = ((uint64_t)hi << 32) | lo;
@@ -241,9 +260,23 @@ static void apply_identity(uint32_t id, const unsigned char *payload, size_t len
   if (ioctl(rfd, RNDRESEEDCRNG) < 0) logmsg("RNDRESEEDCRNG: %s", strerror(errno));
   free(info);
   close(rfd);
+
+  /* Extensions after the seed: apply the kinds this agent knows, skip the rest by their length. */
+  while (c.left > 0) {
+    uint32_t kind = take_u32(&c);
+    size_t ext_len = 0;
+    ext = take_str(&c, &ext_len);
+    if (c.bad) { send_error(id, "malformed IDENTITY extension"); goto out; }
+    if (kind == IDENTITY_EXT_NETWORK) {
+      char err[256];
+      if (apply_identity_network((const unsigned char *)ext, ext_len, err, sizeof err) < 0) { send_error(id, "%s", err); goto out; }
+    }
+    free(ext);
+    ext = NULL;
+  }
   send_frame(F_IDENTITY_OK, id, NULL, 0, NULL, 0);
 out:
-  free(hostname); free(machine_id); free(seed);
+  free(hostname); free(machine_id); free(seed); free(ext);
 }
 
 static void reap_orphans(pid_t child, int *child_status, int *child_done) {
@@ -503,49 +536,87 @@ static void set_sockaddr(struct sockaddr *sa, const char *address) {
   inet_pton(AF_INET, address, &in->sin_addr);
 }
 
+static int valid_ipv4(const char *text) {
+  struct in_addr a;
+  return text && inet_pton(AF_INET, text, &a) == 1;
+}
+
 /*
- * Static set-up by ioctl (no DHCP round trip, no `ip` binary, which a Debian
- * minbase root lacks). Defaults are QEMU user-mode networking's fixed addresses;
- * a TAP network passes its own: hearth.ip=A.B.C.D/PREFIX hearth.gw= hearth.dns=.
+ * Static set-up of eth0 by ioctl (no DHCP round trip, no `ip` binary, which a
+ * Debian minbase root lacks): address/prefix, default route, /etc/resolv.conf.
+ * With `replace` (a restored clone re-addressed by IDENTITY), the default
+ * routes are deleted first and the old address is replaced in place. Returns
+ * 0, or -1 with the reason in err.
  */
-static void network_up(const char *cmdline) {
-  char address[32], gateway[32], dns[32], prefix_text[8] = "24";
-  cmdline_value(cmdline, "hearth.ip", address, sizeof address);
-  cmdline_value(cmdline, "hearth.gw", gateway, sizeof gateway);
-  cmdline_value(cmdline, "hearth.dns", dns, sizeof dns);
-  if (!address[0]) snprintf(address, sizeof address, "10.0.2.15/24");
-  if (!gateway[0]) snprintf(gateway, sizeof gateway, "10.0.2.2");
-  if (!dns[0]) snprintf(dns, sizeof dns, "10.0.2.3");
+static int configure_eth0(const char *address_cidr, const char *gateway, const char *dns, int replace, char *err, size_t errlen) {
+  char address[32], prefix_text[8] = "24";
+  snprintf(address, sizeof address, "%s", address_cidr);
   char *slash = strchr(address, '/');
   if (slash) { snprintf(prefix_text, sizeof prefix_text, "%s", slash + 1); *slash = 0; }
-  unsigned prefix = (unsigned)strtoul(prefix_text, NULL, 10);
-  uint32_t mask = prefix == 0 ? 0 : htonl(0xffffffffu << (32 - (prefix > 32 ? 32 : prefix)));
+  char *end = NULL;
+  unsigned long prefix = strtoul(prefix_text, &end, 10);
+  if (!valid_ipv4(address) || !valid_ipv4(gateway) || !valid_ipv4(dns) || !end || *end || prefix > 32) {
+    snprintf(err, errlen, "eth0: bad address %s, gateway %s or dns %s", address_cidr, gateway, dns);
+    return -1;
+  }
+  uint32_t mask = prefix == 0 ? 0 : htonl(0xffffffffu << (32 - prefix));
   char netmask[INET_ADDRSTRLEN];
   inet_ntop(AF_INET, &mask, netmask, sizeof netmask);
 
   for (int i = 0; i < 500 && access("/sys/class/net/eth0", F_OK) != 0; i++) usleep(10000);
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) { snprintf(err, errlen, "eth0: socket: %s", strerror(errno)); return -1; }
+  int rc = 0;
+  struct rtentry route;
+  if (replace) {
+    /* Every default route goes: the old one points at the snapshot's gateway, no longer on this link. */
+    for (int i = 0; i < 16; i++) {
+      memset(&route, 0, sizeof route);
+      set_sockaddr(&route.rt_dst, "0.0.0.0");
+      set_sockaddr(&route.rt_genmask, "0.0.0.0");
+      route.rt_flags = RTF_UP;
+      if (ioctl(s, SIOCDELRT, &route) < 0) break;
+    }
+  }
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   strncpy(ifr.ifr_name, "eth0", IFNAMSIZ - 1);
+  /* SIOCSIFADDR replaces eth0's primary address (and its connected route) in place. */
   set_sockaddr(&ifr.ifr_addr, address);
-  if (ioctl(s, SIOCSIFADDR, &ifr) < 0) logmsg("eth0 address %s: %s", address, strerror(errno));
+  if (ioctl(s, SIOCSIFADDR, &ifr) < 0) { snprintf(err, errlen, "eth0 address %s: %s", address, strerror(errno)); rc = -1; }
   set_sockaddr(&ifr.ifr_netmask, netmask);
-  if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0) logmsg("eth0 netmask %s: %s", netmask, strerror(errno));
+  if (rc == 0 && ioctl(s, SIOCSIFNETMASK, &ifr) < 0) { snprintf(err, errlen, "eth0 netmask %s: %s", netmask, strerror(errno)); rc = -1; }
   close(s);
+  if (rc < 0) { logmsg("%s", err); return -1; }
   interface_up("eth0");
-  struct rtentry route;
   memset(&route, 0, sizeof route);
   set_sockaddr(&route.rt_dst, "0.0.0.0");
   set_sockaddr(&route.rt_genmask, "0.0.0.0");
   set_sockaddr(&route.rt_gateway, gateway);
   route.rt_flags = RTF_UP | RTF_GATEWAY;
   s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (ioctl(s, SIOCADDRT, &route) < 0) logmsg("default route via %s: %s", gateway, strerror(errno));
+  if (ioctl(s, SIOCADDRT, &route) < 0 && errno != EEXIST) { snprintf(err, errlen, "default route via %s: %s", gateway, strerror(errno)); rc = -1; }
   close(s);
   char resolv[64];
   int n = snprintf(resolv, sizeof resolv, "nameserver %s\n", dns);
   write_file("/etc/resolv.conf", resolv, (size_t)n);
+  if (rc < 0) logmsg("%s", err);
+  return rc;
+}
+
+/*
+ * At boot: defaults are QEMU user-mode networking's fixed addresses; a TAP
+ * network passes its own: hearth.ip=A.B.C.D/PREFIX hearth.gw= hearth.dns=.
+ */
+static void network_up(const char *cmdline) {
+  char address[32], gateway[32], dns[32], err[256];
+  cmdline_value(cmdline, "hearth.ip", address, sizeof address);
+  cmdline_value(cmdline, "hearth.gw", gateway, sizeof gateway);
+  cmdline_value(cmdline, "hearth.dns", dns, sizeof dns);
+  if (!address[0]) snprintf(address, sizeof address, "10.0.2.15/24");
+  if (!gateway[0]) snprintf(gateway, sizeof gateway, "10.0.2.2");
+  if (!dns[0]) snprintf(dns, sizeof dns, "10.0.2.3");
+  if (configure_eth0(address, gateway, dns, 0, err, sizeof err) < 0) logmsg("network: %s", err);
 }
 
 static int open_agent_port(const char *name) {

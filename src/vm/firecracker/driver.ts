@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { HearthPaths } from '../../config/paths.ts';
 import { HearthError, isHearthError } from '../../errors.ts';
 import { AgentChannel, type OutputSink } from '../../guest/channel.ts';
+import { HELLO_FLAG_IDENTITY_NETWORK, type IdentityNetwork } from '../../guest/protocol.ts';
 import { loadImage, readImageById, type Image } from '../../image/store.ts';
 import { ensureVmlinux } from '../../image/vmlinux.ts';
 import type { Logger } from '../../log.ts';
@@ -49,6 +50,11 @@ export interface FirecrackerVmSpec extends VmSpec {
   readonly metadata?: JobMetadata;
 }
 
+/** A clone of a networked snapshot may be given its own job metadata for MMDS (the store is not in the snapshot). */
+export interface FirecrackerRestoreOptions extends RestoreOptions {
+  readonly metadata?: JobMetadata;
+}
+
 const OPEN_EGRESS: EgressPolicy = { allow: [], hostPorts: [], dns: '1.1.1.1' };
 
 /**
@@ -70,6 +76,11 @@ interface LiveVm extends LocalVm {
 
 /** What a snapshot restore reads: the manifest, the directory and its state file. */
 type LoadedSnapshot = SnapshotManifest & { dir: string; statePath: string };
+
+/** How a guest on `network` addresses eth0: what the kernel command line says at boot, and IDENTITY tells a clone. */
+export function identityNetwork(network: TapNetwork, policy: EgressPolicy): IdentityNetwork {
+  return { address: `${network.guestIp}/${network.prefix}`, gateway: network.hostIp, dns: policy.dns };
+}
 
 /** Kernel command line: the agent listens on vsock; disks are found by their ext4 labels. */
 export function firecrackerBootArgs(disks: { root: boolean; source: boolean }, network: readonly string[] = []): string {
@@ -146,11 +157,17 @@ export class FirecrackerDriver implements VmDriver {
     return this.launch({ spec: vmSpec, image, origin: { kind: 'cold' }, firecracker, metadata });
   }
 
-  async restore(snapshotName: string, options: RestoreOptions = {}): Promise<Vm> {
+  /**
+   * A clone in a fresh VMM process. A networked snapshot's clone gets a TAP
+   * device (and /30) of its own, named to Firecracker by `network_overrides`,
+   * and its agent moves eth0 to the new address when it is given its identity.
+   */
+  async restore(snapshotName: string, options: FirecrackerRestoreOptions = {}): Promise<Vm> {
     const snapshot = await readSnapshot(this.options.paths.data, snapshotName);
     const stale = (reason: string): HearthError => new HearthError('HEARTH_ERR_SNAPSHOT_STALE', { name: snapshotName, reason });
     if (snapshot.driver !== this.name) throw stale(`it was taken by the ${snapshot.driver} driver`);
-    if (options.network || snapshot.spec.network) throw stale('a networked guest keeps its address in memory, so it cannot be cloned onto another TAP device; snapshot a VM without network');
+    if (options.network && !snapshot.spec.network) throw stale('it was taken without a network interface, and Firecracker cannot add one to a restored VM; snapshot a VM booted with network');
+    if (options.metadata) checkJobMetadata(options.metadata);
     const firecracker = this.checkBinaries(snapshot.spec);
     let image: Image;
     try {
@@ -158,7 +175,7 @@ export class FirecrackerDriver implements VmDriver {
     } catch {
       throw stale(`its image build ${snapshot.imageId} is no longer in the cache`);
     }
-    return this.launch({ spec: snapshot.spec, image, origin: { kind: 'snapshot', name: snapshotName }, firecracker, snapshot });
+    return this.launch({ spec: snapshot.spec, image, origin: { kind: 'snapshot', name: snapshotName }, firecracker, snapshot, metadata: options.metadata });
   }
 
   private async launch(plan: { spec: VmSpec; image: Image; origin: Vm['origin']; firecracker: string; snapshot?: LoadedSnapshot; metadata?: JobMetadata | undefined }): Promise<Vm> {
@@ -191,7 +208,7 @@ export class FirecrackerDriver implements VmDriver {
         await createJail(jail, dir);
         files = { dir: jail.root, vmmPath: (name) => `/${name}` };
       }
-      if (spec.network && !snapshot) network = await setUpTap(this.options.paths.runtime, dir, id, egress);
+      if (spec.network) network = await setUpTap(this.options.paths.runtime, dir, id, egress);
       kernel = await ensureVmlinux(image);
       initrd = image.initrdPath;
       if (jail) {
@@ -250,9 +267,14 @@ export class FirecrackerDriver implements VmDriver {
       if (snapshot) {
         const state = jail ? files.vmmPath('restore.vmstate') : snapshot.statePath;
         const memory = jail ? files.vmmPath('restore.memory') : join(snapshot.dir, 'memory');
-        await api.put('/snapshot/load', { snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: memory }, resume_vm: false, vsock_override: { uds_path: vsock } });
+        // The snapshot names the source VM's TAP device and vsock socket; this clone has its own.
+        const overrides = network ? { network_overrides: [{ iface_id: 'eth0', host_dev_name: network.device }] } : {};
+        await api.put('/snapshot/load', { snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: memory }, resume_vm: false, ...overrides, vsock_override: { uds_path: vsock } });
         // The snapshot names the source VM's disk; this clone runs on its own copy.
         if (rootDisk) await api.patch('/drives/root', { drive_id: 'root', path_on_host: rootDisk });
+        // The MMDS configuration (V2, on eth0) is part of the snapshot and /mmds/config is pre-boot only,
+        // so it stays as restored; the data store is not in the snapshot: this clone's is put now.
+        if (network) await api.put('/mmds', mmdsContents(id, plan.metadata ?? {}));
         await api.patch('/vm', { state: 'Resumed' });
       } else {
         await api.put('/boot-source', { kernel_image_path: kernel, initrd_path: initrd, boot_args: firecrackerBootArgs({ root: hasRoot, source: sourceName !== undefined }, network ? guestNetworkArgs(network, egress) : []) });
@@ -274,8 +296,13 @@ export class FirecrackerDriver implements VmDriver {
       }
       const channel = await AgentChannel.connectVsock(join(files.dir, 'vsock.sock'), AGENT_VSOCK_PORT, deadline);
       live.channel = channel;
-      await channel.hello(origin.kind === 'snapshot');
-      await channel.setIdentity(freshIdentity(id));
+      const hello = await channel.hello(origin.kind === 'snapshot');
+      // A clone still has the snapshot's address on eth0: its agent must move it onto this VM's /30.
+      const readdress = snapshot && network ? identityNetwork(network, egress) : undefined;
+      if (readdress && (hello.flags & HELLO_FLAG_IDENTITY_NETWORK) === 0) {
+        throw new HearthError('HEARTH_ERR_SNAPSHOT_STALE', { name: origin.kind === 'snapshot' ? origin.name : '', reason: `its guest agent (${hello.agent}) cannot change the clone's network address; rebuild the image (hearth image build) and take the snapshot again` });
+      }
+      await channel.setIdentity(freshIdentity(id, readdress));
     } catch (error) {
       return fail((error as Error).message, error);
     }

@@ -1,14 +1,15 @@
 // The "guest" behind the fake vsock: answers the Hearth agent protocol the way
 // src/guest/agent/hearth-agent.c does, frame for frame, without running anything.
-import { FrameType, PROTOCOL_VERSION, encodeFrame, type ExecMessage, type Frame } from '../../../src/guest/protocol.ts';
+import { FrameType, HELLO_FLAG_IDENTITY_NETWORK, IdentityExtension, PROTOCOL_VERSION, checkIdentityNetwork, encodeFrame, type ExecMessage, type Frame, type IdentityMessage, type IdentityNetwork } from '../../../src/guest/protocol.ts';
 
 /** The real agent's name (AGENT_VERSION in hearth-agent.c). */
 export const FAKE_AGENT_NAME = 'hearth-agent/1';
 
-export function helloFrame(): Buffer {
+/** HELLO as the real agent sends it; `flags` other than its own emulate an older agent. */
+export function helloFrame(flags: number = HELLO_FLAG_IDENTITY_NETWORK): Buffer {
   const head = Buffer.alloc(4);
   head.writeUInt16LE(PROTOCOL_VERSION, 0);
-  head.writeUInt16LE(0, 2); // flags
+  head.writeUInt16LE(flags, 2); // by default: it re-addresses eth0 from IDENTITY, as the real agent does
   return encodeFrame(FrameType.HELLO, 0, Buffer.concat([head, Buffer.from(FAKE_AGENT_NAME)]));
 }
 
@@ -30,13 +31,45 @@ class Cursor {
     return v;
   }
 
-  str(): string {
+  bytes(): Buffer {
     const n = this.u32();
     if (this.offset + n > this.buf.length) throw new RangeError('truncated');
-    const s = this.buf.subarray(this.offset, this.offset + n).toString('utf8');
+    const b = this.buf.subarray(this.offset, this.offset + n);
     this.offset += n;
-    return s;
+    return b;
   }
+
+  str(): string {
+    return this.bytes().toString('utf8');
+  }
+
+  get left(): number {
+    return this.buf.length - this.offset;
+  }
+}
+
+/**
+ * The inverse of protocol.ts `encodeIdentity`, read as the C agent reads it:
+ * the version 1 fields, then extensions (u32 kind + str body) of which only
+ * NETWORK is applied and the others are skipped. Throws RangeError on a short
+ * payload or a network extension the agent would refuse.
+ */
+export function decodeIdentity(payload: Buffer): IdentityMessage {
+  const c = new Cursor(payload);
+  const unixTimeUs = c.u64();
+  const hostname = c.str();
+  const machineId = c.str();
+  const seed = Buffer.from(c.bytes());
+  let network: IdentityNetwork | undefined;
+  while (c.left > 0) {
+    const kind = c.u32();
+    const body = c.bytes();
+    if (kind !== IdentityExtension.NETWORK) continue;
+    const n = new Cursor(body);
+    network = { address: n.str(), gateway: n.str(), dns: n.str() };
+    checkIdentityNetwork(network);
+  }
+  return { unixTimeUs, hostname, machineId, seed, ...(network ? { network } : {}) };
 }
 
 /** The inverse of protocol.ts `encodeExec`; throws RangeError on a short payload. */
@@ -84,22 +117,21 @@ function fakeRun(id: number, argv: readonly string[]): Buffer[] {
   return [outputFrame(FrameType.STDERR, id, `hearth: cannot run ${cmd}: No such file or directory\n`), exitFrame(id, 127)];
 }
 
-/** What the agent writes back for one frame from the host; `execs` records each EXEC it saw. */
-export function answerFrame(frame: Frame, execs: ExecMessage[]): Buffer[] {
+/** What the agent writes back for one frame from the host; `execs` records each EXEC it saw, `onIdentity` hears each IDENTITY it applied. */
+export function answerFrame(frame: Frame, execs: ExecMessage[], onIdentity?: (identity: IdentityMessage) => void, helloFlags?: number): Buffer[] {
   switch (frame.type) {
     case FrameType.PING:
-      return [helloFrame()];
-    case FrameType.IDENTITY:
+      return [helloFrame(helloFlags)];
+    case FrameType.IDENTITY: {
+      let identity: IdentityMessage;
       try {
-        const c = new Cursor(frame.payload);
-        c.u64();
-        c.str();
-        c.str();
-        c.str();
+        identity = decodeIdentity(frame.payload);
       } catch {
         return [errorFrame(frame.id, 'malformed IDENTITY frame')];
       }
+      onIdentity?.(identity);
       return [encodeFrame(FrameType.IDENTITY_OK, frame.id)];
+    }
     case FrameType.EXEC: {
       let exec: ExecMessage;
       try {

@@ -43,12 +43,16 @@ function parseArgs(argv: readonly string[]): Map<string, string> {
 const args = parseArgs(process.argv.slice(2));
 const logPath = process.env.FAKE_FIRECRACKER_LOG;
 const root = process.env.FAKE_FIRECRACKER_ROOT;
+// One line per IDENTITY the emulated agent applied: which VMM, the hostname and any network it was given.
+const agentLogPath = process.env.FAKE_FIRECRACKER_AGENT_LOG;
 const fake = await FakeFirecracker.start(hostPath(root, args.get('api-sock') ?? '/run/firecracker.socket'), {
   vsockAgent: true,
   id: args.get('id'),
   checkHostPaths: process.env.FAKE_FIRECRACKER_CHECK_PATHS !== '0',
   ...(root ? { root } : {}),
   onRequest: logPath ? (entry) => appendFileSync(logPath, `${JSON.stringify(entry)}\n`) : undefined,
+  ...(process.env.FAKE_FIRECRACKER_AGENT_FLAGS === undefined ? {} : { agentHelloFlags: Number(process.env.FAKE_FIRECRACKER_AGENT_FLAGS) }),
+  onIdentity: agentLogPath ? (identity) => appendFileSync(agentLogPath, `${JSON.stringify({ vmm: args.get('id'), hostname: identity.hostname, network: identity.network })}\n`) : undefined,
 }).catch((error: NodeJS.ErrnoException) => fail(`cannot open the API socket: ${error.code ?? error.message}`));
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

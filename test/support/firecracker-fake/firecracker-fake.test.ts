@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { FrameDecoder, FrameType, decodeExit, decodeHello, decodeOutput, encodeExec, encodeFrame, encodeIdentity, type Frame, type FrameTypeCode } from '../../../src/guest/protocol.ts';
+import { FrameDecoder, FrameType, decodeExit, decodeHello, decodeOutput, encodeExec, encodeFrame, encodeIdentity, HELLO_FLAG_IDENTITY_NETWORK, type Frame, type FrameTypeCode } from '../../../src/guest/protocol.ts';
 import { FakeFirecracker, type FakeFirecrackerOptions } from './server.ts';
 import { specOperations, validateRequest } from './spec.ts';
 import { IMPLEMENTED_OPERATIONS } from './vmm.ts';
@@ -191,7 +191,7 @@ describe('FakeFirecracker lifecycle', () => {
     assert.ok(link.hostPort >= 2 ** 30);
     const hello = await link.next();
     assert.equal(hello.type, FrameType.HELLO);
-    assert.deepEqual(decodeHello(hello.payload), { version: 1, agent: 'hearth-agent/1' });
+    assert.deepEqual(decodeHello(hello.payload), { version: 1, agent: 'hearth-agent/1', flags: HELLO_FLAG_IDENTITY_NETWORK });
     link.send(FrameType.IDENTITY, 1, encodeIdentity({ unixTimeUs: 1n, hostname: 'runner-1', machineId: 'a'.repeat(32), seed: Buffer.alloc(32, 7) }));
     assert.deepEqual(await link.next(), { type: FrameType.IDENTITY_OK, id: 1, payload: Buffer.alloc(0) });
     assert.deepEqual(await link.exec(2, ['echo', 'hello', 'world']), { stdout: 'hello world\n', stderr: '', code: 0 });

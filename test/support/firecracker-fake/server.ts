@@ -3,7 +3,7 @@
 // model (vmm.ts) sees it.
 import { rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { ExecMessage } from '../../../src/guest/protocol.ts';
+import type { ExecMessage, IdentityMessage } from '../../../src/guest/protocol.ts';
 import { Faults } from './faults.ts';
 import { validateRequest } from './spec.ts';
 import { FakeVmm, type Reply, type VmState } from './vmm.ts';
@@ -37,6 +37,10 @@ export interface FakeFirecrackerOptions {
   /** Started by the jailer: the chroot that every API path is read inside of. */
   readonly root?: string;
   readonly onRequest?: (entry: RequestLogEntry) => void;
+  /** Hears each IDENTITY the emulated agent applies (new hostname, machine-id, and eth0 for a networked clone). */
+  readonly onIdentity?: (identity: IdentityMessage) => void;
+  /** The emulated agent's HELLO flags; 0 plays an agent from before the IDENTITY network extension. */
+  readonly agentHelloFlags?: number;
 }
 
 // Firecracker's default when started without --id.
@@ -80,6 +84,8 @@ export class FakeFirecracker {
       agentPort: options.agentPort,
       checkHostPaths: options.checkHostPaths ?? true,
       root: options.root,
+      onIdentity: options.onIdentity,
+      agentHelloFlags: options.agentHelloFlags,
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       this.queue = this.queue.then(() => this.serve(req, res)).catch(() => {
@@ -106,6 +112,11 @@ export class FakeFirecracker {
   /** Every EXEC the emulated agent received, in order. */
   get execs(): readonly ExecMessage[] {
     return this.vmm.execs;
+  }
+
+  /** Every IDENTITY the emulated agent applied, in order. */
+  get identities(): readonly IdentityMessage[] {
+    return this.vmm.identities;
   }
 
   /** The vsock device's Unix socket, once PUT /vsock (or a snapshot load) bound it. */

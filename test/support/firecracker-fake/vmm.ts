@@ -4,7 +4,7 @@
 // fresh process). No HTTP here; server.ts is the transport.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { ExecMessage } from '../../../src/guest/protocol.ts';
+import type { ExecMessage, IdentityMessage } from '../../../src/guest/protocol.ts';
 import { Faults } from './faults.ts';
 import { FakeVsock } from './vsock.ts';
 
@@ -29,6 +29,10 @@ export interface VmmOptions {
   readonly checkHostPaths: boolean;
   /** The jail's chroot when started by the jailer: every path the API names is read inside it. */
   readonly root?: string | undefined;
+  /** Hears each IDENTITY the emulated agent applies. */
+  readonly onIdentity?: ((identity: IdentityMessage) => void) | undefined;
+  /** The emulated agent's HELLO flags (0 emulates an agent older than the IDENTITY network extension). */
+  readonly agentHelloFlags?: number | undefined;
 }
 
 /** Where a path the VMM was given lies on the host: inside `root` when jailed (`..` cannot climb out of a chroot). */
@@ -103,6 +107,10 @@ export class FakeVmm {
   /** Something beyond logger and metrics was configured, so snapshot/load is refused. */
   configured = false;
   readonly execs: ExecMessage[] = [];
+  /** Every IDENTITY the emulated agent applied, in order. */
+  readonly identities: IdentityMessage[] = [];
+  /** The body of the PUT /snapshot/load that made this VM, network_overrides and all. */
+  loadedWith: Json | undefined;
 
   constructor(readonly options: VmmOptions) {}
 
@@ -151,7 +159,16 @@ export class FakeVmm {
       await this.vsock?.close();
       this.vsock = undefined;
       try {
-        this.vsock = await FakeVsock.bind(this.hostPath(udsPath), { agent: this.options.vsockAgent, agentPort: this.options.agentPort, execs: this.execs });
+        this.vsock = await FakeVsock.bind(this.hostPath(udsPath), {
+          agent: this.options.vsockAgent,
+          agentPort: this.options.agentPort,
+          execs: this.execs,
+          helloFlags: this.options.agentHelloFlags,
+          onIdentity: (identity) => {
+            this.identities.push(identity);
+            this.options.onIdentity?.(identity);
+          },
+        });
       } catch (error) {
         return bad(Faults.vsockBind(udsPath, (error as NodeJS.ErrnoException).code ?? (error as Error).message));
       }
@@ -360,6 +377,7 @@ const HANDLERS: Record<string, Handler> = {
     for (const [id, iface] of interfaces) vmm.interfaces.set(id, iface);
     Object.assign(vmm.devices, config.devices);
     vmm.configured = true;
+    vmm.loadedWith = body;
     vmm.state = body.resume_vm === true ? 'Running' : 'Paused';
     vmm.vsock?.restore(vmm.state === 'Running');
     return NO_CONTENT;

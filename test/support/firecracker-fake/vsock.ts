@@ -3,7 +3,7 @@
 // talks to the guest. Behind it sits the emulated Hearth agent (agent.ts).
 import { rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { FrameDecoder, FrameType, encodeFrame, type ExecMessage } from '../../../src/guest/protocol.ts';
+import { FrameDecoder, FrameType, encodeFrame, type ExecMessage, type IdentityMessage } from '../../../src/guest/protocol.ts';
 import { answerFrame, helloFrame } from './agent.ts';
 
 /** off: not booted, nothing listens in the guest. paused: vCPUs stopped, the guest answers nothing until resumed. */
@@ -16,6 +16,10 @@ export interface VsockOptions {
   readonly agentPort?: number;
   /** Where each EXEC the agent receives is recorded. */
   readonly execs: ExecMessage[];
+  /** Hears each IDENTITY the agent applies. */
+  readonly onIdentity?: ((identity: IdentityMessage) => void) | undefined;
+  /** The agent's HELLO flags; unset, those of the current agent. */
+  readonly helloFlags?: number | undefined;
 }
 
 // Firecracker numbers host-side ports of host-initiated connections from 2^30 up.
@@ -127,7 +131,7 @@ export class FakeVsock {
     socket.write(`OK ${this.nextHostPort++}\n`);
     if (this.helloOwed) {
       this.helloOwed = false;
-      socket.write(helloFrame());
+      socket.write(helloFrame(this.options.helloFlags));
     }
     let decoder = new FrameDecoder();
     const feed = (chunk: Buffer): void => {
@@ -144,7 +148,7 @@ export class FakeVsock {
         decoder = new FrameDecoder();
         return;
       }
-      for (const frame of frames) for (const out of answerFrame(frame, this.options.execs)) socket.write(out);
+      for (const frame of frames) for (const out of answerFrame(frame, this.options.execs, this.options.onIdentity, this.options.helloFlags)) socket.write(out);
     };
     if (early.length) feed(early);
     socket.on('data', feed);

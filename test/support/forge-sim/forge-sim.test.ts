@@ -422,7 +422,10 @@ describe('GitLab', () => {
     const otherProject = String(((await gl(sim, 'POST', '/user/runners', { runner_type: 'project_type', project_id: 6, tag_list: ['a', 'b'] })).json as Json).token);
     assert.equal((await request(otherProject)).status, 204, 'a project runner serves its own project only');
 
-    const taken = await request(await make(['a', 'b', 'c'], { run_untagged: false }));
+    const runner = await make(['a', 'b', 'c'], { run_untagged: false });
+    // The simulated run (200 ms) starts when the job is handed out, so the update can't come back sooner.
+    const takenAt = Date.now();
+    const taken = await request(runner);
     assert.equal(taken.status, 201);
     const text = await taken.text();
     assert.match(text, new RegExp(`^\\{"id":${job.id},"token":"[^"]+"`));
@@ -438,9 +441,8 @@ describe('GitLab', () => {
     const jobToken = (JSON.parse(text) as Json).token as string;
     const put = (token: string): Promise<Response> => fetch(`${sim.gitlabUrl}/api/v4/jobs/${job.id}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-http-method-override': 'PUT' }, body: JSON.stringify({ token, state: 'success' }) });
     assert.equal((await put('glcbt-wrong')).status, 403);
-    const started = Date.now();
     assert.equal((await put(jobToken)).status, 200);
-    assert.ok(Date.now() - started >= 100, 'the update waits for the simulated run');
+    assert.ok(Date.now() - takenAt >= 200, 'the update waits for the simulated run');
     assert.equal(sim.gitlab.jobs.get(job.id)?.status, 'success');
   });
 

@@ -254,7 +254,7 @@ describe('Flintlock driver against the fake flintlockd with cloud-init guests', 
   });
 
   it('is wired into createHostDriver, with the settings it needs asked for by name', () => {
-    assert.throws(() => createHostDriver('flintlock', { paths, logger }), (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /agentUrl/.test(error.fix));
+    assert.throws(() => createHostDriver('flintlock', { paths, logger }), (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /HEARTH_FLINTLOCK_AGENT_URL/.test(error.fix));
     const wired = createHostDriver('flintlock', { paths, logger, flintlock: { endpoint: fake.endpoint, agentListen: '0.0.0.0:7071', agentUrl: 'tcp://10.0.0.1:7071', kernelImage: 'k' } });
     assert.equal(wired.name, 'flintlock');
     assert.throws(() => createHostDriver('flintlock', { paths, logger, flintlock: { endpoint: fake.endpoint, agentListen: '0.0.0.0:7071', agentUrl: 'tcp://hearth.local:7071', kernelImage: 'k' } }), (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /IP address/.test(error.fix));
