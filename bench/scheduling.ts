@@ -137,9 +137,6 @@ async function stopAll(parts: { controller: RunnerController; driver: FakeDriver
   await parts.leader.stop();
 }
 
-function rssMib(): number {
-  return process.memoryUsage().rss / 1024 / 1024;
-}
 
 async function measure(store: 'SQLite' | 'PostgreSQL', open: (name: string) => Promise<{ ledger: Ledger; url: string | null }>, root: string): Promise<void> {
   const hearth: number[] = [];
@@ -162,23 +159,29 @@ async function measure(store: 'SQLite' | 'PostgreSQL', open: (name: string) => P
 const root = await mkdtemp(join(tmpdir(), 'hearth-bench-sched-'));
 const postgres = await startPostgres();
 try {
+  // RSS per live VM first, in a process not yet grown by the throughput runs: 200 runners keep
+  // running in fake VMs, and the growth over the idle state (after a warm-up of 20) is divided by them.
+  {
+    const ledger = await Ledger.openSqlite(join(root, 'rss.db'));
+    const warm = await hearthScheduling(ledger, null, 8_000_000, 20, join(root, 'rt-warm'));
+    await stopAll(warm);
+    global.gc?.();
+    const before = process.memoryUsage();
+    const parts = await hearthScheduling(ledger, null, 9_000_000, LIVE_VMS, join(root, 'rt-rss'));
+    global.gc?.();
+    const after = process.memoryUsage();
+    const live = (await parts.driver.list()).filter((vm) => vm.alive).length;
+    const per = (bytes: number): string => `${(bytes / Math.max(1, live) / 1024).toFixed(1)} KiB`;
+    console.log(`controller memory with ${live} live fake VMs: RSS ${(before.rss / 2 ** 20).toFixed(1)} -> ${(after.rss / 2 ** 20).toFixed(1)} MiB (${per(after.rss - before.rss)} per live VM), JS heap ${per(after.heapUsed - before.heapUsed)} per live VM`);
+    await stopAll(parts);
+    await ledger.close();
+  }
   await measure('SQLite', async (name) => ({ ledger: await Ledger.openSqlite(join(root, `${name}.db`)), url: null }), root);
+  if (process.env.BENCH_ONLY_SQLITE === '1') process.exit(0);
   await measure('PostgreSQL', async (name) => {
     const url = await postgres.createDatabase(name);
     return { ledger: await Ledger.openPostgres(url), url };
   }, root);
-
-  // RSS per live VM: 200 runners keep running in fake VMs; the process's growth over its idle state.
-  const { ledger } = { ledger: await Ledger.openSqlite(join(root, 'rss.db')) };
-  global.gc?.();
-  const before = rssMib();
-  const parts = await hearthScheduling(ledger, null, 9_000_000, LIVE_VMS, join(root, 'rt-rss'));
-  global.gc?.();
-  const after = rssMib();
-  const live = (await parts.driver.list()).filter((vm) => vm.alive).length;
-  console.log(`controller RSS: ${before.toFixed(1)} MiB idle, ${after.toFixed(1)} MiB with ${live} live fake VMs: ${((after - before) / Math.max(1, live)).toFixed(3)} MiB per live VM`);
-  await stopAll(parts);
-  await ledger.close();
 } finally {
   await postgres.stop();
   await rm(root, { recursive: true, force: true });

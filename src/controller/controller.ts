@@ -193,7 +193,7 @@ export class RunnerController {
     const steps: [string, 'host' | 'leader', 'every' | 'periodic', () => Promise<void>][] = [
       ['heartbeat', 'host', 'every', () => this.heartbeat()],
       ['recover', 'host', 'periodic', () => this.recoverAbandoned()],
-      ['abort', 'host', 'every', () => this.abortDisowned()],
+      ['abort', 'host', 'periodic', () => this.abortDisowned()],
       ['sync_queued', 'leader', 'periodic', () => this.syncQueued()],
       ['hosts', 'leader', 'periodic', () => this.reconcileLostHosts()],
       ['release', 'host', 'every', () => this.releaseFinished()],
@@ -509,6 +509,7 @@ export class RunnerController {
     if (before === undefined) this.registered = false;
     else if (before === 'lost') {
       this.logger.warn({ host: this.hostId }, 'this host was marked lost (its heartbeat stopped); its jobs went to others, so their VMs here are destroyed');
+      this.lastRun.delete('abort');
       this.kick();
     }
   }
