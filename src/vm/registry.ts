@@ -25,6 +25,11 @@ export interface RegistryEntry {
   readonly createdAt: string;
 }
 
+/** The registry entry of a VM this process is starting: no VMM pid yet, owned by this process. */
+export function newRegistryEntry(vm: Pick<RegistryEntry, 'id' | 'driver' | 'image' | 'cpus' | 'memoryMib' | 'network' | 'accel'>): RegistryEntry {
+  return { ...vm, pid: 0, pidStart: '', ownerPid: process.pid, ownerStart: processStartTime(process.pid) ?? '', createdAt: new Date().toISOString() };
+}
+
 /** Field 22 of /proc/PID/stat (start time in clock ticks), or undefined if the process is gone or a zombie. */
 export function processStartTime(pid: number): string | undefined {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;

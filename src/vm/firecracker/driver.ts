@@ -15,7 +15,7 @@ import { runProgram } from '../../system/run.ts';
 import { execOverAgent, freshIdentity, LiveVms, makeSourceDisk, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
 import type { ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
 import { BASE_KERNEL_ARGS } from '../qemu/args.ts';
-import { processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
+import { newRegistryEntry, processStartTime, VmRegistry } from '../registry.ts';
 import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
 import { FirecrackerApi } from './api.ts';
 import { cgroupV2Mount, createJail, handOver, jailerArgs, linkIntoJail, moveOutOfJail, planJail, removeJail, validateJailerOptions, type Jail, type JailerOptions } from './jailer.ts';
@@ -184,7 +184,7 @@ export class FirecrackerDriver implements VmDriver {
     const id = `vm-${randomBytes(6).toString('hex')}`;
     const log = this.options.logger.child({ vmId: id });
     const dir = await this.registry.create(id);
-    const entry: RegistryEntry = { id, driver: this.name, pid: 0, pidStart: '', ownerPid: process.pid, ownerStart: processStartTime(process.pid) ?? '', image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, network: spec.network, accel: 'kvm', createdAt: new Date().toISOString() };
+    const entry = newRegistryEntry({ id, driver: this.name, image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, network: spec.network, accel: 'kvm' });
     await this.registry.write(entry);
     const fail = async (reason: string, cause: unknown): Promise<never> => {
       const detail = [reason, await tail(join(dir, 'firecracker.log'), 5)].filter(Boolean).join('\n');

@@ -10,7 +10,7 @@ import { AgentConnectListener, parseAgentUrl, parseHostPort, type AgentExpectati
 import type { Logger } from '../../log.ts';
 import { GUEST_PATH, validateVmSpec } from '../agent-vm.ts';
 import type { ExecRequest, ExecResult, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
-import { isSameProcess, processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
+import { isSameProcess, newRegistryEntry, VmRegistry, type RegistryEntry } from '../registry.ts';
 import { FlintlockClient } from './client.ts';
 import { agentBootstrapMetadata } from './cloud-init.ts';
 import { FlintlockError, isFlintlockError } from './errors.ts';
@@ -179,18 +179,7 @@ export class FlintlockDriver implements VmDriver {
     const log = this.#log.child({ vmId: id });
     const dir = await this.registry.create(id);
     const entry: FlintlockEntry = {
-      id,
-      driver: this.name,
-      pid: 0,
-      pidStart: '',
-      ownerPid: process.pid,
-      ownerStart: processStartTime(process.pid) ?? '',
-      image: spec.image,
-      cpus: spec.cpus,
-      memoryMib: spec.memoryMib,
-      network: true,
-      accel: 'kvm',
-      createdAt: new Date().toISOString(),
+      ...newRegistryEntry({ id, driver: this.name, image: spec.image, cpus: spec.cpus, memoryMib: spec.memoryMib, network: true, accel: 'kvm' }),
       uid: '',
       namespace: this.namespace,
       endpoint: this.#options.endpoint,

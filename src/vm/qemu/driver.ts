@@ -12,7 +12,7 @@ import { loadImage, readImageById, type Image } from '../../image/store.ts';
 import type { Logger } from '../../log.ts';
 import { runProgram } from '../../system/run.ts';
 import type { ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
-import { processStartTime, VmRegistry, type RegistryEntry } from '../registry.ts';
+import { newRegistryEntry, processStartTime, VmRegistry } from '../registry.ts';
 import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
 import { decideAccel, type Accel, type AccelDecision } from './accel.ts';
 import { qemuArgs, shellQuote, type QemuDisk } from './args.ts';
@@ -177,20 +177,7 @@ export class QemuDriver implements VmDriver {
     const id = `vm-${randomBytes(6).toString('hex')}`;
     const log = this.options.logger.child({ vmId: id });
     const dir = await this.registry.create(id);
-    const entry: RegistryEntry = {
-      id,
-      driver: this.name,
-      pid: 0,
-      pidStart: '',
-      ownerPid: process.pid,
-      ownerStart: processStartTime(process.pid) ?? '',
-      image: plan.image.id,
-      cpus: plan.spec.cpus,
-      memoryMib: plan.spec.memoryMib,
-      network: plan.spec.network,
-      accel: plan.accel,
-      createdAt: new Date().toISOString(),
-    };
+    const entry = newRegistryEntry({ id, driver: this.name, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, accel: plan.accel });
     await this.registry.write(entry);
 
     let disks: { disks: QemuDisk[]; kernelArgs: string[] };
