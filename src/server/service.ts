@@ -122,7 +122,8 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const leader = new LeaderElection(
     target.kind === 'postgres' ? target.url : null,
     (leading) => {
-      logger.info({ host: config.cluster.hostId }, leading ? 'leading: this replica now places jobs and watches hosts' : 'no longer leading');
+      // On one machine (SQLite) this process always leads: worth saying only where replicas compete.
+      logger[target.kind === 'postgres' ? 'info' : 'debug']({ host: config.cluster.hostId }, leading ? 'leading: this replica now places jobs and watches hosts' : 'no longer leading');
       controllerRef.current?.kick();
     },
     config.cluster.role !== 'host',
