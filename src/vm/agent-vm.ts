@@ -67,7 +67,14 @@ export interface LocalVm extends AgentVm {
 }
 
 /** Runs one command through the agent with the VM's timeout; a timed-out command costs the VM. */
-export async function execOverAgent(live: AgentVm, request: ExecRequest, sink: OutputSink, destroy: () => Promise<void>): Promise<ExecResult> {
+export async function execOverAgent(
+  live: AgentVm,
+  request: ExecRequest,
+  sink: OutputSink,
+  destroy: () => Promise<void>,
+  /** Where to look when the VM went away mid-command; by default the tail of its console log. */
+  goneDetail: () => Promise<string> = () => tail(join(live.dir, 'console.log'), 5),
+): Promise<ExecResult> {
   const vmId = live.vm.id;
   const channel = live.channel;
   if (!channel) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'no agent connection' });
@@ -79,7 +86,7 @@ export async function execOverAgent(live: AgentVm, request: ExecRequest, sink: O
     ? setTimeout(() => {
         timedOut = true;
         live.log.warn({ timeoutSeconds }, 'command timed out; destroying the VM');
-        void destroy();
+        destroy().catch((error: unknown) => live.log.error({ err: error }, 'destroying the timed-out VM failed'));
       }, timeoutSeconds * 1000)
     : undefined;
   const started = performance.now();
@@ -103,8 +110,8 @@ export async function execOverAgent(live: AgentVm, request: ExecRequest, sink: O
       throw new HearthError('HEARTH_ERR_EXEC_TIMEOUT', { vmId, timeoutSeconds }, { cause: error });
     }
     if (error instanceof AgentChannelError && error.kind === 'closed') {
-      await destroy();
-      throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: `${error.message}\n${await tail(join(live.dir, 'console.log'), 5)}`.trim() }, { cause: error });
+      await destroy().catch((cleanup: unknown) => live.log.error({ err: cleanup }, 'destroying the VM failed'));
+      throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: `${error.message}\n${await goneDetail()}`.trim() }, { cause: error });
     }
     throw new HearthError('HEARTH_ERR_AGENT_PROTOCOL', { vmId, reason: (error as Error).message }, { cause: error });
   } finally {

@@ -5,10 +5,10 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HearthPaths } from '../../config/paths.ts';
 import { HearthError, isHearthError } from '../../errors.ts';
-import { AgentChannel, AgentChannelError, type OutputSink } from '../../guest/channel.ts';
+import { AgentChannel, type OutputSink } from '../../guest/channel.ts';
 import { AgentConnectListener, parseAgentUrl, parseHostPort, type AgentExpectation } from '../../guest/connect-listener.ts';
 import type { Logger } from '../../log.ts';
-import { GUEST_PATH, validateVmSpec } from '../agent-vm.ts';
+import { execOverAgent, validateVmSpec } from '../agent-vm.ts';
 import type { ExecRequest, ExecResult, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
 import { isSameProcess, newRegistryEntry, VmRegistry, type RegistryEntry } from '../registry.ts';
 import { FlintlockClient } from './client.ts';
@@ -280,39 +280,8 @@ export class FlintlockDriver implements VmDriver {
    */
   async exec(vmId: string, request: ExecRequest, sink: OutputSink = {}): Promise<ExecResult> {
     const live = this.#requireLive(vmId, 'run a command');
-    const channel = live.channel;
-    if (!channel) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'no agent connection' });
-    if (request.argv.length === 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'command', reason: 'is empty', hint: 'give a command after --, e.g. hearth vm run -- uname -a' });
-    live.vm.state = 'running';
-    const timeoutSeconds = request.timeoutSeconds ?? 0;
-    let timedOut: Promise<void> | undefined;
-    const timer = timeoutSeconds > 0
-      ? setTimeout(() => {
-          live.log.warn({ timeoutSeconds }, 'command timed out; destroying the VM');
-          timedOut = this.destroy(vmId).catch((error: unknown) => live.log.error({ error: (error as Error).message }, 'destroying the timed-out VM failed'));
-        }, timeoutSeconds * 1000)
-      : undefined;
-    const started = performance.now();
-    live.log.info({ argv0: request.argv[0], envKeys: Object.keys(request.env ?? {}), cwd: request.cwd }, 'exec');
-    try {
-      const outcome = await channel.exec({ argv: request.argv, env: { PATH: GUEST_PATH, HOME: '/root', LANG: 'C.UTF-8', HOSTNAME: `hearth-${vmId.slice(3)}`, ...request.env }, cwd: request.cwd ?? '/root', timeoutMs: timeoutSeconds * 1000 }, sink);
-      const result = { exitCode: outcome.exitCode, signal: outcome.signal, durationMs: performance.now() - started };
-      live.log.info({ exitCode: result.exitCode, durationMs: Math.round(result.durationMs) }, 'exec finished');
-      return result;
-    } catch (error) {
-      if (timedOut) {
-        await timedOut;
-        throw new HearthError('HEARTH_ERR_EXEC_TIMEOUT', { vmId, timeoutSeconds }, { cause: error });
-      }
-      if (error instanceof AgentChannelError && error.kind === 'closed') {
-        await this.destroy(vmId).catch((cleanup: unknown) => live.log.error({ error: (cleanup as Error).message }, 'destroying the VM failed'));
-        throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: `${error.message}; the agent's log is in the VM (cloud-init output) on the flintlockd host` }, { cause: error });
-      }
-      throw new HearthError('HEARTH_ERR_AGENT_PROTOCOL', { vmId, reason: (error as Error).message }, { cause: error });
-    } finally {
-      clearTimeout(timer);
-      if (live.vm.state === 'running') live.vm.state = 'ready';
-    }
+    // The VM's console is on the flintlockd host, not here.
+    return execOverAgent(live, request, sink, () => this.destroy(vmId), async () => "the agent's log is in the VM (cloud-init output) on the flintlockd host");
   }
 
   snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
