@@ -303,7 +303,7 @@ describe('FakeFirecracker spec validation', () => {
     assert.equal(fake.state, 'Not started');
   });
 
-  it('validates straight from the spec file', () => {
+  it('validates against the API schema written in the repository', () => {
     assert.deepEqual(validateRequest('PUT', '/drives/data', { drive_id: 'data', path_on_host: '/d', is_root_device: false, is_read_only: true }), {
       ok: true,
       operation: 'putGuestDriveByID',
@@ -316,7 +316,7 @@ describe('FakeFirecracker spec validation', () => {
     assert.equal(validateRequest('PUT', '/drives/d', { drive_id: 'd', is_root_device: false, rate_limiter: { bandwidth: { size: 1 } }, path_on_host: '/d', is_read_only: true }).ok, false);
   });
 
-  it('implements every operation in the spec', () => {
+  it('implements every operation in the API schema', () => {
     const missing = specOperations().filter((op) => !IMPLEMENTED_OPERATIONS.includes(op.operation));
     assert.deepEqual(missing, []);
   });
