@@ -1,7 +1,7 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HearthPaths } from '../../src/config/paths.ts';
@@ -10,6 +10,7 @@ import { isHearthError, type HearthError } from '../../src/errors.ts';
 import { HEARTH_BIN } from '../support/env.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'hearth-serve-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const paths: HearthPaths = { cache: join(dir, 'cache'), data: join(dir, 'data'), runtime: join(dir, 'run') };
 let files = 0;
 

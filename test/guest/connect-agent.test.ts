@@ -7,7 +7,6 @@ import { readFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { resolvePaths } from '../../src/config/paths.ts';
 import { isHearthError } from '../../src/errors.ts';
 import { AgentChannel } from '../../src/guest/channel.ts';
@@ -15,6 +14,7 @@ import { AgentConnectListener, parseAgentUrl } from '../../src/guest/connect-lis
 import { buildGuestAgent } from '../../src/image/agent.ts';
 import { createLogger } from '../../src/log.ts';
 import { captureOutput } from '../support/env.ts';
+import { waitFor } from '../support/wait.ts';
 
 interface Agent {
   readonly child: ChildProcess;
@@ -28,14 +28,6 @@ function startAgent(binary: string, args: string[], env: NodeJS.ProcessEnv): Age
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
   const exited = once(child, 'exit').then(([code]) => code as number | null);
   return { child, stderr: () => stderr, exited };
-}
-
-async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 async function freePort(): Promise<number> {
@@ -129,7 +121,7 @@ describe('hearth-agent --connect (connect-back)', () => {
   it('keeps dialing with backoff while refused, and never logs the token it sends', async () => {
     const agent = startAgent(agentBinary, ['--connect', url()], { HEARTH_AGENT_TOKEN: 'wrong-token-abcdef' });
     agents.push(agent);
-    await waitFor(() => (agent.stderr().match(/refused this agent/g) ?? []).length >= 2, 10_000, 'two refusals');
+    await waitFor(() => (agent.stderr().match(/refused this agent/g) ?? []).length >= 2, { timeout: 10_000, interval: 20, what: 'two refusals' });
     assert.match(agent.stderr(), /refused this agent \(DENIED unknown-token\)/);
     assert.match(agent.stderr(), /retrying in \d+ ms/);
     assert.ok(!agent.stderr().includes('wrong-token-abcdef'));
@@ -141,7 +133,7 @@ describe('hearth-agent --connect (connect-back)', () => {
     const port = await freePort();
     const agent = startAgent(agentBinary, ['--connect', `tcp://127.0.0.1:${port}`], { HEARTH_AGENT_TOKEN: 'late-host-token' });
     agents.push(agent);
-    await waitFor(() => (agent.stderr().match(/connect to .*Connection refused/g) ?? []).length >= 3, 10_000, 'three failed dials');
+    await waitFor(() => (agent.stderr().match(/connect to .*Connection refused/g) ?? []).length >= 3, { timeout: 10_000, interval: 20, what: 'three failed dials' });
     const waits = [...agent.stderr().matchAll(/retrying in (\d+) ms/g)].map((m) => Number(m[1]));
     assert.ok(waits[1]! > waits[0]! && waits[2]! > waits[1]!, `backoff grows: ${waits.join(', ')}`);
     // A host by hand: read the hello line, answer OK, then it is the framed protocol.

@@ -10,16 +10,19 @@ import { createLogger } from '../../src/log.ts';
 import { VmPool } from '../../src/pool/pool.ts';
 import type { Vm } from '../../src/vm/driver.ts';
 import { captureOutput, createTestHost, type TestHost } from '../support/env.ts';
+import { waitFor } from '../support/wait.ts';
 
 const BASE: PoolConfig = { name: 'p', labels: [], cpus: 1, memoryMib: 256, image: 'minimal', mode: 'snapshot', minIdle: 2, maxSize: 4, maxIdleAgeSeconds: 3600, templateMaxAgeSeconds: 86_400, autoscale: false, maxIdle: 2, demandWindowSeconds: 3600 };
 
 async function waitIdle(pool: VmPool, count: number): Promise<void> {
-  const deadline = Date.now() + 90_000;
-  while (pool.status().idle < count) {
-    if (Date.now() > deadline) throw new Error(`pool never reached ${count} idle: ${JSON.stringify(pool.status())}`);
-    await pool.maintain();
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(
+    async () => {
+      if (pool.status().idle >= count) return true;
+      await pool.maintain();
+      return pool.status().idle >= count;
+    },
+    { what: `the pool to reach ${count} idle`, timeout: 90_000, interval: 100, detail: () => JSON.stringify(pool.status()) },
+  );
 }
 
 async function run(host: TestHost, vm: Vm, script: string): Promise<string> {
@@ -92,7 +95,7 @@ describe('VM pools with real VMs', () => {
     const [record] = await host.driver.list();
     assert.ok(record);
     process.kill(record.pid, 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(() => !host.driver.isAlive(record.id), { what: `the driver to see ${record.id} dead`, timeout: 10_000, interval: 20 });
     assert.equal(pool.take(), undefined, 'the dead VM is not handed out');
     await waitIdle(pool, 1);
     const vm = pool.take();

@@ -8,6 +8,7 @@ import { ForgeSimulator } from '../support/forge-sim/index.ts';
 import { LoadBalancer } from '../support/load-balancer.ts';
 import { startPostgres, type PostgresServer } from '../support/postgres.ts';
 import { OWNED_LABELS, REPO, SECRETS, testServeConfig } from '../support/serve-host.ts';
+import { waitFor } from '../support/wait.ts';
 
 /**
  * The scale-out fault matrix (docs/reliability.md): real PostgreSQL from
@@ -65,14 +66,8 @@ async function stopWorld(w: World | undefined, failed: boolean): Promise<void> {
   await w.pg.stop();
 }
 
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, detail: () => Promise<string> = async () => ''): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${await detail()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+function until<T>(what: string, check: () => Promise<T | undefined>, timeout: number, detail: () => Promise<string> = async () => ''): Promise<Exclude<T, undefined | null | false>> {
+  return waitFor(check, { what, timeout, interval: 250, detail });
 }
 
 const random = (min: number, max: number): number => min + Math.random() * (max - min);
@@ -113,6 +108,7 @@ describe('scale-out on PostgreSQL: 3 controllers behind a load balancer, 2 hosts
       let done = false;
       const chaos = (async () => {
         while (!done) {
+          // Random pauses are the scenario: kills land at unpredictable points of the jobs' lives.
           await new Promise((r) => setTimeout(r, random(300, 1200)));
           if (done) break;
           const alive = world.cluster.running(CONTROLLERS);
@@ -130,6 +126,7 @@ describe('scale-out on PostgreSQL: 3 controllers behind a load balancer, 2 hosts
       const jobs: Awaited<ReturnType<ForgeSimulator['queueGithubJob']>>[] = [];
       for (let i = 0; i < 200; i++) {
         jobs.push(await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, `hearth=chaos-${i}`], name: `job-${i % 5}` }));
+        // Spreads the arrivals over the chaos (the scenario's pacing, not synchronisation).
         await new Promise((r) => setTimeout(r, 30));
       }
       const ids = jobs.map((j) => `github:${j.id}`);
@@ -243,10 +240,12 @@ describe('scale-out on PostgreSQL: 3 controllers behind a load balancer, 2 hosts
       const queueing = (async () => {
         for (let i = 0; i < 60; i++) {
           jobs.push(await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, `hearth=pg-${i}`] }));
+          // Spreads the arrivals over the restart (the scenario's pacing, not synchronisation).
           await new Promise((r) => setTimeout(r, 50));
         }
       })();
-      await new Promise((r) => setTimeout(r, 1000));
+      // Restart PostgreSQL once jobs are in flight: some already in the ledger, more still arriving.
+      await until('jobs in the ledger before the restart', async () => (jobs.length >= 10 && (await world.ledger.job(`github:${jobs[0]!.id}`)) ? true : undefined), 60_000);
       const restartStarted = Date.now();
       await world.pg.restart();
       const outage = (Date.now() - restartStarted) / 1000;

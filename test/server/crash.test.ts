@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import { HEARTH_BIN, processListContains } from '../support/env.ts';
 import { ForgeSimulator } from '../support/forge-sim/index.ts';
 import { OWNED_LABELS, REPO, SECRETS, STAND_IN_IMAGE, ensureStandInImage } from '../support/serve-host.ts';
+import { waitFor } from '../support/wait.ts';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -23,11 +24,19 @@ async function startServe(env: NodeJS.ProcessEnv, url: string, output: string[])
   const proc = spawn(process.execPath, [HEARTH_BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout?.on('data', (b: Buffer) => output.push(b.toString()));
   proc.stderr?.on('data', (b: Buffer) => output.push(b.toString()));
-  for (let i = 0; i < 300; i += 1) {
-    if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) return proc;
-    await new Promise((r) => setTimeout(r, 100));
+  // Refused connections are expected until the server listens.
+  await waitFor(() => fetch(`${url}/healthz`).then((r) => r.ok, () => false), { what: 'hearth serve to answer /healthz', timeout: 30_000, interval: 100, detail: () => output.join('') });
+  return proc;
+}
+
+/** The VM directories under `dir`; none before the first VM has made the folder. */
+async function vmDirs(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
   }
-  throw new Error(`hearth serve did not start:\n${output.join('')}`);
 }
 
 let root: string;
@@ -73,38 +82,35 @@ test('kill -9 of hearth serve while it provisions, then a restart: nothing leake
   sim.setWebhookTargets({ github: `${url}/webhooks/github` });
   const queued = await sim.queueGithubJob({ repo: REPO, labels: OWNED_LABELS });
   const id = `github:${queued.id}`;
-  let firstVm: string | undefined;
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const dirs = await readdir(join(root, 'run', 'vms')).catch(() => [] as string[]);
-    if ((await job(id))?.state === 'provisioning' && dirs.length > 0) {
-      firstVm = dirs[0];
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.ok(firstVm, `the job reached provisioning with a VM booting:\n${output.join('')}`);
+  const firstVm = await waitFor(
+    async () => {
+      const dirs = await vmDirs(join(root, 'run', 'vms'));
+      return (await job(id))?.state === 'provisioning' && dirs.length > 0 ? dirs[0] : undefined;
+    },
+    { what: 'the job to reach provisioning with a VM booting', timeout: 60_000, detail: () => output.join('') },
+  );
   child.kill('SIGKILL');
   await new Promise((r) => child!.once('exit', r));
   assert.equal(await processListContains(firstVm), true, 'the VM outlived the killed process (it is what recovery must clean up)');
 
   child = await start();
-  const until = Date.now() + 120_000;
-  let final: Awaited<ReturnType<typeof job>>;
-  while (Date.now() < until) {
-    final = await job(id);
-    if (final?.releasedAt) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.equal(final?.state, 'completed', `${JSON.stringify(final?.timeline)}\n${output.join('').slice(-3000)}`);
+  let last: Awaited<ReturnType<typeof job>>;
+  const final = await waitFor(
+    async () => {
+      last = await job(id);
+      return last?.releasedAt ? last : undefined;
+    },
+    { what: `${id} to be released after the restart`, timeout: 120_000, interval: 200, detail: () => `${JSON.stringify(last?.timeline)}\n${output.join('').slice(-3000)}` },
+  );
+  assert.equal(final.state, 'completed', `${JSON.stringify(final.timeline)}\n${output.join('').slice(-3000)}`);
   assert.equal(sim.github.jobs.get(queued.id)?.conclusion, 'success');
   assert.equal(await processListContains(firstVm), false, `the VM of the killed process is gone\n${output.join("").slice(-6000)}`);
   assert.equal(sim.github.runners.size, 0, 'no registration left at the forge');
-  assert.match(final!.timeline.map((e) => e.reason).join('\n'), /retrying: its VM was lost/);
+  assert.match(final.timeline.map((e) => e.reason).join('\n'), /retrying: its VM was lost/);
   child.kill('SIGTERM');
   await new Promise((r) => child!.once('exit', r));
   child = undefined;
-  assert.deepEqual(await readdir(join(root, 'run', 'vms')).catch(() => []), [], 'no VM directory left');
+  assert.deepEqual(await vmDirs(join(root, 'run', 'vms')), [], 'no VM directory left');
 });
 
 test('kill -9 of hearth serve while a pool refills, then a restart: the old pool VMs are destroyed, the pool refills, nothing leaks', async () => {
@@ -124,31 +130,25 @@ test('kill -9 of hearth serve while a pool refills, then a restart: the old pool
   };
   const output: string[] = [];
   const start = (): Promise<ChildProcess> => startServe(env, url, output);
-  const vmDirs = () => readdir(join(dir, 'run', 'vms')).catch(() => [] as string[]);
+  const poolVmDirs = () => vmDirs(join(dir, 'run', 'vms'));
   const poolStatus = async () => ((await (await fetch(`${url}/api/v1/pools`, { headers: { authorization: `Bearer ${SECRETS.apiToken}` } })).json()) as { pools: { idle: number; starting: number }[] }).pools[0]!;
 
   child = await start();
-  let before: string[] = [];
-  for (let i = 0; i < 600 && before.length === 0; i += 1) {
-    before = await vmDirs();
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.ok(before.length > 0, 'the pool started refilling');
+  const before = await waitFor(async () => {
+    const dirs = await poolVmDirs();
+    return dirs.length > 0 ? dirs : undefined;
+  }, { what: 'the pool to start refilling (a VM directory)', timeout: 12_000, interval: 20, detail: () => output.join('').slice(-2000) });
   child.kill('SIGKILL');
   await new Promise((r) => child!.once('exit', r));
 
   child = await start();
-  for (let i = 0; i < 600; i += 1) {
-    if ((await poolStatus()).idle === 2) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.equal((await poolStatus()).idle, 2, output.join('').slice(-2000));
+  await waitFor(async () => (await poolStatus()).idle === 2, { what: 'the restarted pool to have 2 idle VMs', timeout: 60_000, interval: 100, detail: () => output.join('').slice(-2000) });
   for (const vm of before) assert.equal(await processListContains(vm), false, `${vm} from the killed process is gone`);
-  const after = await vmDirs();
+  const after = await poolVmDirs();
   assert.equal(after.length, 2, `only the new pool's VMs remain: ${after.join(', ')}`);
   assert.ok(after.every((vm) => !before.includes(vm)));
   child.kill('SIGTERM');
   await new Promise((r) => child!.once('exit', r));
   child = undefined;
-  assert.deepEqual(await vmDirs(), [], 'a clean stop destroys the idle pool VMs');
+  assert.deepEqual(await poolVmDirs(), [], 'a clean stop destroys the idle pool VMs');
 });

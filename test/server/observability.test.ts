@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { OWNED_LABELS, REPO, SECRETS, ensureStandInImage, startServeHarness, type ServeHarness } from '../support/serve-host.ts';
 import { HEARTH_BIN } from '../support/env.ts';
+import { waitFor } from '../support/wait.ts';
 
 /** The hearth CLI against the test server; resolves with its exit code and output. */
 function hearth(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -107,17 +108,15 @@ describe('observability: metrics, stage timelines, job logs over SSE, status and
     await h?.close();
   });
 
-  const waitReleased = async (id: string): Promise<ApiJob> => {
-    const deadline = Date.now() + 150_000;
-    while (Date.now() < deadline) {
-      if (await h.service.ledger.job(id)) {
+  const waitReleased = (id: string): Promise<ApiJob> =>
+    waitFor(
+      async () => {
+        if (!(await h.service.ledger.job(id))) return undefined;
         const job = await h.api<ApiJob>(`/jobs/${encodeURIComponent(id)}`);
-        if (job.releasedAt) return job;
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    throw new Error(`${id} was not torn down in time\n${h.logLines.slice(-20).join('\n')}`);
-  };
+        return job.releasedAt ? job : undefined;
+      },
+      { what: `${id} to be torn down`, timeout: 150_000, interval: 200, detail: () => h.logLines.slice(-20).join('\n') },
+    );
 
   test('a job streams its log live while it runs, then ends; a passing and a failing job are recorded with their verdicts', async () => {
     const bad = await fetch(`${h.service.url}/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'ping', 'x-github-delivery': 'bad-sig-1', 'x-hub-signature-256': 'sha256=00' }, body: '{}' });
@@ -126,7 +125,7 @@ describe('observability: metrics, stage timelines, job logs over SSE, status and
     // Pinned labels (as the README recommends), so neither job can take the other's runner.
     const ok = await h.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=obs-1'], name: 'build' });
     const okId = `github:${ok.id}`;
-    while (!(await h.service.ledger.job(okId))) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => h.service.ledger.job(okId), { what: `${okId} in the ledger` });
     // Subscribed while the job is still being set up: the lines arrive as they are written.
     const streaming = readSse(`${h.service.url}/api/v1/jobs/${encodeURIComponent(okId)}/logs/stream`, auth);
     const broken = await h.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=obs-2'], name: 'test', failingStep: 'Run tests' });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { PoolStatus } from '../../src/pool/pool.ts';
 import { OWNED_LABELS, REPO, STAND_IN_IMAGE, ensureStandInImage, startServeHarness, type ServeHarness } from '../support/serve-host.ts';
+import { waitFor } from '../support/wait.ts';
 
 interface ApiJob {
   state: string;
@@ -9,14 +10,8 @@ interface ApiJob {
   timeline: { to: string; reason: string }[];
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+function until<T>(what: string, probe: () => Promise<T | undefined>, timeout = 90_000): Promise<Exclude<T, undefined | null | false>> {
+  return waitFor(probe, { what, timeout, interval: 150 });
 }
 
 describe('hearth serve with a snapshot pool', () => {

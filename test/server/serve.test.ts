@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { OWNED_LABELS, PROJECT, REPO, SECRETS, ensureStandInImage, startServeHarness, type ServeHarness } from '../support/serve-host.ts';
 import { processListContains } from '../support/env.ts';
+import { waitFor } from '../support/wait.ts';
 
 interface ApiJob {
   id: string;
@@ -12,16 +13,15 @@ interface ApiJob {
   timeline: { from: string | null; to: string; reason: string }[];
 }
 
-async function waitForJob(h: ServeHarness, id: string, done: (job: ApiJob) => boolean, what: string, timeoutMs = 90_000): Promise<ApiJob> {
-  const deadline = Date.now() + timeoutMs;
+async function waitForJob(h: ServeHarness, id: string, done: (job: ApiJob) => boolean, what: string, timeout = 90_000): Promise<ApiJob> {
   let last: ApiJob | undefined;
-  while (Date.now() < deadline) {
-    const job = (await h.service.ledger.job(id)) ? await h.api<ApiJob>(`/jobs/${encodeURIComponent(id)}`) : undefined;
-    if (job && done(job)) return job;
-    last = job;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}; job is ${JSON.stringify(last)}\n${h.logLines.slice(-15).join('\n')}`);
+  return waitFor(
+    async () => {
+      last = (await h.service.ledger.job(id)) ? await h.api<ApiJob>(`/jobs/${encodeURIComponent(id)}`) : undefined;
+      return last && done(last) ? last : undefined;
+    },
+    { what, timeout, interval: 200, detail: () => `job is ${JSON.stringify(last)}\n${h.logLines.slice(-15).join('\n')}` },
+  );
 }
 
 const finishedAndReleased = (job: ApiJob): boolean => job.releasedAt !== null;

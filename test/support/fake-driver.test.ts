@@ -13,6 +13,7 @@ import { captureOutput } from './env.ts';
 import { FakeDriver, FakeDriverUnsupportedError, listFakeVms } from './fake-driver.ts';
 import { ForgeSimulator } from './forge-sim/index.ts';
 import { PROJECT, REPO, SECRETS } from './serve-host.ts';
+import { waitFor } from './wait.ts';
 
 const SPEC = { image: 'hearth-stand-ins', cpus: 1, memoryMib: 512, network: true };
 const logger = createLogger({ level: 'silent' });
@@ -96,8 +97,7 @@ test('the stand-ins fail as the scripts do: bad usage, unknown config, no job in
 test('destroy ends a running exec at once; a timeout destroys the VM', async () => {
   const vm = await driver.boot(SPEC);
   const running = driver.exec(vm.id, { argv: ['sleep', '30'] });
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.equal(vm.state, 'running');
+  await waitFor(() => vm.state === 'running', { what: 'the command to start', timeout: 5_000, interval: 5 });
   const started = Date.now();
   const rejected = assert.rejects(running, (error) => isHearthError(error, 'HEARTH_ERR_VM_GONE'));
   await driver.destroy(vm.id);

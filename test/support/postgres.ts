@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { waitFor } from './wait.ts';
 
 /**
  * A throw-away PostgreSQL server from Debian's package (`postgresql`, which
@@ -82,19 +83,24 @@ export async function startPostgres(): Promise<PostgresServer> {
     child = proc;
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const client = new pg.Client({ host: '127.0.0.1', port, user: USER, database: 'postgres' });
-      try {
-        await client.connect();
-        await client.end();
-        return;
-      } catch {
-        await client.end().catch(() => {});
-        if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`PostgreSQL did not start on port ${port}: ${stderr}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    let lastError = '';
+    await waitFor(
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`PostgreSQL exited with ${proc.exitCode} while starting on port ${port}: ${stderr}`);
+        const client = new pg.Client({ host: '127.0.0.1', port, user: USER, database: 'postgres' });
+        try {
+          await client.connect();
+          return true;
+        } catch (error) {
+          lastError = (error as Error).message;
+          return false;
+        } finally {
+          // A client that never connected has nothing to end; a failure here only means that.
+          await client.end().catch((error: unknown) => (lastError ||= `closing the probe connection: ${(error as Error).message}`));
+        }
+      },
+      { what: `PostgreSQL to accept connections on port ${port}`, timeout: 30_000, interval: 100, detail: () => `last error: ${lastError}\n${stderr}` },
+    );
   };
 
   const stopServer = async (): Promise<void> => {

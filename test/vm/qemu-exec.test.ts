@@ -9,6 +9,7 @@ import { isHearthError } from '../../src/errors.ts';
 import type { Vm } from '../../src/vm/driver.ts';
 import { processStartTime } from '../../src/vm/registry.ts';
 import { captureOutput, createTestHost, processListContains, type TestHost } from '../support/env.ts';
+import { waitFor } from '../support/wait.ts';
 
 const SPEC = { image: 'minimal', cpus: 1, memoryMib: 256, network: false };
 
@@ -100,8 +101,17 @@ describe('a cold-booted VM runs commands in turn', () => {
 
   it('keeps secrets passed as env off the kernel command line, the host process list, the console and the logs', async () => {
     const secret = `s3cret-${randomBytes(8).toString('hex')}`;
-    const exec = host.driver.exec(vm.id, { argv: ['sh', '-c', 'test "$TOKEN" = "$EXPECTED" && cat /proc/cmdline && sleep 1'], env: { TOKEN: secret, EXPECTED: secret } }, captureOutput().sink);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    const output = captureOutput();
+    const exec = host.driver.exec(vm.id, { argv: ['sh', '-c', 'test "$TOKEN" = "$EXPECTED" && cat /proc/cmdline && sleep 2'], env: { TOKEN: secret, EXPECTED: secret } }, output.sink);
+    // Look at the host's processes while the command runs with the secret in its environment: once the guest printed
+    // its command line, the secret has crossed from host to guest and the command is sleeping.
+    let ended = false;
+    const settle = (): void => {
+      ended = true;
+    };
+    exec.then(settle, settle); // its outcome is asserted below
+    await waitFor(() => output.text().stdout.length > 0 || ended, { what: 'the command to run in the guest with the secret in its environment', timeout: 60_000 });
+    assert.ok(output.text().stdout.length > 0, `the command printed nothing before it ended: ${output.text().stderr}`);
     assert.equal(await processListContains(secret), false, 'secret visible in the host process list');
     const result = await exec;
     assert.equal(result.exitCode, 0, 'the guest did not receive the secret');

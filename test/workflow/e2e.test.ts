@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createTestHost, HEARTH_BIN, type TestHost } from '../support/env.ts';
@@ -71,8 +72,17 @@ describe('hearth run, end to end in real VMs', () => {
     assert.match(run.out, /\n4 job\(s\): 1 failed, 3 skipped\n/);
   });
 
-  it('runs a GitLab pipeline with stages, needs, rules and allow_failure', () => {
-    const run = hearthRun(host, [join(E2E, 'gitlab-project/.gitlab-ci.yml')]);
+  it('runs a GitLab pipeline with stages, needs, rules and allow_failure', async (t) => {
+    // Its rules read the branch of the project's git checkout: a copy in a repository of its own on main, so the
+    // result does not depend on the branch Hearth itself is checked out on.
+    const project = await mkdtemp(join(tmpdir(), 'hearth-e2e-gitlab-'));
+    t.after(() => rm(project, { recursive: true, force: true }));
+    await cp(join(E2E, 'gitlab-project'), project, { recursive: true });
+    const git = (...args: string[]) => assert.equal(spawnSync('git', ['-C', project, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args]).status, 0, `git ${args.join(' ')}`);
+    git('init', '-q', '-b', 'main');
+    git('add', '.');
+    git('commit', '-q', '-m', 'e2e');
+    const run = hearthRun(host, [join(project, '.gitlab-ci.yml')]);
     assert.equal(run.status, 0, run.out + run.err);
     assert.ok(run.lines.includes('[build] $ echo "$GREETING from $CI_JOB_NAME"'));
     assert.ok(run.lines.includes('[build] hello from build'));

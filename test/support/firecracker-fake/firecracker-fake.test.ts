@@ -12,6 +12,7 @@ import { FrameDecoder, FrameType, decodeExit, decodeHello, decodeOutput, encodeE
 import { FakeFirecracker, type FakeFirecrackerOptions } from './server.ts';
 import { specOperations, validateRequest } from './spec.ts';
 import { IMPLEMENTED_OPERATIONS } from './vmm.ts';
+import { waitFor } from '../wait.ts';
 
 const BIN = fileURLToPath(new URL('./bin/firecracker', import.meta.url));
 const AGENT_PORT = 52;
@@ -230,12 +231,12 @@ describe('FakeFirecracker lifecycle', () => {
     assert.equal(second.vsockPath, clonePath);
 
     // A restored agent said HELLO before the snapshot; it answers PING only.
+    // Frames arrive in order: an unprompted HELLO would come before the PING's answer and then be left over.
     const clone = await GuestLink.open(clonePath, AGENT_PORT);
-    await sleep(50);
-    assert.equal(clone.pending(), 0);
     clone.send(FrameType.PING, 0);
     assert.equal((await clone.next()).type, FrameType.HELLO);
     assert.deepEqual(await clone.exec(1, ['echo', 'restored']), { stdout: 'restored\n', stderr: '', code: 0 });
+    assert.equal(clone.pending(), 0, 'one HELLO only: the answer to PING');
     clone.close();
     assert.deepEqual(second.rejected, []);
   });
@@ -251,7 +252,7 @@ describe('FakeFirecracker lifecycle', () => {
     assert.equal((await link.next()).type, FrameType.HELLO);
     await expect204(fake.apiSocketPath, 'PATCH', '/vm', { state: 'Paused' });
     link.send(FrameType.PING, 0);
-    await sleep(50);
+    await waitFor(() => fake.parkedGuestWork > 0, { what: 'the paused guest to receive the PING', timeout: 5_000, interval: 5 });
     assert.equal(link.pending(), 0, 'a paused guest must not answer');
     await expect204(fake.apiSocketPath, 'PATCH', '/vm', { state: 'Resumed' });
     assert.equal((await link.next()).type, FrameType.HELLO);
@@ -303,7 +304,7 @@ describe('FakeFirecracker spec validation', () => {
     assert.equal(fake.state, 'Not started');
   });
 
-  it('validates straight from the spec file', () => {
+  it('validates against the API schema written in the repository', () => {
     assert.deepEqual(validateRequest('PUT', '/drives/data', { drive_id: 'data', path_on_host: '/d', is_root_device: false, is_read_only: true }), {
       ok: true,
       operation: 'putGuestDriveByID',
@@ -316,7 +317,7 @@ describe('FakeFirecracker spec validation', () => {
     assert.equal(validateRequest('PUT', '/drives/d', { drive_id: 'd', is_root_device: false, rate_limiter: { bandwidth: { size: 1 } }, path_on_host: '/d', is_read_only: true }).ok, false);
   });
 
-  it('implements every operation in the spec', () => {
+  it('implements every operation in the API schema', () => {
     const missing = specOperations().filter((op) => !IMPLEMENTED_OPERATIONS.includes(op.operation));
     assert.deepEqual(missing, []);
   });
@@ -336,11 +337,13 @@ describe('bin/firecracker stand-in', () => {
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      const deadline = Date.now() + 15_000;
-      while (!existsSync(sock)) {
-        if (Date.now() > deadline || child.exitCode !== null) assert.fail(`the stand-in never opened its socket: ${output}`);
-        await sleep(20);
-      }
+      await waitFor(
+        () => {
+          if (child.exitCode !== null) assert.fail(`the stand-in exited with ${child.exitCode} before opening its socket: ${output}`);
+          return existsSync(sock);
+        },
+        { what: 'the stand-in to open its API socket', timeout: 15_000, interval: 20, detail: () => output },
+      );
       assert.equal(((await api(sock, 'GET', '/')).json as { id: string }).id, 'vm-7');
       await expect204(sock, 'PUT', '/boot-source', { kernel_image_path: files.kernel });
       await expectFault(sock, 'PUT', '/machine-config', { vcpu_count: 'one', mem_size_mib: 128 }, 400, /vcpu_count/);

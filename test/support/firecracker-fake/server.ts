@@ -119,6 +119,11 @@ export class FakeFirecracker {
     return this.vmm.identities;
   }
 
+  /** Frames the paused guest received and holds until it is resumed (0 without a vsock device). */
+  get parkedGuestWork(): number {
+    return this.vmm.vsock?.parkedWork ?? 0;
+  }
+
   /** The vsock device's Unix socket, once PUT /vsock (or a snapshot load) bound it. */
   get vsockPath(): string | undefined {
     return this.vmm.vsock?.udsPath;

@@ -1,37 +1,14 @@
-// Request validation built from Firecracker's own OpenAPI (Swagger 2.0) file,
-// so the fake rejects exactly what the spec says is wrong and nothing we made up.
-// A few rules the spec states only in prose are added below, each named.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+// Request validation built from the Firecracker API schema written in api-schema.ts (the
+// endpoints Hearth uses, in the shape of Firecracker's own OpenAPI file, which `npm run
+// conformance` compares it with), so the fake rejects exactly what the spec says is wrong
+// and nothing we made up. A few rules the spec states only in prose are added below, each named.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { parse } from 'yaml';
+import { FIRECRACKER_API, type ApiDocument, type SchemaNode } from './api-schema.ts';
 import { Faults } from './faults.ts';
-
-export const SPEC_PATH = fileURLToPath(new URL('../../../../shared/reference/firecracker/firecracker.yaml', import.meta.url));
 
 export type Validation =
   | { ok: true; operation: string; params: Record<string, string> }
   | { ok: false; status: 400 | 404 | 405; fault: string };
-
-type SchemaNode = Record<string, unknown>;
-
-interface SwaggerParameter {
-  name: string;
-  in: string;
-  required?: boolean;
-  schema?: SchemaNode;
-}
-
-interface SwaggerOperation {
-  operationId: string;
-  parameters?: SwaggerParameter[];
-}
-
-interface SwaggerDocument {
-  info: { version: string };
-  paths: Record<string, Record<string, SwaggerOperation>>;
-  definitions: Record<string, SchemaNode>;
-}
 
 interface Operation {
   readonly id: string;
@@ -77,7 +54,7 @@ function collectFormats(node: unknown, into: Set<string>): Set<string> {
   return into;
 }
 
-function buildAjv(definitions: Record<string, SchemaNode>): Ajv {
+function buildAjv(definitions: Readonly<Record<string, SchemaNode>>): Ajv {
   const ajv = new Ajv({ strict: false, allErrors: false });
   ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
@@ -94,7 +71,7 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^$()|[\]\\]/g, '\\$&');
 }
 
-function compile(doc: SwaggerDocument): Operation[] {
+function compile(doc: ApiDocument): Operation[] {
   const ajv = buildAjv(doc.definitions);
   const operations: Operation[] = [];
   for (const [template, methods] of Object.entries(doc.paths)) {
@@ -133,18 +110,17 @@ let cached: { version: string; operations: Operation[] } | undefined;
 
 function loaded(): { version: string; operations: Operation[] } {
   if (!cached) {
-    const doc = parse(readFileSync(SPEC_PATH, 'utf8')) as SwaggerDocument;
-    cached = { version: doc.info.version, operations: compile(doc) };
+    cached = { version: FIRECRACKER_API.info.version, operations: compile(FIRECRACKER_API) };
   }
   return cached;
 }
 
-/** The API version the spec file describes (its `info.version`). */
+/** The API version the schema was checked against (the official spec's `info.version`). */
 export function specVersion(): string {
   return loaded().version;
 }
 
-/** Every `METHOD /template` the spec defines, for coverage checks. */
+/** Every `METHOD /template` the schema defines, for coverage checks. */
 export function specOperations(): { method: string; path: string; operation: string }[] {
   return loaded().operations.map((op) => ({ method: op.method, path: op.template, operation: op.id }));
 }

@@ -66,6 +66,11 @@ export class FakeVsock {
     this.helloOwed = false;
   }
 
+  /** Guest work (frames the host sent) held while paused, run on resume: lets a test see a frame arrived and was not answered. */
+  get parkedWork(): number {
+    return this.parked.length;
+  }
+
   pause(): void {
     if (this.power === 'running') this.power = 'paused';
   }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createRequire } from 'node:module';
 import { ForgeSimulator, GITHUB_RUNNER_STAND_IN, GITLAB_RUNNER_STAND_IN, type ForgeSimulatorOptions } from './index.ts';
+import { waitFor } from '../wait.ts';
 
 type Json = Record<string, unknown>;
 
@@ -493,9 +494,9 @@ describe('runner stand-ins', () => {
     const jit = await gh(sim, 'POST', '/orgs/acme/actions/runners/generate-jitconfig', { name: 'vm-2', runner_group_id: 1, labels: ['hearth'] });
     // Started before any job exists, so it has to poll (204) first, like a runner waiting for work.
     const running = runStandIn(GITHUB_RUNNER_STAND_IN, ['--jitconfig', String(jit.json.encoded_jit_config)]);
-    await sim.waitFor(() => sim.apiLog.some((e) => e.forge === 'runner' && e.status === 204), 10_000, 'the stand-in to poll');
+    await waitFor(() => sim.apiLog.some((e) => e.forge === 'runner' && e.status === 204), { timeout: 10_000, what: 'the stand-in to poll' });
     const job = await sim.queueGithubJob({ repo: 'acme/widgets', labels: ['hearth'] });
-    await sim.waitFor(() => sim.github.jobs.get(job.id)?.status === 'in_progress', 10_000, 'the stand-in to take the job');
+    await waitFor(() => sim.github.jobs.get(job.id)?.status === 'in_progress', { timeout: 10_000, what: 'the stand-in to take the job' });
     await sim.cancelGithubJob(job.id);
     const run = await running;
     assert.notEqual(run.code, 0);
@@ -524,7 +525,7 @@ describe('runner stand-ins', () => {
   });
 });
 
-it('waitFor names what it was waiting for', async () => {
+it('the simulator\'s waitFor is the shared one: it names what it was waiting for', async () => {
   const sim = await startSim();
-  await assert.rejects(sim.waitFor(() => false, 120, 'the moon'), /the moon/);
+  await assert.rejects(sim.waitFor(() => false, 120, 'the moon'), /timed out after 120 ms waiting for the moon/);
 });

@@ -12,6 +12,7 @@ import { GITHUB_RUNNER_CALLBACK, GithubWorld } from './github.ts';
 import { GITLAB_PREFIX, GitlabWorld, isGitlabRunnerApi } from './gitlab.ts';
 import { BodyTooLarge, JobClock, readBody, type Reply, type RequestContext } from './http.ts';
 import type { ApiFailureRule, ApiLogEntry, DeliveryRecord, FaultSettings, ForgeSimulatorOptions, GithubSimJob, GithubSimRunner, GitlabSimJob, GitlabSimRunner, SimForge } from './types.ts';
+import { waitFor } from '../wait.ts';
 
 export type { ApiFailureRule, ApiLogEntry, DeliveryRecord, FaultSettings, ForgeSimulatorOptions, GithubSimJob, GithubSimRunner, GitlabSimJob, GitlabSimRunner } from './types.ts';
 
@@ -133,12 +134,9 @@ export class ForgeSimulator {
 
   // ---- helpers -----------------------------------------------------------
 
+  /** The shared waitFor (test/support/wait.ts) in this simulator's older signature, kept for bench/serve.ts. */
   async waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
-    }
+    await waitFor(predicate, { timeout: timeoutMs, interval: WAIT_POLL_MS, what });
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { resolvePaths, type HearthPaths } from '../../../src/config/paths.ts';
 import { isHearthError } from '../../../src/errors.ts';
 import { buildGuestAgent } from '../../../src/image/agent.ts';
@@ -24,6 +23,7 @@ import { createHostDriver, flintlockOptionsFromEnv } from '../../../src/vm/host-
 import { captureOutput } from '../../support/env.ts';
 import { ProcessGuests, QemuGuests } from '../../support/flintlock-fake/guest.ts';
 import { FakeFlintlock } from '../../support/flintlock-fake/server.ts';
+import { waitFor } from '../../support/wait.ts';
 
 const SPEC = { image: 'runner', cpus: 2, memoryMib: 512, network: false } as const;
 
@@ -178,11 +178,7 @@ describe('Flintlock driver against the fake flintlockd with cloud-init guests', 
     const failing = await startDriver({ endpoint: slow.endpoint });
     try {
       const booting = failing.boot(SPEC);
-      let uid: string | undefined;
-      while (!uid) {
-        await sleep(20);
-        uid = [...slow.microvms.keys()][0];
-      }
+      const uid = await waitFor(() => [...slow.microvms.keys()][0], { what: 'the boot to create its microVM', timeout: 10_000, interval: 20 });
       slow.fail(uid, 4);
       await assert.rejects(booting, (error) => {
         assert.ok(isHearthError(error, 'HEARTH_ERR_FLINTLOCK'), String(error));

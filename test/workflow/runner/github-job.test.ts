@@ -148,6 +148,7 @@ jobs:
 `, {
       onScript: async (call) => {
         if (call.script !== 'slow') return {};
+        // The scenario: a step that runs longer than its 0.3 s timeout-minutes.
         await new Promise((resolve) => setTimeout(resolve, 600));
         return { exitCode: 137 };
       },
