@@ -1,13 +1,10 @@
 import type { Command } from 'commander';
-import { loadServeConfig } from '../../config/serve-config.ts';
 import { HearthError } from '../../errors.ts';
-import { createLogger } from '../../log.ts';
-import { startHearthService } from '../../server/service.ts';
-import type { CliContext } from '../context.ts';
+import type { CliContextSource } from '../context.ts';
 
 const ROLES = ['all', 'controller', 'host'] as const;
 
-export function registerServe(program: Command, context: () => CliContext): void {
+export function registerServe(program: Command, context: CliContextSource): void {
   program
     .command('serve')
     .description('run the runner manager: receive forge webhooks, launch a one-job runner in a fresh microVM per owned job, tear it down afterwards')
@@ -22,11 +19,16 @@ export function registerServe(program: Command, context: () => CliContext): void
     .action(async (options: { config?: string }) => serve(context, { ...options, role: 'host' }));
 }
 
-async function serve(context: () => CliContext, options: { config?: string; role?: string }): Promise<void> {
+async function serve(context: CliContextSource, options: { config?: string; role?: string }): Promise<void> {
   if (options.role !== undefined && !(ROLES as readonly string[]).includes(options.role)) {
     throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--role', reason: `"${options.role}" is not a role`, hint: `use one of ${ROLES.join(', ')}` });
   }
-  const { paths } = context();
+  const [{ paths }, { loadServeConfig }, { createLogger }, { startHearthService }] = await Promise.all([
+    context(),
+    import('../../config/serve-config.ts'),
+    import('../../log.ts'),
+    import('../../server/service.ts'),
+  ]);
   const env = options.role ? { ...process.env, HEARTH_CLUSTER_ROLE: options.role } : process.env;
   const loaded = loadServeConfig({ path: options.config, env, paths });
   const logger = createLogger({ level: loaded.config.log.level });
