@@ -7,10 +7,11 @@ import { destroyVmsOnSignals } from '../teardown.ts';
 
 const DEFAULT_SPEC = { image: 'minimal', cpus: 1, memoryMib: 256 } as const;
 
-function positiveInt(option: string) {
+/** A parser for a whole-number option; `example` is a value the option accepts, shown in the fix. */
+function positiveInt(option: string, example: number) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value) || n <= 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason: `"${value}" is not a positive whole number`, hint: `for example ${option} 2` });
+    if (!/^\d+$/.test(value) || n <= 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason: `"${value}" is not a positive whole number`, hint: `for example ${option} ${example}` });
     return n;
   };
 }
@@ -68,8 +69,8 @@ function specFrom(options: SpecOptions): VmSpec {
 
 function addSpecOptions(command: Command): Command {
   return command
-    .addOption(new Option('--cpus <n>', `vCPUs (default ${DEFAULT_SPEC.cpus})`).argParser(positiveInt('--cpus')))
-    .addOption(new Option('--memory <mib>', `memory in MiB (default ${DEFAULT_SPEC.memoryMib})`).argParser(positiveInt('--memory')))
+    .addOption(new Option('--cpus <n>', `vCPUs (default ${DEFAULT_SPEC.cpus})`).argParser(positiveInt('--cpus', 2)))
+    .addOption(new Option('--memory <mib>', `memory in MiB (default ${DEFAULT_SPEC.memoryMib})`).argParser(positiveInt('--memory', 512)))
     .option('--image <name>', `guest image (default ${DEFAULT_SPEC.image})`)
     .option('--network', 'give the guest user-mode networking (off by default)');
 }
@@ -83,7 +84,7 @@ export function registerVm(program: Command, context: CliContextSource): void {
       .description('boot a fresh VM (or restore a snapshot), run one command in it with its output streamed, then destroy it; exits with the command\'s status')
       .argument('<command...>', 'the command and its arguments (put them after --)')
       .addOption(new Option('--from-snapshot <name>', 'restore this snapshot instead of booting'))
-      .addOption(new Option('--timeout <seconds>', 'destroy the VM when the command runs longer (exit status 124)').argParser(positiveInt('--timeout')))
+      .addOption(new Option('--timeout <seconds>', 'destroy the VM when the command runs longer (exit status 124)').argParser(positiveInt('--timeout', 600)))
       .option('-e, --env <KEY[=VALUE]>', 'set a variable in the guest; KEY alone copies it from this environment (keeps secrets out of ps)', collect)
       .option('--env-file <file>', 'read KEY=VALUE lines from a file', collect)
       .option('-w, --workdir <dir>', 'working directory in the guest', '/root'),
