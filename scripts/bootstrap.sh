@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian or Ubuntu machine ready for Hearth: system packages (as
-# root, or printed as exact instructions), npm dependencies, and the guest image.
+# root, or printed as exact instructions), npm dependencies, the compiled CLI, and
+# the guest image.
 # Every step is skipped when already done, so `npm start` and `npm test` can
 # both call it every time.
 set -euo pipefail
@@ -53,6 +54,13 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "hearth: installing npm dependencies" >&2
   npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# bin/hearth.mjs runs the compiled CLI in dist/ (npm ci builds it through `prepare`). Rebuild when
+# any source or compiler setting is newer than the last complete build (dist/.build-stamp).
+if [ ! -f dist/.build-stamp ] || [ -n "$(find src tsconfig.json tsconfig.build.json scripts/build.mjs -newer dist/.build-stamp -print -quit)" ]; then
+  echo "hearth: compiling src/ to dist/ (npm run build)" >&2
+  npm run --silent build
 fi
 
 node bin/hearth.mjs image build minimal >&2

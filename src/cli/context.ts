@@ -1,7 +1,7 @@
 import { resolvePaths, type HearthPaths } from '../config/paths.ts';
-import { createLogger, type Logger } from '../log.ts';
-import { createHostDriver, driverSettingsFromEnv, type HostDriver } from '../vm/host-driver.ts';
-import { QemuDriver } from '../vm/qemu/driver.ts';
+import type { Logger } from '../log.ts';
+import type { HostDriver } from '../vm/host-driver.ts';
+import type { QemuDriver } from '../vm/qemu/driver.ts';
 
 /** What every command needs, made once per CLI invocation. */
 export interface CliContext {
@@ -13,11 +13,21 @@ export interface CliContext {
   readonly qemu: QemuDriver;
 }
 
-export function createCliContext(env: NodeJS.ProcessEnv = process.env, driverName?: string): CliContext {
+/**
+ * Builds the context. The logger and drivers are imported here, when a command first needs them,
+ * not when the CLI starts: `hearth --help` loads neither pino nor any driver, and only
+ * `--driver firecracker|flintlock` loads those drivers (Flintlock brings gRPC).
+ */
+export async function createCliContext(env: NodeJS.ProcessEnv = process.env, driverName?: string): Promise<CliContext> {
   const paths = resolvePaths(env);
+  const [{ createLogger }, { QemuDriver }] = await Promise.all([import('../log.ts'), import('../vm/qemu/driver.ts')]);
   const logger = createLogger();
   const qemu = new QemuDriver({ paths, logger, accel: env.HEARTH_ACCEL, ...(env.HEARTH_QEMU ? { qemuBinary: env.HEARTH_QEMU } : {}) });
   const name = driverName ?? env.HEARTH_DRIVER ?? 'qemu';
-  const driver = name === 'qemu' ? qemu : createHostDriver(name, { paths, logger, ...driverSettingsFromEnv(env) });
-  return { paths, logger, driver, qemu };
+  if (name === 'qemu') return { paths, logger, driver: qemu, qemu };
+  const { createHostDriver, driverSettingsFromEnv } = await import('../vm/host-driver.ts');
+  return { paths, logger, driver: createHostDriver(name, { paths, logger, ...driverSettingsFromEnv(env) }), qemu };
 }
+
+/** How commands reach the context: made on first use, then shared. */
+export type CliContextSource = () => Promise<CliContext>;

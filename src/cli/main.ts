@@ -9,15 +9,21 @@ import { registerServe } from './commands/serve.ts';
 import { registerVm } from './commands/vm.ts';
 import { EXIT_HEARTH_ERROR, reportError } from './errors.ts';
 
+/**
+ * The command tree. Start-up cost matters here (every `hearth` call pays it): this file and the
+ * command modules import only commander and light helpers at the top; what a command runs (drivers,
+ * the server, the workflow runner, YAML, pino) is imported inside its action. bench/cli-start.ts
+ * measures the result.
+ */
 export function buildProgram(): Command {
-  let context: CliContext | undefined;
+  let context: Promise<CliContext> | undefined;
   const program = new Command('hearth')
     .description('Ephemeral CI runners in microVMs: one job, one fresh VM, gone afterwards')
     .version('0.1.0')
     .option('--driver <name>', 'where VMs run: qemu (default; KVM or TCG) or firecracker (also HEARTH_DRIVER)')
     .showHelpAfterError()
     .exitOverride();
-  const lazyContext = (): CliContext => (context ??= createCliContext(process.env, (program.opts() as { driver?: string }).driver));
+  const lazyContext = (): Promise<CliContext> => (context ??= createCliContext(process.env, (program.opts() as { driver?: string }).driver));
   registerDoctor(program, lazyContext);
   registerImage(program, lazyContext);
   registerVm(program, lazyContext);

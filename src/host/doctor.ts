@@ -89,6 +89,44 @@ async function checkMemory(): Promise<Check> {
   return { name: 'memory', status: 'ok', detail };
 }
 
+/** What decides whether KVM can work here, for the accelerator check's fix. */
+export interface KvmFacts {
+  /** HEARTH_ACCEL, when it forces an accelerator. */
+  readonly override?: string | undefined;
+  /** The state of /dev/kvm for this user. */
+  readonly device: 'usable' | 'absent' | 'denied';
+  /** Whether /proc/cpuinfo shows the vmx (Intel) or svm (AMD) flag. */
+  readonly cpuFlag: boolean;
+}
+
+export async function kvmFacts(options: { device?: string; cpuinfo?: string; override?: string | undefined } = {}): Promise<KvmFacts> {
+  const device = options.device ?? '/dev/kvm';
+  let state: KvmFacts['device'] = 'usable';
+  try {
+    await access(device, constants.R_OK | constants.W_OK);
+  } catch (error) {
+    state = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'absent' : 'denied';
+  }
+  const cpuinfo = await readFile(options.cpuinfo ?? '/proc/cpuinfo', 'utf8').catch((error: unknown) => {
+    process.stderr.write(`hearth: doctor: cannot read ${options.cpuinfo ?? '/proc/cpuinfo'} (${(error as Error).message}); assuming no vmx/svm flag\n`);
+    return '';
+  });
+  return { override: options.override, device: state, cpuFlag: /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo) };
+}
+
+/** What to do when VMs run under TCG: the missing piece named, not just "a host with usable /dev/kvm". */
+export function kvmFix(facts: KvmFacts): string {
+  const tail = 're-test with hearth doctor --reprobe';
+  if (facts.override === 'tcg') return 'HEARTH_ACCEL=tcg forces TCG: unset it to use KVM where it works';
+  if (facts.device === 'denied') return `this user may not open /dev/kvm: add it to group kvm (sudo usermod -aG kvm "$USER", then log in again); ${tail}`;
+  if (!facts.cpuFlag) {
+    const where = facts.device === 'absent' ? 'there is no /dev/kvm and ' : '';
+    return `${where}/proc/cpuinfo shows no vmx/svm flag: this is likely a VM whose host does not offer nested virtualisation (enable it there, e.g. kvm_intel nested=1 or the cloud's nested-virtualisation option), or a CPU with virtualisation off in the firmware; ${tail}`;
+  }
+  if (facts.device === 'absent') return `the CPU supports virtualisation but there is no /dev/kvm: load the module (sudo modprobe kvm_intel or kvm_amd); ${tail}`;
+  return `/dev/kvm is usable and the CPU has vmx/svm, yet the KVM guest failed (see the line above): check dmesg for kvm errors; ${tail}`;
+}
+
 /** Collects every check; `reprobe` boots a fresh KVM probe instead of trusting this boot's cached verdict. */
 export async function runDoctor(paths: HearthPaths, driver: QemuDriver, options: { reprobe?: boolean } = {}): Promise<DoctorReport> {
   const checks: Check[] = [];
@@ -119,7 +157,7 @@ export async function runDoctor(paths: HearthPaths, driver: QemuDriver, options:
       name: 'accelerator',
       status: decision.accel === 'kvm' ? 'ok' : 'warn',
       detail: `${decision.accel.toUpperCase()}: ${decision.reason}`,
-      ...(decision.accel === 'tcg' ? { fix: 'VMs run under TCG (software emulation, slower). For KVM: a host with usable /dev/kvm; re-test with hearth doctor --reprobe' } : {}),
+      ...(decision.accel === 'tcg' ? { fix: `VMs run under TCG (software emulation, slower). For KVM: ${kvmFix(await kvmFacts({ override: process.env.HEARTH_ACCEL }))}` } : {}),
     });
   } else {
     checks.push({ name: 'accelerator', status: 'warn', detail: 'not probed: needs QEMU and the minimal image', fix: 'fix the failures above, then run hearth doctor again' });

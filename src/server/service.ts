@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { statfs } from 'node:fs/promises';
-import { arch, hostname } from 'node:os';
+import { arch, cpus, hostname } from 'node:os';
 import { storeTarget, type ServeConfig } from '../config/serve-config.ts';
 import type { HearthPaths } from '../config/paths.ts';
 import { RunnerController } from '../controller/controller.ts';
@@ -106,8 +106,8 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const { config, paths, logger } = options;
   const choices: string[] = [];
   const driver = options.driver ?? createDriver(config, paths, logger);
-  const { ledger, description } = await openLedger(config);
-  choices.push(description);
+  // The store (and the cluster role below) are in the config's notes, which `hearth serve` prints before starting.
+  const { ledger } = await openLedger(config);
   if (driver instanceof QemuDriver) {
     const accel = await driver.accel();
     choices.push(`driver: qemu (${accel.accel}${accel.reason ? `: ${accel.reason}` : ''})`);
@@ -115,7 +115,9 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     choices.push(`driver: ${driver.name}`);
   }
   const capacity = options.capacity ?? hostCapacity();
-  choices.push(`capacity: ${capacity.cpus} vCPU, ${capacity.memoryMib} MiB${config.runners.maxConcurrent > 0 ? `, at most ${config.runners.maxConcurrent} runners` : ''}`);
+  const cores = cpus().length;
+  const counted = options.capacity ? '' : ` (${cores} cores x ${capacity.cpus / cores} overcommit)`;
+  choices.push(`capacity: ${capacity.cpus} vCPU${counted}, ${capacity.memoryMib} MiB${config.runners.maxConcurrent > 0 ? `, at most ${config.runners.maxConcurrent} runners` : ''}`);
 
   const controllerRef: { current?: RunnerController } = {};
   const target = storeTarget(config.store.url);
@@ -128,7 +130,6 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     },
     config.cluster.role !== 'host',
   );
-  if (config.cluster.role !== 'all') choices.push(`cluster: ${config.cluster.role}${config.cluster.role !== 'controller' ? ` (host ${config.cluster.hostId})` : ''}, ${config.cluster.placement} placement`);
   const pools: VmPool[] = [];
   const poolStatus = (): PoolStatus[] => controllerRef.current?.poolStatus() ?? [];
   const host: HostView = {

@@ -1,8 +1,35 @@
 import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
-import type { HearthError } from '../errors.ts';
+import { readdir } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { HearthError } from '../errors.ts';
 import { workflowError } from './errors.ts';
 import type { SourceLocation } from './model.ts';
+
+/** A path as the person running hearth would type it: relative to the working directory when inside it. */
+function displayPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') ? rel : path;
+}
+
+/**
+ * The CI files nearest to `dir`, for the fix of a missing one: GitHub workflows in dir (when it is a
+ * workflows directory) or in dir/.github/workflows, and dir/.gitlab-ci.yml, from dir up to the root;
+ * the first directory with any wins.
+ */
+async function ciFilesNear(dir: string): Promise<string[]> {
+  const yaml = (name: string): boolean => /\.ya?ml$/.test(name);
+  const list = (d: string): Promise<string[]> => readdir(d).catch(() => [] as string[]);
+  for (let current = dir; ; current = dirname(current)) {
+    const found = [
+      ...(current.endsWith('/.github/workflows') ? (await list(current)).filter(yaml).map((n) => join(current, n)) : []),
+      ...(await list(join(current, '.github', 'workflows'))).filter(yaml).map((n) => join(current, '.github', 'workflows', n)),
+      ...((await list(current)).includes('.gitlab-ci.yml') ? [join(current, '.gitlab-ci.yml')] : []),
+    ];
+    if (found.length > 0) return [...new Set(found)].sort().slice(0, 8).map(displayPath);
+    if (dirname(current) === current) return [];
+  }
+}
 
 /**
  * A YAML file read for planning: every node can say where it is
@@ -20,7 +47,13 @@ export class YamlSource {
     try {
       text = await readFile(file, 'utf8');
     } catch (error) {
-      throw workflowError({ file, line: 1, column: 1 }, `cannot read the file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, 'check the path');
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        const nearby = await ciFilesNear(dirname(file));
+        const hint = nearby.length > 0 ? `did you mean ${nearby.join(' or ')}?` : `give the path of a GitHub workflow (.github/workflows/*.yml) or a .gitlab-ci.yml; none is in ${dirname(file)} or the directories above it`;
+        throw new HearthError('HEARTH_ERR_WORKFLOW', { location: 'no such file', reason: displayPath(file), hint, file });
+      }
+      throw new HearthError('HEARTH_ERR_WORKFLOW', { location: displayPath(file), reason: `cannot read the file (${code ?? (error as Error).message})`, hint: 'check its permissions', file });
     }
     return YamlSource.parse(file, text, options);
   }

@@ -71,7 +71,7 @@ describe('hearth vm (CLI)', () => {
   it('explains bad input with a fix and exit status 125', () => {
     const bad = hearth(host, ['vm', 'run', '--memory', 'lots', '--', 'true']);
     assert.equal(bad.status, 125);
-    assert.match(bad.stderr, /--memory: "lots" is not a positive whole number\n\s+fix: for example --memory 2/);
+    assert.match(bad.stderr, /--memory: "lots" is not a positive whole number\n\s+fix: for example --memory 512/);
     const tooSmall = hearth(host, ['vm', 'run', '--memory', '16', '--', 'true']);
     assert.equal(tooSmall.status, 125);
     assert.match(tooSmall.stderr, /--memory: 16 MiB/);

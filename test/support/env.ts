@@ -69,4 +69,5 @@ export async function processListContains(needle: string): Promise<boolean> {
   return false;
 }
 
-export const HEARTH_BIN = join(import.meta.dirname, '..', '..', 'bin', 'hearth.mjs');
+/** The `hearth` command for tests to spawn: bin/hearth.mjs (the compiled CLI), rebuilding dist/ first when src/ is newer. */
+export const HEARTH_BIN = join(import.meta.dirname, 'hearth-cli.mjs');

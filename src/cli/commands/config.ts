@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
-import { stringify } from 'yaml';
-import { loadServeConfig, redactedConfig } from '../../config/serve-config.ts';
-import type { CliContext } from '../context.ts';
+import type { CliContextSource } from '../context.ts';
 
-export function registerConfig(program: Command, context: () => CliContext): void {
+export function registerConfig(program: Command, context: CliContextSource): void {
   const config = program.command('config').description('inspect the configuration of `hearth serve`');
 
   config
@@ -11,9 +9,10 @@ export function registerConfig(program: Command, context: () => CliContext): voi
     .description('load and validate the serve configuration (YAML file, then HEARTH_* variables) and print the effective result, secrets redacted')
     .option('--config <path>', 'YAML file to check (default: $HEARTH_SERVE_CONFIG, else the embedded defaults)')
     .option('--json', 'print one JSON object instead of YAML')
-    .action((options: { config?: string; json?: boolean }) => {
+    .action(async (options: { config?: string; json?: boolean }) => {
+      const [{ loadServeConfig, redactedConfig }, { stringify }] = await Promise.all([import('../../config/serve-config.ts'), import('yaml')]);
       // A problem throws HEARTH_ERR_CONFIG naming the key; the top level prints it and exits 125.
-      const loaded = loadServeConfig({ path: options.config, env: process.env, paths: context().paths });
+      const loaded = loadServeConfig({ path: options.config, env: process.env, paths: (await context()).paths });
       const effective = redactedConfig(loaded.config);
       if (options.json) {
         process.stdout.write(JSON.stringify({ source: loaded.source, overrides: loaded.overrides, notes: loaded.notes, config: effective }, null, 2) + '\n');

@@ -1,17 +1,17 @@
 import type { Command } from 'commander';
-import { runDoctor } from '../../host/doctor.ts';
-import type { CliContext } from '../context.ts';
+import type { CliContextSource } from '../context.ts';
 
 const MARK = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' } as const;
 
-export function registerDoctor(program: Command, context: () => CliContext): void {
+export function registerDoctor(program: Command, context: CliContextSource): void {
   program
     .command('doctor')
     .description('check that this host can run Hearth VMs, with a fix for each problem')
     .option('--reprobe', 'boot a fresh KVM probe instead of using the verdict cached for this host boot')
     .option('--json', 'print the report as JSON')
     .action(async (options: { reprobe?: boolean; json?: boolean }) => {
-      const { paths, qemu: driver } = context();
+      const { paths, qemu: driver } = await context();
+      const { runDoctor } = await import('../../host/doctor.ts');
       const report = await runDoctor(paths, driver, { reprobe: options.reprobe ?? false });
       if (options.json) {
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');

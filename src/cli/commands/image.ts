@@ -1,15 +1,10 @@
 import type { Command } from 'commander';
 import { readdir } from 'node:fs/promises';
 import { HearthError } from '../../errors.ts';
-import { loadConfig } from '../../config/config.ts';
-import { buildDebianImage } from '../../image/debian.ts';
-import { buildMinimalImage } from '../../image/minimal.ts';
-import { addRunnersToImage } from '../../image/runner-payload.ts';
-import { ensureVmlinux } from '../../image/vmlinux.ts';
 import { IMAGE_NAMES, imagesDir, isImageName, isPublishedName, loadImage } from '../../image/store.ts';
-import type { CliContext } from '../context.ts';
+import type { CliContextSource } from '../context.ts';
 
-export function registerImage(program: Command, context: () => CliContext): void {
+export function registerImage(program: Command, context: CliContextSource): void {
   const image = program.command('image').description('build and list guest images');
 
   image
@@ -25,7 +20,14 @@ export function registerImage(program: Command, context: () => CliContext): void
       const publishAs = options.name ?? name;
       if (!isPublishedName(publishAs)) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--name', reason: `"${publishAs}" is not an image name`, hint: 'use lower-case letters, digits and -, starting with a letter, e.g. --name debian-runner' });
       if (options.name && !options.githubRunner && !options.gitlabRunner) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--name', reason: 'only names an image that adds runners', hint: 'add --github-runner or --gitlab-runner, or drop --name' });
-      const { paths } = context();
+      const { paths } = await context();
+      const [{ loadConfig }, { buildDebianImage }, { buildMinimalImage }, { addRunnersToImage }, { ensureVmlinux }] = await Promise.all([
+        import('../../config/config.ts'),
+        import('../../image/debian.ts'),
+        import('../../image/minimal.ts'),
+        import('../../image/runner-payload.ts'),
+        import('../../image/vmlinux.ts'),
+      ]);
       const started = Date.now();
       const log = (line: string): void => void process.stderr.write(`hearth: ${line}\n`);
       const debianConfig = (await loadConfig()).images?.debian ?? {};
@@ -45,7 +47,7 @@ export function registerImage(program: Command, context: () => CliContext): void
     .command('ls')
     .description('list built images')
     .action(async () => {
-      const { paths } = context();
+      const { paths } = await context();
       const entries = await readdir(imagesDir(paths.cache)).catch(() => [] as string[]);
       const published = entries.filter((e) => e.endsWith('.json')).map((e) => e.slice(0, -5));
       for (const name of [...new Set([...IMAGE_NAMES, ...published.sort()])]) {

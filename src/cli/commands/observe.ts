@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { loadServeConfig } from '../../config/serve-config.ts';
 import { HearthError } from '../../errors.ts';
-import type { CliContext } from '../context.ts';
+import type { CliContext, CliContextSource } from '../context.ts';
 
 interface Target {
   readonly url: string;
@@ -14,7 +13,8 @@ interface ConnectOptions {
 }
 
 /** Where the running server is and the token to show it: --url or HEARTH_URL, else the serve config's address. */
-function target(options: ConnectOptions, context: CliContext): Target {
+async function target(options: ConnectOptions, context: CliContext): Promise<Target> {
+  const { loadServeConfig } = await import('../../config/serve-config.ts');
   const loaded = loadServeConfig({ path: options.config, env: process.env, paths: context.paths });
   const { host, port, tls } = loaded.config.server;
   const local = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
@@ -139,7 +139,7 @@ async function follow(t: Target, jobId: string, after: number): Promise<void> {
   }
 }
 
-export function registerObserve(program: Command, context: () => CliContext): void {
+export function registerObserve(program: Command, context: CliContextSource): void {
   const connection = (command: Command): Command =>
     command
       .option('--url <url>', 'the server, e.g. http://127.0.0.1:8080 (default: $HEARTH_URL, else the address in the serve config)')
@@ -150,7 +150,7 @@ export function registerObserve(program: Command, context: () => CliContext): vo
     .option('--json', 'print the /api/v1/status answer as JSON')
     .option('--jobs <n>', 'how many recent jobs to list', '10')
     .action(async (options: ConnectOptions & { json?: boolean; jobs: string }) => {
-      const t = target(options, context());
+      const t = await target(options, await context());
       const status = (await (await call(t, '/status')).json()) as StatusView;
       if (options.json) {
         process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
@@ -166,7 +166,7 @@ export function registerObserve(program: Command, context: () => CliContext): vo
     .description("print a job's log (the runner's output and what Hearth did), secrets masked; -f follows it live until the job is torn down")
     .option('-f, --follow', 'keep printing new lines until the job ends')
     .action(async (jobId: string, options: ConnectOptions & { follow?: boolean }) => {
-      const t = target(options, context());
+      const t = await target(options, await context());
       let after = 0;
       for (;;) {
         const page = (await (await call(t, `/jobs/${encodeURIComponent(jobId)}/logs?after=${after}&limit=5000`)).json()) as { lines: LogLine[]; done: boolean };

@@ -1,17 +1,9 @@
 import type { Command } from 'commander';
 import { basename, dirname, resolve } from 'node:path';
 import { HearthError } from '../../errors.ts';
-import { runProgram } from '../../system/run.ts';
-import { githubContextFor } from '../../workflow/github/context.ts';
-import { parseGithubWorkflow } from '../../workflow/github/parse.ts';
-import { parseGitlabCi, type GitlabPlanOptions } from '../../workflow/gitlab/parse.ts';
+import type { GitlabPlanOptions } from '../../workflow/gitlab/parse.ts';
 import type { Plan } from '../../workflow/model.ts';
-import { describePlan, summaryTable } from '../../workflow/report.ts';
-import { runGithubJob } from '../../workflow/runner/github-job.ts';
-import { ConsoleOutput } from '../../workflow/runner/console-output.ts';
-import { runGitlabJob } from '../../workflow/runner/gitlab-job.ts';
-import { planExitCode, runPlan } from '../../workflow/runner/plan-runner.ts';
-import type { CliContext } from '../context.ts';
+import type { CliContextSource } from '../context.ts';
 import { destroyVmsOnSignals } from '../teardown.ts';
 import { parseEnv } from './vm.ts';
 
@@ -48,6 +40,7 @@ export function projectRootOf(file: string): string {
 }
 
 async function currentBranch(repoRoot: string): Promise<string> {
+  const { runProgram } = await import('../../system/run.ts');
   try {
     return (await runProgram('git', ['-C', repoRoot, 'rev-parse', '--abbrev-ref', 'HEAD'])).stdout.trim() || 'main';
   } catch {
@@ -55,7 +48,7 @@ async function currentBranch(repoRoot: string): Promise<string> {
   }
 }
 
-export function registerRun(program: Command, context: () => CliContext): void {
+export function registerRun(program: Command, context: CliContextSource): void {
   program
     .command('run')
     .description('run a GitHub Actions workflow or a .gitlab-ci.yml locally, each job in a fresh microVM')
@@ -84,6 +77,11 @@ export function registerRun(program: Command, context: () => CliContext): void {
         if (eq <= 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `--input ${pair}`, reason: 'is not key=value', hint: 'for example --input environment=staging' });
         inputs[pair.slice(0, eq)] = pair.slice(eq + 1);
       }
+      const [{ parseGithubWorkflow }, { parseGitlabCi }, { describePlan, summaryTable }] = await Promise.all([
+        import('../../workflow/github/parse.ts'),
+        import('../../workflow/gitlab/parse.ts'),
+        import('../../workflow/report.ts'),
+      ]);
       const gitlabOptions: GitlabPlanOptions = { repoRoot, manual: options.manual ?? false, variables: { ...vars, ...secrets }, ref: await currentBranch(repoRoot), source: 'push', ...(options.job ? { job: options.job } : {}) };
       const plan: Plan =
         forge === 'github'
@@ -93,7 +91,14 @@ export function registerRun(program: Command, context: () => CliContext): void {
         process.stdout.write(describePlan(plan) + '\n');
         return;
       }
-      const { driver } = context();
+      const [{ driver }, { githubContextFor }, { ConsoleOutput }, { runGithubJob }, { runGitlabJob }, { planExitCode, runPlan }] = await Promise.all([
+        context(),
+        import('../../workflow/github/context.ts'),
+        import('../../workflow/runner/console-output.ts'),
+        import('../../workflow/runner/github-job.ts'),
+        import('../../workflow/runner/gitlab-job.ts'),
+        import('../../workflow/runner/plan-runner.ts'),
+      ]);
       const output = new ConsoleOutput();
       const write = output.line;
       const stopHandlingSignals = destroyVmsOnSignals(driver);

@@ -1,13 +1,10 @@
 import type { Command } from 'commander';
-import { loadServeConfig } from '../../config/serve-config.ts';
 import { HearthError } from '../../errors.ts';
-import { createLogger } from '../../log.ts';
-import { startHearthService } from '../../server/service.ts';
-import type { CliContext } from '../context.ts';
+import type { CliContextSource } from '../context.ts';
 
 const ROLES = ['all', 'controller', 'host'] as const;
 
-export function registerServe(program: Command, context: () => CliContext): void {
+export function registerServe(program: Command, context: CliContextSource): void {
   program
     .command('serve')
     .description('run the runner manager: receive forge webhooks, launch a one-job runner in a fresh microVM per owned job, tear it down afterwards')
@@ -22,21 +19,33 @@ export function registerServe(program: Command, context: () => CliContext): void
     .action(async (options: { config?: string }) => serve(context, { ...options, role: 'host' }));
 }
 
-async function serve(context: () => CliContext, options: { config?: string; role?: string }): Promise<void> {
+/** The last start-up line: where the server listens and its endpoints (the API only when api.token enables it; a note said so). */
+export function listeningLine(url: string, apiEnabled: boolean): string {
+  return `listening on ${url} (webhooks: ${url}/webhooks/github and /webhooks/gitlab; metrics: /metrics${apiEnabled ? '; API: /api/v1' : ''})`;
+}
+
+async function serve(context: CliContextSource, options: { config?: string; role?: string }): Promise<void> {
   if (options.role !== undefined && !(ROLES as readonly string[]).includes(options.role)) {
     throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--role', reason: `"${options.role}" is not a role`, hint: `use one of ${ROLES.join(', ')}` });
   }
-  const { paths } = context();
+  const [{ paths }, { loadServeConfig }, { createLogger, effectiveLogLevel }, { startHearthService }] = await Promise.all([
+    context(),
+    import('../../config/serve-config.ts'),
+    import('../../log.ts'),
+    import('../../server/service.ts'),
+  ]);
   const env = options.role ? { ...process.env, HEARTH_CLUSTER_ROLE: options.role } : process.env;
   const loaded = loadServeConfig({ path: options.config, env, paths });
-  const logger = createLogger({ level: loaded.config.log.level });
+  const log = effectiveLogLevel({ configured: loaded.config.log.level, interactive: process.stderr.isTTY === true });
+  const logger = createLogger({ level: log.level });
   const say = (line: string): void => void process.stderr.write(`hearth: ${line}\n`);
   if (loaded.source) say(`config: ${loaded.source}`);
   if (loaded.overrides.length > 0) say(`overridden by the environment: ${loaded.overrides.join(', ')}`);
   for (const note of loaded.notes) say(note);
+  if (log.reduced) say(`log: JSON log lines from ${log.level} up on this terminal (log.level ${loaded.config.log.level} applies when stderr is a log; HEARTH_LOG_LEVEL=${loaded.config.log.level} shows them here too)`);
   const service = await startHearthService({ config: loaded.config, paths, logger });
   for (const choice of service.choices) say(choice);
-  say(`listening on ${service.url} (webhooks: ${service.url}/webhooks/github and /webhooks/gitlab; metrics: /metrics; API: /api/v1)`);
+  say(listeningLine(service.url, loaded.config.api.token !== null));
 
   // A second signal while tearing down exits at once; VMs left then are reaped by the next start.
   await new Promise<void>((resolve) => {

@@ -2,17 +2,16 @@ import { Option, type Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { HearthError } from '../../errors.ts';
 import type { Vm, VmSpec } from '../../vm/driver.ts';
-import { reconcileLeakedVms } from '../../vm/gc.ts';
-import { listSnapshots, removeSnapshot } from '../../vm/snapshots.ts';
-import type { CliContext } from '../context.ts';
+import type { CliContextSource } from '../context.ts';
 import { destroyVmsOnSignals } from '../teardown.ts';
 
 const DEFAULT_SPEC = { image: 'minimal', cpus: 1, memoryMib: 256 } as const;
 
-function positiveInt(option: string) {
+/** A parser for a whole-number option; `example` is a value the option accepts, shown in the fix. */
+function positiveInt(option: string, example: number) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value) || n <= 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason: `"${value}" is not a positive whole number`, hint: `for example ${option} 2` });
+    if (!/^\d+$/.test(value) || n <= 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason: `"${value}" is not a positive whole number`, hint: `for example ${option} ${example}` });
     return n;
   };
 }
@@ -70,13 +69,13 @@ function specFrom(options: SpecOptions): VmSpec {
 
 function addSpecOptions(command: Command): Command {
   return command
-    .addOption(new Option('--cpus <n>', `vCPUs (default ${DEFAULT_SPEC.cpus})`).argParser(positiveInt('--cpus')))
-    .addOption(new Option('--memory <mib>', `memory in MiB (default ${DEFAULT_SPEC.memoryMib})`).argParser(positiveInt('--memory')))
+    .addOption(new Option('--cpus <n>', `vCPUs (default ${DEFAULT_SPEC.cpus})`).argParser(positiveInt('--cpus', 2)))
+    .addOption(new Option('--memory <mib>', `memory in MiB (default ${DEFAULT_SPEC.memoryMib})`).argParser(positiveInt('--memory', 512)))
     .option('--image <name>', `guest image (default ${DEFAULT_SPEC.image})`)
     .option('--network', 'give the guest user-mode networking (off by default)');
 }
 
-export function registerVm(program: Command, context: () => CliContext): void {
+export function registerVm(program: Command, context: CliContextSource): void {
   const vm = program.command('vm').description('boot, run, snapshot and clean up microVMs');
 
   addSpecOptions(
@@ -85,12 +84,12 @@ export function registerVm(program: Command, context: () => CliContext): void {
       .description('boot a fresh VM (or restore a snapshot), run one command in it with its output streamed, then destroy it; exits with the command\'s status')
       .argument('<command...>', 'the command and its arguments (put them after --)')
       .addOption(new Option('--from-snapshot <name>', 'restore this snapshot instead of booting'))
-      .addOption(new Option('--timeout <seconds>', 'destroy the VM when the command runs longer (exit status 124)').argParser(positiveInt('--timeout')))
+      .addOption(new Option('--timeout <seconds>', 'destroy the VM when the command runs longer (exit status 124)').argParser(positiveInt('--timeout', 600)))
       .option('-e, --env <KEY[=VALUE]>', 'set a variable in the guest; KEY alone copies it from this environment (keeps secrets out of ps)', collect)
       .option('--env-file <file>', 'read KEY=VALUE lines from a file', collect)
       .option('-w, --workdir <dir>', 'working directory in the guest', '/root'),
   ).action(async (argv: string[], options: SpecOptions & { fromSnapshot?: string; timeout?: number; env?: string[]; envFile?: string[]; workdir: string }) => {
-    const { driver } = context();
+    const { driver } = await context();
     const env = await parseEnv(options.env ?? [], options.envFile ?? []);
     if (options.fromSnapshot && (options.cpus !== undefined || options.memory !== undefined || options.image !== undefined)) {
       throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--from-snapshot', reason: 'a restored VM keeps the image, vCPUs and memory it was snapshotted with', hint: 'drop --cpus/--memory/--image, or create a snapshot with the shape you want' });
@@ -115,7 +114,7 @@ export function registerVm(program: Command, context: () => CliContext): void {
     .description('list VMs on this host, including ones leaked by dead processes')
     .option('--json', 'print as JSON')
     .action(async (options: { json?: boolean }) => {
-      const records = await context().driver.list();
+      const records = await (await context()).driver.list();
       if (options.json) {
         process.stdout.write(JSON.stringify(records, null, 2) + '\n');
         return;
@@ -130,7 +129,8 @@ export function registerVm(program: Command, context: () => CliContext): void {
     .description('destroy VMs whose owning process is gone (left by kill -9 or a crash)')
     .option('--all', 'destroy every VM on this host, even ones a live process owns')
     .action(async (options: { all?: boolean }) => {
-      const removed = await reconcileLeakedVms(context().driver, { all: options.all ?? false });
+      const [{ driver }, { reconcileLeakedVms }] = await Promise.all([context(), import('../../vm/gc.ts')]);
+      const removed = await reconcileLeakedVms(driver, { all: options.all ?? false });
       for (const r of removed) process.stdout.write(`destroyed ${r.id} (qemu pid ${r.pid}${r.alive ? '' : ', already exited'})\n`);
       process.stdout.write(`${removed.length} VM(s) destroyed\n`);
     });
@@ -139,7 +139,7 @@ export function registerVm(program: Command, context: () => CliContext): void {
     .description('destroy one VM by id')
     .argument('<id>', 'VM id from hearth vm ls')
     .action(async (id: string) => {
-      const { driver } = context();
+      const { driver } = await context();
       if (!(await driver.list()).some((r) => r.id === id)) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId: id, reason: 'no such VM on this host (see hearth vm ls)' });
       await driver.destroy(id);
       process.stdout.write(`destroyed ${id}\n`);
@@ -153,7 +153,7 @@ export function registerVm(program: Command, context: () => CliContext): void {
       .description('boot a fresh VM, wait for its agent, and save its memory and device state')
       .argument('<name>', 'snapshot name'),
   ).action(async (name: string, options: SpecOptions) => {
-    const { driver } = context();
+    const { driver } = await context();
     const stopHandlingSignals = destroyVmsOnSignals(driver);
     let machine: Vm | undefined;
     try {
@@ -170,7 +170,8 @@ export function registerVm(program: Command, context: () => CliContext): void {
     .command('ls')
     .description('list snapshots')
     .action(async () => {
-      for (const s of await listSnapshots(context().paths.data)) {
+      const [{ paths }, { listSnapshots }] = await Promise.all([context(), import('../../vm/snapshots.ts')]);
+      for (const s of await listSnapshots(paths.data)) {
         process.stdout.write(`${s.name}\t${s.spec.image}\t${s.spec.cpus} cpu\t${s.spec.memoryMib}M\t${s.accel}\t${(s.sizeBytes / 1024 ** 2).toFixed(1)} MiB\t${s.createdAt}\n`);
       }
     });
@@ -180,7 +181,8 @@ export function registerVm(program: Command, context: () => CliContext): void {
     .description('delete a snapshot')
     .argument('<name>', 'snapshot name')
     .action(async (name: string) => {
-      await removeSnapshot(context().paths.data, name);
+      const [{ paths }, { removeSnapshot }] = await Promise.all([context(), import('../../vm/snapshots.ts')]);
+      await removeSnapshot(paths.data, name);
       process.stdout.write(`removed snapshot ${name}\n`);
     });
 }

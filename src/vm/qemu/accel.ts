@@ -23,6 +23,17 @@ async function bootId(): Promise<string> {
   }
 }
 
+/**
+ * Why a KVM probe boot failed, as its verdict says it: a guest that stopped early (QEMU exited, e.g.
+ * KVM refused the vCPU) is told apart from one that hung until the boot timeout. `detail` is the boot
+ * error's first line, e.g. "QEMU exited during boot (1)".
+ */
+export function kvmProbeFailure(elapsedMs: number, timeoutMs: number, detail: string): string {
+  const elapsed = Math.round(elapsedMs);
+  if (elapsedMs < timeoutMs) return `a KVM guest stopped after ${elapsed} ms without answering (${detail}); using TCG`;
+  return `a KVM guest did not answer within ${timeoutMs / 1000} s (${detail}); using TCG`;
+}
+
 /** How long decideAccel waits for a probe that neither answers nor fails (the probe's own boot timeout should fire first). */
 export const PROBE_BACKSTOP_MS = 30_000;
 

@@ -14,7 +14,7 @@ import { runProgram } from '../../system/run.ts';
 import type { ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
 import { newRegistryEntry, processStartTime, VmRegistry } from '../registry.ts';
 import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
-import { decideAccel, type Accel, type AccelDecision } from './accel.ts';
+import { decideAccel, kvmProbeFailure, type Accel, type AccelDecision } from './accel.ts';
 import { qemuArgs, shellQuote, type QemuDisk } from './args.ts';
 import { execOverAgent, freshIdentity, GUEST_PATH, LiveVms, makeSourceDisk, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
 
@@ -124,7 +124,7 @@ export class QemuDriver implements VmDriver {
       return { usable: true, reason: `a KVM guest answered in ${Math.round(performance.now() - started)} ms` };
     } catch (error) {
       const reason = isHearthError(error) ? String(error.context.reason) : (error as Error).message;
-      return { usable: false, reason: `a KVM guest did not answer within ${KVM_PROBE_TIMEOUT_MS / 1000} s (${reason.split('\n')[0]}); using TCG` };
+      return { usable: false, reason: kvmProbeFailure(performance.now() - started, KVM_PROBE_TIMEOUT_MS, reason.split('\n')[0] ?? '') };
     }
   }
 
