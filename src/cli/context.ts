@@ -1,10 +1,13 @@
-import { resolvePaths, type HearthPaths } from '../config/paths.ts';
+import { driverSettings, loadHostConfig, type LoadedHostConfig } from '../config/host-config.ts';
+import type { HearthPaths } from '../config/paths.ts';
 import { createLogger, type Logger } from '../log.ts';
-import { createHostDriver, driverSettingsFromEnv, type HostDriver } from '../vm/host-driver.ts';
+import { createHostDriver, type HostDriver } from '../vm/host-driver.ts';
 import { QemuDriver } from '../vm/qemu/driver.ts';
 
 /** What every command needs, made once per CLI invocation. */
 export interface CliContext {
+  /** This machine's settings (directories, drivers), resolved once from the environment and flags. */
+  readonly host: LoadedHostConfig;
   readonly paths: HearthPaths;
   readonly logger: Logger;
   /** The driver VMs run on: --driver, else HEARTH_DRIVER, else qemu. */
@@ -14,10 +17,11 @@ export interface CliContext {
 }
 
 export function createCliContext(env: NodeJS.ProcessEnv = process.env, driverName?: string): CliContext {
-  const paths = resolvePaths(env);
+  const host = loadHostConfig({ env, flags: { 'cli.driver': driverName } });
+  const { paths, qemu: qemuSettings, cli } = host.config;
   const logger = createLogger();
-  const qemu = new QemuDriver({ paths, logger, accel: env.HEARTH_ACCEL, ...(env.HEARTH_QEMU ? { qemuBinary: env.HEARTH_QEMU } : {}) });
-  const name = driverName ?? env.HEARTH_DRIVER ?? 'qemu';
-  const driver = name === 'qemu' ? qemu : createHostDriver(name, { paths, logger, ...driverSettingsFromEnv(env) });
-  return { paths, logger, driver, qemu };
+  const settings = driverSettings(host);
+  const qemu = new QemuDriver({ paths, logger, accel: qemuSettings.accel === 'auto' ? undefined : qemuSettings.accel, ...(settings.qemuBinary ? { qemuBinary: settings.qemuBinary } : {}) });
+  const driver = cli.driver === 'qemu' ? qemu : createHostDriver(cli.driver, { paths, logger, ...settings });
+  return { host, paths, logger, driver, qemu };
 }

@@ -26,15 +26,14 @@ async function serve(context: () => CliContext, options: { config?: string; role
   if (options.role !== undefined && !(ROLES as readonly string[]).includes(options.role)) {
     throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--role', reason: `"${options.role}" is not a role`, hint: `use one of ${ROLES.join(', ')}` });
   }
-  const { paths } = context();
-  const env = options.role ? { ...process.env, HEARTH_CLUSTER_ROLE: options.role } : process.env;
-  const loaded = loadServeConfig({ path: options.config, env, paths });
+  const { paths, host } = context();
+  const loaded = loadServeConfig({ path: options.config, env: process.env, paths, flags: { 'cluster.role': options.role } });
   const logger = createLogger({ level: loaded.config.log.level });
   const say = (line: string): void => void process.stderr.write(`hearth: ${line}\n`);
   if (loaded.source) say(`config: ${loaded.source}`);
   if (loaded.overrides.length > 0) say(`overridden by the environment: ${loaded.overrides.join(', ')}`);
   for (const note of loaded.notes) say(note);
-  const service = await startHearthService({ config: loaded.config, paths, logger });
+  const service = await startHearthService({ config: loaded.config, paths, logger, host });
   for (const choice of service.choices) say(choice);
   say(`listening on ${service.url} (webhooks: ${service.url}/webhooks/github and /webhooks/gitlab; metrics: /metrics; API: /api/v1)`);
 
