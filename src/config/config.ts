@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve, readYamlFile, type Source } from './engine.ts';
-import { loadHostConfig } from './host-config.ts';
 import { IMAGE_SETTINGS, KNOWN_ENV, type ImagesConfig } from './schema.ts';
 
 /**
@@ -25,10 +24,6 @@ export interface LoadedImagesConfig {
   readonly sources: ReadonlyMap<string, Source>;
 }
 
-export function configPath(env: NodeJS.ProcessEnv = process.env): string {
-  return loadHostConfig({ env }).config.cli.imagesConfig;
-}
-
 /** Reads and checks the file (JSON is read as YAML, so errors name their line); throws HEARTH_ERR_CONFIG naming the key and the fix. */
 export function loadImagesConfig(options: { path: string; env: NodeJS.ProcessEnv }): LoadedImagesConfig {
   const file = existsSync(options.path) ? readYamlFile(options.path, 'check the path in HEARTH_CONFIG, or unset it') : null;
@@ -36,8 +31,9 @@ export function loadImagesConfig(options: { path: string; env: NodeJS.ProcessEnv
   return { config: resolved.tree as unknown as ImagesConfig, source: file ? options.path : null, path: options.path, sources: resolved.sources };
 }
 
-export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<HearthConfig> {
-  const { debian } = loadImagesConfig({ path: configPath(env), env }).config.images;
+/** The image settings as the image builders take them; `path` is cli.imagesConfig. */
+export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): HearthConfig {
+  const { debian } = loadImagesConfig({ path, env }).config.images;
   return {
     images: {
       debian: { packages: debian.packages, ...(debian.mirror !== null ? { mirror: debian.mirror } : {}), ...(debian.suite !== null ? { suite: debian.suite } : {}) },

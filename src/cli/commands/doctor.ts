@@ -11,8 +11,8 @@ export function registerDoctor(program: Command, context: () => CliContext): voi
     .option('--reprobe', 'boot a fresh KVM probe instead of using the verdict cached for this host boot')
     .option('--json', 'print the report as JSON')
     .action(async (options: { reprobe?: boolean; json?: boolean }) => {
-      const { paths, qemu: driver } = context();
-      const report = await runDoctor(paths, driver, { reprobe: options.reprobe ?? false });
+      const { paths, qemu: driver, host } = context();
+      const report = await runDoctor(paths, driver, { reprobe: options.reprobe ?? false, firecrackerBinary: host.config.firecracker.binary });
       if (options.json) {
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       } else {
