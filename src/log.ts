@@ -1,13 +1,12 @@
 import { pino, type Logger } from 'pino';
+import { LOG_REDACT_PATHS, REDACTED } from './redact.ts';
 
 /**
  * The one logger. Structured JSON on stderr; every component takes a child
  * with its identifiers (vmId, jobId, deliveryId) bound, so each line carries them.
  * Values that may hold secrets are censored by path: command environments,
- * tokens and credentials never reach a log line.
+ * tokens and credentials never reach a log line (src/redact.ts says which).
  */
-export const REDACT_PATHS = ['env', '*.env', 'secret', '*.secret', 'token', '*.token', 'password', '*.password', 'authorization', '*.authorization', 'jitConfig', '*.jitConfig'];
-
 /** The level when nothing chooses one, as the README documents for HEARTH_LOG_LEVEL. */
 export const DEFAULT_LOG_LEVEL = 'warn';
 
@@ -35,7 +34,7 @@ export function createLogger(options: { level?: string; destination?: NodeJS.Wri
     {
       level: effectiveLogLevel({ configured: options.level, interactive }).level,
       base: { app: 'hearth' },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      redact: { paths: [...LOG_REDACT_PATHS], censor: REDACTED },
     },
     (options.destination ?? process.stderr) as pino.DestinationStream,
   );

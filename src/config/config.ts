@@ -1,11 +1,12 @@
-import { readFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { HearthError } from '../errors.ts';
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { resolve, readYamlFile, type Source } from './engine.ts';
+import { IMAGE_SETTINGS, KNOWN_ENV, type ImagesConfig } from './schema.ts';
 
 /**
- * Optional user configuration, JSON at $HEARTH_CONFIG or
- * ~/.config/hearth/config.json. Everything has a default; a missing file is fine.
+ * Optional user configuration of image builds (IMAGE_SETTINGS in
+ * src/config/schema.ts), JSON at cli.imagesConfig ($HEARTH_CONFIG, else
+ * ~/.config/hearth/config.json). Everything has a default; a missing file is fine.
  *
  *   { "images": { "debian": { "packages": ["jq", "make"], "mirror": "http://deb.debian.org/debian" } } }
  */
@@ -15,21 +16,27 @@ export interface HearthConfig {
   };
 }
 
-export function configPath(env: NodeJS.ProcessEnv = process.env): string {
-  return env.HEARTH_CONFIG ?? join(env.XDG_CONFIG_HOME ?? join(env.HOME ?? homedir(), '.config'), 'hearth', 'config.json');
+export interface LoadedImagesConfig {
+  readonly config: ImagesConfig;
+  /** The file, or null when there is none at its path. */
+  readonly source: string | null;
+  readonly path: string;
+  readonly sources: ReadonlyMap<string, Source>;
 }
 
-export async function loadConfig(env: NodeJS.ProcessEnv = process.env): Promise<HearthConfig> {
-  const path = configPath(env);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    return {};
-  }
-  try {
-    return JSON.parse(text) as HearthConfig;
-  } catch (error) {
-    throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: path, reason: `is not valid JSON: ${(error as Error).message}`, hint: 'fix the file, or move it away to use the defaults' }, { cause: error });
-  }
+/** Reads and checks the file (JSON is read as YAML, so errors name their line); throws HEARTH_ERR_CONFIG naming the key and the fix. */
+export function loadImagesConfig(options: { path: string; env: NodeJS.ProcessEnv }): LoadedImagesConfig {
+  const file = existsSync(options.path) ? readYamlFile(options.path, 'check the path in HEARTH_CONFIG, or unset it') : null;
+  const resolved = resolve(IMAGE_SETTINGS, { file, env: options.env, defaults: { env: options.env, dataDir: '', hostname: hostname() }, knownEnv: KNOWN_ENV });
+  return { config: resolved.tree as unknown as ImagesConfig, source: file ? options.path : null, path: options.path, sources: resolved.sources };
+}
+
+/** The image settings as the image builders take them; `path` is cli.imagesConfig. */
+export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): HearthConfig {
+  const { debian } = loadImagesConfig({ path, env }).config.images;
+  return {
+    images: {
+      debian: { packages: debian.packages, ...(debian.mirror !== null ? { mirror: debian.mirror } : {}), ...(debian.suite !== null ? { suite: debian.suite } : {}) },
+    },
+  };
 }

@@ -1,5 +1,6 @@
 import { HearthError } from '../errors.ts';
-import { isPublishedName } from '../image/store.ts';
+import { accept, defaultOf } from './engine.ts';
+import { POOL_SETTINGS, type PoolSettingKey } from './schema.ts';
 
 /**
  * A pool of VMs made ready before jobs arrive. `booted`: VMs cold-booted and
@@ -27,38 +28,17 @@ export interface PoolConfig {
   readonly demandWindowSeconds: number;
 }
 
-const DEFAULTS: Omit<PoolConfig, 'name'> = {
-  labels: [],
-  cpus: 2,
-  memoryMib: 2048,
-  image: 'debian',
-  mode: 'booted',
-  minIdle: 1,
-  maxSize: 4,
-  maxIdleAgeSeconds: 3600,
-  templateMaxAgeSeconds: 86_400,
-  autoscale: false,
-  maxIdle: 4,
-  demandWindowSeconds: 3600,
-};
-
-const KEYS = Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[];
+const KEYS = Object.keys(POOL_SETTINGS) as PoolSettingKey[];
 
 function poolError(source: string, key: string, reason: string, hint: string): HearthError {
   return new HearthError('HEARTH_ERR_CONFIG', { source, key, reason, hint });
 }
 
-function integer(source: string, key: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw poolError(source, key, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`, `set ${key} to a whole number from ${min} to ${max}`);
-  }
-  return value;
-}
-
 /**
  * `pools:` from the YAML file (a mapping of name to settings), or HEARTH_POOLS
- * holding the same mapping as JSON, which replaces the file's pools. Every
- * problem names the pool and key.
+ * holding the same mapping as JSON, which replaces the file's pools. Each
+ * setting is declared in POOL_SETTINGS (src/config/schema.ts) and checked by the
+ * same engine as every other; every problem names the pool and key.
  */
 export function parsePools(raw: unknown, source: string): PoolConfig[] {
   if (raw === null || raw === undefined) return [];
@@ -72,30 +52,19 @@ export function parsePools(raw: unknown, source: string): PoolConfig[] {
     for (const key of Object.keys(given)) {
       if (!(KEYS as string[]).includes(key)) throw poolError(source, `${at}.${key}`, 'is not a known pool setting', `valid settings: ${KEYS.join(', ')}`);
     }
-    const value = <K extends keyof typeof DEFAULTS>(key: K): unknown => (key in given ? given[key] : DEFAULTS[key]);
-    const labels = value('labels');
-    if (!Array.isArray(labels) || !labels.every((l) => typeof l === 'string' && l.length > 0)) throw poolError(source, `${at}.labels`, 'must be a list of labels', `e.g. ${at}.labels: [hearth, fast]`);
-    const mode = value('mode');
-    if (mode !== 'booted' && mode !== 'snapshot') throw poolError(source, `${at}.mode`, `must be booted or snapshot, got ${JSON.stringify(mode)}`, `set ${at}.mode to snapshot (restored clones, fastest) or booted (pre-booted VMs)`);
-    const image = value('image');
-    if (typeof image !== 'string' || !isPublishedName(image)) throw poolError(source, `${at}.image`, `is not an image name, got ${JSON.stringify(image)}`, `set ${at}.image to a built image, e.g. debian`);
-    const autoscale = value('autoscale');
-    if (typeof autoscale !== 'boolean') throw poolError(source, `${at}.autoscale`, 'must be true or false', `set ${at}.autoscale to true or false`);
-    const pool: PoolConfig = {
-      name,
-      labels: labels as string[],
-      cpus: integer(source, `${at}.cpus`, value('cpus'), 1, 64),
-      memoryMib: integer(source, `${at}.memoryMib`, value('memoryMib'), 128, 1_048_576),
-      image,
-      mode,
-      minIdle: integer(source, `${at}.minIdle`, value('minIdle'), 0, 256),
-      maxSize: integer(source, `${at}.maxSize`, value('maxSize'), 1, 1024),
-      maxIdleAgeSeconds: integer(source, `${at}.maxIdleAgeSeconds`, value('maxIdleAgeSeconds'), 10, 30 * 86_400),
-      templateMaxAgeSeconds: integer(source, `${at}.templateMaxAgeSeconds`, value('templateMaxAgeSeconds'), 60, 365 * 86_400),
-      autoscale,
-      maxIdle: integer(source, `${at}.maxIdle`, value('maxIdle'), 0, 256),
-      demandWindowSeconds: integer(source, `${at}.demandWindowSeconds`, value('demandWindowSeconds'), 10, 7 * 86_400),
-    };
+    const values: Record<string, unknown> = { name };
+    for (const key of KEYS) {
+      const setting = POOL_SETTINGS[key];
+      if (!(key in given)) {
+        values[key] = defaultOf(setting, { env: {}, dataDir: '', hostname: '' });
+        continue;
+      }
+      const result = accept(setting, given[key]);
+      if ('reason' in result) throw poolError(source, `${at}.${key}`, result.reason, `set ${at}.${key} to ${setting.expect}`);
+      values[key] = result.value;
+    }
+    // POOL_SETTINGS names every setting of PoolConfig (its type says so) and each value passed its setting.
+    const pool = values as unknown as PoolConfig;
     if (pool.minIdle > pool.maxSize) throw poolError(source, `${at}.minIdle`, `is ${pool.minIdle}, more than maxSize ${pool.maxSize}`, `lower ${at}.minIdle or raise ${at}.maxSize`);
     if (pool.autoscale && pool.maxIdle < pool.minIdle) throw poolError(source, `${at}.maxIdle`, `is ${pool.maxIdle}, less than minIdle ${pool.minIdle}`, `with autoscale, set ${at}.maxIdle to at least minIdle`);
     pools.push(pool);

@@ -41,6 +41,24 @@ export class WebhookRejection extends Error {
 
 export type Headers = Record<string, string | string[] | undefined>;
 
+/** What a forge's verification decided: the secret that matched, or the HTTP status to refuse with and a reason naming no secret. */
+export type WebhookVerdict = { readonly ok: true; readonly secretIndex: number } | { readonly ok: false; readonly status: 401 | 404; readonly reason: string };
+
+/**
+ * One forge's side of webhook ingestion, free of HTTP: which headers it reads,
+ * how a delivery is verified over its raw bytes, and how a verified one is
+ * read. server/webhooks.ts looks the adapter up by forge and does the HTTP.
+ */
+export interface ForgeWebhookAdapter {
+  readonly forge: ForgeKind;
+  /** The delivery's id as the forge names it, for logging a refused delivery; unverified, so only a hint. */
+  deliveryIdOf(headers: Headers): string | undefined;
+  /** Checks the raw body against the configured secrets; `nowSeconds` for signatures that carry a timestamp. */
+  verify(headers: Headers, raw: Buffer, nowSeconds?: number): WebhookVerdict;
+  /** Reads a verified delivery; throws WebhookRejection (400) naming a malformed field. */
+  parse(headers: Headers, raw: Buffer): WebhookDelivery;
+}
+
 export function header(headers: Headers, name: string): string | undefined {
   const value = headers[name.toLowerCase()];
   return Array.isArray(value) ? value[0] : value;

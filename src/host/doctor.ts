@@ -56,8 +56,7 @@ async function versionOf(path: string): Promise<string> {
   }
 }
 
-async function checkFirecracker(): Promise<Check[]> {
-  const binary = process.env.HEARTH_FIRECRACKER ?? 'firecracker';
+async function checkFirecracker(binary: string): Promise<Check[]> {
   const path = binary.includes('/') ? binary : await findExecutable(binary);
   if (!path) return [{ name: 'firecracker', status: 'warn', detail: 'not installed; only the QEMU driver is available', fix: 'optional: install a firecracker release binary on bare-metal hosts with KVM that want the Firecracker driver (--driver firecracker)' }];
   const kvm = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false);
@@ -128,14 +127,14 @@ export function kvmFix(facts: KvmFacts): string {
 }
 
 /** Collects every check; `reprobe` boots a fresh KVM probe instead of trusting this boot's cached verdict. */
-export async function runDoctor(paths: HearthPaths, driver: QemuDriver, options: { reprobe?: boolean } = {}): Promise<DoctorReport> {
+export async function runDoctor(paths: HearthPaths, driver: QemuDriver, options: { reprobe?: boolean; firecrackerBinary?: string | null } = {}): Promise<DoctorReport> {
   const checks: Check[] = [];
   const qemu = await checkQemu(driver.qemuBinary);
   checks.push(qemu);
   checks.push(await checkTool('busybox', 'busybox', 'busybox-static', 'the guest userland; needed to build images'));
   checks.push(await checkTool('cc', 'cc', 'gcc libc6-dev', 'compiles the guest agent; needed to build images'));
   checks.push(await checkTool('dpkg-deb', 'dpkg-deb', 'dpkg', 'unpacks the guest kernel package'));
-  checks.push(...(await checkFirecracker()));
+  checks.push(...(await checkFirecracker(options.firecrackerBinary ?? 'firecracker')));
   checks.push(await checkDisk(paths));
   checks.push(await checkMemory());
 

@@ -18,6 +18,8 @@ export interface DebianImageOptions {
   readonly packages?: readonly string[];
   readonly mirror?: string;
   readonly suite?: string;
+  /** image.kernelDeb: the guest kernel package to use instead of downloading one. */
+  readonly kernelDeb?: string | null;
 }
 
 /** Runs debootstrap, passing its progress lines on as they come. */
@@ -50,7 +52,7 @@ function debootstrap(args: string[], log: (line: string) => void): Promise<void>
  * debootstrap needs root (it chroots to configure packages).
  */
 export async function buildDebianImage(cacheDir: string, options: DebianImageOptions, log: (line: string) => void = () => {}): Promise<BuildResult> {
-  const minimal = (await buildMinimalImage(cacheDir, log)).image;
+  const minimal = (await buildMinimalImage(cacheDir, log, { kernelDeb: options.kernelDeb ?? null })).image;
   const suite = options.suite ?? DEBIAN_SUITE;
   const mirror = options.mirror ?? DEBIAN_MIRROR;
   const packages = [...new Set([...DEBIAN_PACKAGES, ...(options.packages ?? [])])].sort();

@@ -65,12 +65,13 @@ async function downloadDeb(pkg: string, into: string): Promise<string> {
  * Debian's package if needed. `dpkg-deb -x` needs no root. The unpacked tree is
  * kept per package file, so a second call costs one directory check.
  */
-export async function ensureGuestKernel(cacheDir: string, log: (line: string) => void = () => {}): Promise<GuestKernel> {
+export async function ensureGuestKernel(cacheDir: string, log: (line: string) => void = () => {}, kernelDeb: string | null = null): Promise<GuestKernel> {
   const kernelsDir = join(cacheDir, 'kernels');
   await mkdir(kernelsDir, { recursive: true });
   const tmp = await mkdtemp(join(kernelsDir, '.fetch-'));
   try {
-    let deb = process.env.HEARTH_KERNEL_DEB;
+    // image.kernelDeb (HEARTH_KERNEL_DEB): a package given instead of one apt-get downloads.
+    let deb = kernelDeb ?? undefined;
     if (!deb) {
       const unpacked = (await readdir(kernelsDir)).filter((d) => d.startsWith('linux-image-')).sort();
       let pkg: string;

@@ -37,8 +37,8 @@ export interface BuildResult {
   readonly built: boolean;
 }
 
-export async function buildMinimalImage(cacheDir: string, log: (line: string) => void = () => {}): Promise<BuildResult> {
-  const kernel = await ensureGuestKernel(cacheDir, log);
+export async function buildMinimalImage(cacheDir: string, log: (line: string) => void = () => {}, options: { readonly kernelDeb?: string | null } = {}): Promise<BuildResult> {
+  const kernel = await ensureGuestKernel(cacheDir, log, options.kernelDeb ?? null);
   let busybox: Buffer;
   try {
     busybox = await readFile(BUSYBOX);

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { countJobLogs, deleteJobLogsBefore, insertJobLogs, selectJobLogs } from './plans.ts';
 import type { Ledger } from './ledger.ts';
+import { maskSecrets } from '../redact.ts';
 
 /** runner: what the runner in the VM printed; hearth: what Hearth did for the job. */
 export type LogStream = 'runner' | 'hearth';
@@ -20,10 +21,7 @@ export interface JobLogOptions {
   readonly secrets: readonly string[];
 }
 
-const MASK = '***';
 const MAX_LINE_CHARS = 4000;
-/** Credentials with a known shape, masked even when Hearth never saw their value. */
-const TOKEN_SHAPES = /\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glrt-[A-Za-z0-9_-]{16,}|glpat-[A-Za-z0-9_-]{16,}|glcbt-[A-Za-z0-9_-]{16,})/g;
 const FLUSH_DELAY_MS = 100;
 const FLUSH_ROWS = 500;
 const RETRY_DELAY_MS = 1000;
@@ -108,11 +106,8 @@ export class JobLogs {
   }
 
   mask(jobId: string, text: string): string {
-    let out = text.replace(TOKEN_SHAPES, MASK);
-    for (const secret of [...this.secrets, ...(this.jobSecrets.get(jobId) ?? [])]) {
-      if (out.includes(secret)) out = out.split(secret).join(MASK);
-    }
-    return out;
+    // Known token shapes too, masked even when Hearth never saw their value.
+    return maskSecrets(text, [...this.secrets, ...(this.jobSecrets.get(jobId) ?? [])], { minLength: 1, tokenShapes: true });
   }
 
   /** Commits what is pending; resolves once it is in the ledger. */

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { statfs } from 'node:fs/promises';
 import { arch, cpus, hostname } from 'node:os';
-import { storeTarget, type ServeConfig } from '../config/serve-config.ts';
+import { driverSettings, loadHostConfig, type LoadedHostConfig } from '../config/host-config.ts';
+import { serveSecrets, storeTarget, type ServeConfig } from '../config/serve-config.ts';
 import type { HearthPaths } from '../config/paths.ts';
 import { RunnerController } from '../controller/controller.ts';
 import type { Forge, ForgeKind } from '../forge/forge.ts';
@@ -16,7 +17,8 @@ import { JobLogs } from '../ledger/logs.ts';
 import type { Logger } from '../log.ts';
 import { hostCapacity, type Capacity } from '../scheduler/capacity.ts';
 import { QemuDriver } from '../vm/qemu/driver.ts';
-import { createHostDriver, driverSettingsFromEnv, type HostDriver } from '../vm/host-driver.ts';
+import { createHostDriver, type HostDriver } from '../vm/host-driver.ts';
+import { redactUrl } from '../redact.ts';
 import { VmPool, type PoolStatus } from '../pool/pool.ts';
 import { buildServer } from './app.ts';
 import { HearthMetrics, type HostView } from './metrics.ts';
@@ -33,23 +35,16 @@ export interface HearthService {
   close(reason: string): Promise<void>;
 }
 
-async function openLedger(config: ServeConfig): Promise<{ ledger: Ledger; description: string }> {
-  const target = storeTarget(config.store.url);
-  const ledger = await Ledger.open(target);
-  return { ledger, description: target.kind === 'postgres' ? `store: PostgreSQL at ${redactUrl(target.url)}` : `store: SQLite (WAL) at ${target.path}` };
+async function openLedger(config: ServeConfig): Promise<{ ledger: Ledger }> {
+  return { ledger: await Ledger.open(storeTarget(config.store.url)) };
 }
 
-/** A connection URL without its password, for logs and the start-up summary. */
-function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:@/]*):[^@/]*@/, '$1:***@');
-}
-
-function createDriver(config: ServeConfig, paths: HearthPaths, logger: Logger): HostDriver {
+function createDriver(config: ServeConfig, host: LoadedHostConfig, paths: HearthPaths, logger: Logger): HostDriver {
   // auto: QEMU, which runs everywhere (KVM where a probe boot proves it works, else TCG).
   const name = config.driver.name === 'auto' ? 'qemu' : config.driver.name;
   // With an allowlist, networked runners get TAP devices and nftables instead of QEMU's user-mode NAT.
   const egress = config.runners.egress.length > 0 || name === 'firecracker' ? { allow: config.runners.egress, hostPorts: config.runners.egressHostPorts.map(Number), dns: config.runners.dns } : undefined;
-  return createHostDriver(name, { paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}), ...driverSettingsFromEnv(process.env), egress });
+  return createHostDriver(name, { paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}), ...driverSettings(host), egress });
 }
 
 function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics, shutdown: AbortSignal): Map<ForgeKind, Forge> {
@@ -93,19 +88,15 @@ async function describeHost(config: ServeConfig, paths: HearthPaths, driver: Hos
   };
 }
 
-/** Every secret of the config: masked in job logs wherever a runner prints one. */
-function configSecrets(config: ServeConfig): string[] {
-  return [config.api.token, config.github.token, ...config.github.webhookSecret, config.gitlab.token, config.gitlab.webhookToken, ...config.gitlab.signingSecret].filter((s): s is string => typeof s === 'string' && s !== '');
-}
-
 /**
  * Wires `hearth serve`: ledger, driver, forges, controller and HTTP server,
  * then listens. `close` stops taking work and tears down what this process holds.
  */
-export async function startHearthService(options: { config: ServeConfig; paths: HearthPaths; logger: Logger; capacity?: Capacity; driver?: HostDriver }): Promise<HearthService> {
+export async function startHearthService(options: { config: ServeConfig; paths: HearthPaths; logger: Logger; capacity?: Capacity; driver?: HostDriver; host?: LoadedHostConfig }): Promise<HearthService> {
   const { config, paths, logger } = options;
   const choices: string[] = [];
-  const driver = options.driver ?? createDriver(config, paths, logger);
+  // The CLI passes the host settings it resolved; an embedder that does not gets them from the environment.
+  const driver = options.driver ?? createDriver(config, options.host ?? loadHostConfig(), paths, logger);
   // The store (and the cluster role below) are in the config's notes, which `hearth serve` prints before starting.
   const { ledger } = await openLedger(config);
   if (driver instanceof QemuDriver) {
@@ -140,7 +131,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     activeJobs: () => controllerRef.current?.activeJobs ?? 0,
   };
   const metrics = new HearthMetrics(ledger, host);
-  const logs = new JobLogs(ledger, { maxLinesPerJob: config.log.jobMaxLines, retentionDays: config.log.jobRetentionDays, secrets: configSecrets(config) });
+  const logs = new JobLogs(ledger, { maxLinesPerJob: config.log.jobMaxLines, retentionDays: config.log.jobRetentionDays, secrets: serveSecrets(config) });
   const shutdown = new AbortController();
   const forges = createForges(config, logger, metrics, shutdown.signal);
   choices.push(forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)');

@@ -1,11 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ingestDelivery, type IngestDeps } from '../controller/ingest.ts';
-import { parseGithubDelivery } from '../forge/github/webhook.ts';
-import { verifyGithubSignature } from '../forge/github/verify.ts';
-import { parseGitlabDelivery } from '../forge/gitlab/webhook.ts';
-import { verifyGitlabToken, verifyStandardWebhook } from '../forge/gitlab/verify.ts';
-import { header, WebhookRejection, type WebhookDelivery } from '../forge/webhook.ts';
 import type { ForgeKind } from '../forge/forge.ts';
+import { githubWebhookAdapter } from '../forge/github/webhook.ts';
+import { gitlabWebhookAdapter } from '../forge/gitlab/webhook.ts';
+import { WebhookRejection, type ForgeWebhookAdapter, type WebhookDelivery } from '../forge/webhook.ts';
 import type { Logger } from '../log.ts';
 import { webhookResult, type HearthMetrics } from './metrics.ts';
 
@@ -21,24 +19,12 @@ export interface WebhookDeps extends IngestDeps {
 
 type Guard = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
-/** Verifies a delivery over its raw bytes; a failure is a 401 whose reason names no secret. */
-function verify(forge: ForgeKind, request: FastifyRequest, raw: Buffer, deps: WebhookDeps): void {
-  const headers = request.headers;
-  if (forge === 'github') {
-    if (deps.secrets.github.length === 0) throw new WebhookRejection(404, 'GitHub webhooks are not configured (set github.webhookSecret)');
-    const result = verifyGithubSignature(raw, header(headers, 'x-hub-signature-256'), deps.secrets.github);
-    if (!result.ok) throw new WebhookRejection(401, result.reason);
-    return;
-  }
-  const signed = header(headers, 'webhook-signature') !== undefined;
-  if (signed && deps.secrets.gitlabSigning.length > 0) {
-    const result = verifyStandardWebhook(raw, { id: header(headers, 'webhook-id'), timestamp: header(headers, 'webhook-timestamp'), signature: header(headers, 'webhook-signature') }, deps.secrets.gitlabSigning);
-    if (!result.ok) throw new WebhookRejection(401, result.reason);
-    return;
-  }
-  if (deps.secrets.gitlabTokens.length === 0) throw new WebhookRejection(deps.secrets.gitlabSigning.length > 0 ? 401 : 404, deps.secrets.gitlabSigning.length > 0 ? 'missing webhook-signature header' : 'GitLab webhooks are not configured (set gitlab.webhookToken or gitlab.signingSecret)');
-  const result = verifyGitlabToken(header(headers, 'x-gitlab-token'), deps.secrets.gitlabTokens);
-  if (!result.ok) throw new WebhookRejection(401, result.reason);
+/** Each forge's adapter: its headers, its verification policy and its payload reader. */
+function webhookAdapters(secrets: WebhookDeps['secrets']): ReadonlyMap<ForgeKind, ForgeWebhookAdapter> {
+  return new Map<ForgeKind, ForgeWebhookAdapter>([
+    ['github', githubWebhookAdapter(secrets.github)],
+    ['gitlab', gitlabWebhookAdapter({ tokens: secrets.gitlabTokens, signing: secrets.gitlabSigning })],
+  ]);
 }
 
 /**
@@ -53,15 +39,17 @@ export function registerWebhooks(scope: FastifyInstance, deps: WebhookDeps, guar
     done(Object.assign(new Error('webhook content type must be application/json (set it in the forge webhook settings)'), { statusCode: 415 }), undefined);
   });
 
-  const handle = (forge: ForgeKind) => async (request: FastifyRequest, reply: FastifyReply) => {
+  const handle = (adapter: ForgeWebhookAdapter) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const { forge } = adapter;
     const started = performance.now();
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-    const deliveryHeader = forge === 'github' ? header(request.headers, 'x-github-delivery') : (header(request.headers, 'idempotency-key') ?? header(request.headers, 'x-gitlab-event-uuid'));
-    const deliveryId = deliveryHeader?.slice(0, 64);
+    const deliveryId = adapter.deliveryIdOf(request.headers)?.slice(0, 64);
     let delivery: WebhookDelivery;
     try {
-      verify(forge, request, raw, deps);
-      delivery = forge === 'github' ? parseGithubDelivery(request.headers, raw) : parseGitlabDelivery(request.headers, raw);
+      // The signature covers the raw bytes exactly; the payload is read only once they are verified.
+      const verdict = adapter.verify(request.headers, raw);
+      if (!verdict.ok) throw new WebhookRejection(verdict.status, verdict.reason);
+      delivery = adapter.parse(request.headers, raw);
     } catch (error) {
       if (!(error instanceof WebhookRejection)) throw error;
       deps.metrics.webhooks.inc({ forge, result: webhookResult(error.status === 401 ? 'bad_signature' : 'malformed') });
@@ -77,6 +65,5 @@ export function registerWebhooks(scope: FastifyInstance, deps: WebhookDeps, guar
   };
 
   const options = guard ? { onRequest: guard } : {};
-  scope.post('/github', options, handle('github'));
-  scope.post('/gitlab', options, handle('gitlab'));
+  for (const adapter of webhookAdapters(deps.secrets).values()) scope.post(`/${adapter.forge}`, options, handle(adapter));
 }

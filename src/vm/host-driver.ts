@@ -1,3 +1,4 @@
+import { driverSettings, loadHostConfig } from '../config/host-config.ts';
 import type { HearthPaths } from '../config/paths.ts';
 import { HearthError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -36,53 +37,12 @@ export interface HostDriverOptions {
 }
 
 /**
- * Flintlock settings from HEARTH_FLINTLOCK_* variables, for the CLI; undefined
- * when none is set. Root images are NAME=REF pairs separated by commas.
+ * Flintlock settings from HEARTH_FLINTLOCK_* variables (flintlock.* in
+ * src/config/schema.ts); undefined when none is set. The CLI and `hearth serve`
+ * take them from driverSettings(loadHostConfig()) instead, resolved once.
  */
 export function flintlockOptionsFromEnv(env: NodeJS.ProcessEnv): FlintlockHostOptions | undefined {
-  const get = (key: string): string | undefined => env[`HEARTH_FLINTLOCK_${key}`] || undefined;
-  const keys = ['ENDPOINT', 'NAMESPACE', 'OWNER', 'AGENT_LISTEN', 'AGENT_URL', 'KERNEL_IMAGE', 'KERNEL_FILENAME', 'INITRD_IMAGE', 'ROOT_IMAGES'];
-  if (!keys.some((key) => get(key))) return undefined;
-  const rootImages: Record<string, string> = {};
-  for (const pair of (get('ROOT_IMAGES') ?? '').split(',').filter(Boolean)) {
-    const at = pair.indexOf('=');
-    if (at <= 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'HEARTH_FLINTLOCK_ROOT_IMAGES', reason: `"${pair}" is not NAME=IMAGE`, hint: 'for example debian=ghcr.io/acme/hearth-debian:12,minimal=ghcr.io/acme/hearth-minimal:1' });
-    rootImages[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
-  }
-  return {
-    endpoint: get('ENDPOINT') ?? 'localhost:9090',
-    agentListen: get('AGENT_LISTEN') ?? '0.0.0.0:7071',
-    agentUrl: get('AGENT_URL') ?? '',
-    kernelImage: get('KERNEL_IMAGE') ?? '',
-    rootImages,
-    ...(get('NAMESPACE') && { namespace: get('NAMESPACE') }),
-    ...(get('OWNER') && { owner: get('OWNER') }),
-    ...(get('KERNEL_FILENAME') && { kernelFilename: get('KERNEL_FILENAME') }),
-    ...(get('INITRD_IMAGE') && { initrdImage: get('INITRD_IMAGE') }),
-  };
-}
-
-/** Jailer settings from HEARTH_JAILER (the binary; setting it turns the jailer on) and HEARTH_JAILER_*. */
-export function jailerOptionsFromEnv(env: NodeJS.ProcessEnv): JailerOptions | undefined {
-  const binary = env.HEARTH_JAILER;
-  if (!binary) return undefined;
-  const id = (key: string): number => {
-    const value = Number(env[key]);
-    if (env[key] && Number.isInteger(value) && value > 0) return value;
-    throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: key, reason: `must be the numeric id of the unprivileged user or group Firecracker runs as (got "${env[key] ?? ''}")`, hint: `create one (docs/hosts.md) and set ${key}, e.g. ${key}=$(id -u firecracker)` });
-  };
-  return {
-    binary,
-    uid: id('HEARTH_JAILER_UID'),
-    gid: id('HEARTH_JAILER_GID'),
-    ...(env.HEARTH_JAILER_CHROOT ? { chrootBaseDir: env.HEARTH_JAILER_CHROOT } : {}),
-    ...(env.HEARTH_JAILER_NETNS ? { netns: env.HEARTH_JAILER_NETNS } : {}),
-  };
-}
-
-/** What the environment says about the VMM drivers: shared by the CLI and `hearth serve`. */
-export function driverSettingsFromEnv(env: NodeJS.ProcessEnv): Pick<HostDriverOptions, 'firecrackerBinary' | 'jailer' | 'flintlock'> {
-  return { firecrackerBinary: env.HEARTH_FIRECRACKER, jailer: jailerOptionsFromEnv(env), flintlock: flintlockOptionsFromEnv(env) };
+  return driverSettings(loadHostConfig({ env })).flintlock;
 }
 
 /**

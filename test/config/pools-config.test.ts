@@ -34,7 +34,9 @@ test('bad pool settings name the pool, the key and the fix', () => {
   const fails = (raw: unknown, key: RegExp) => assert.throws(() => parsePools(raw, 'test'), (e) => isHearthError(e, 'HEARTH_ERR_CONFIG') && key.test(e.message));
   fails({ fast: { minidle: 2 } }, /pools\.fast\.minidle is not a known pool setting/);
   fails({ fast: { minIdle: 5, maxSize: 2 } }, /pools\.fast\.minIdle is 5, more than maxSize 2/);
-  fails({ fast: { mode: 'warm' } }, /pools\.fast\.mode must be booted or snapshot/);
+  fails({ fast: { mode: 'warm' } }, /pools\.fast\.mode must be one of booted, snapshot/);
+  fails({ fast: { cpus: 0 } }, /pools\.fast\.cpus is 0, outside 1 to 64/);
+  fails({ fast: { labels: 'hearth' } }, /pools\.fast\.labels must be a list/);
   fails({ Fast: {} }, /pools\.Fast is not a pool name/);
   fails({ fast: { autoscale: true, minIdle: 3, maxIdle: 1 } }, /maxIdle is 1, less than minIdle 3/);
   fails([1, 2], /pools must be a mapping/);

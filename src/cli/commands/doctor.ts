@@ -10,9 +10,9 @@ export function registerDoctor(program: Command, context: CliContextSource): voi
     .option('--reprobe', 'boot a fresh KVM probe instead of using the verdict cached for this host boot')
     .option('--json', 'print the report as JSON')
     .action(async (options: { reprobe?: boolean; json?: boolean }) => {
-      const { paths, qemu: driver } = await context();
+      const { paths, qemu: driver, host } = await context();
       const { runDoctor } = await import('../../host/doctor.ts');
-      const report = await runDoctor(paths, driver, { reprobe: options.reprobe ?? false });
+      const report = await runDoctor(paths, driver, { reprobe: options.reprobe ?? false, firecrackerBinary: host.config.firecracker.binary });
       if (options.json) {
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       } else {

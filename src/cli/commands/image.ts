@@ -20,7 +20,8 @@ export function registerImage(program: Command, context: CliContextSource): void
       const publishAs = options.name ?? name;
       if (!isPublishedName(publishAs)) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--name', reason: `"${publishAs}" is not an image name`, hint: 'use lower-case letters, digits and -, starting with a letter, e.g. --name debian-runner' });
       if (options.name && !options.githubRunner && !options.gitlabRunner) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--name', reason: 'only names an image that adds runners', hint: 'add --github-runner or --gitlab-runner, or drop --name' });
-      const { paths } = await context();
+      const { paths, host } = await context();
+      const { kernelDeb } = host.config.image;
       const [{ loadConfig }, { buildDebianImage }, { buildMinimalImage }, { addRunnersToImage }, { ensureVmlinux }] = await Promise.all([
         import('../../config/config.ts'),
         import('../../image/debian.ts'),
@@ -30,11 +31,11 @@ export function registerImage(program: Command, context: CliContextSource): void
       ]);
       const started = Date.now();
       const log = (line: string): void => void process.stderr.write(`hearth: ${line}\n`);
-      const debianConfig = (await loadConfig()).images?.debian ?? {};
+      const debianConfig = loadConfig(host.config.cli.imagesConfig).images?.debian ?? {};
       const result =
         name === 'debian'
-          ? await buildDebianImage(paths.cache, { ...debianConfig, packages: [...(debianConfig.packages ?? []), ...(options.package ?? [])] }, log)
-          : await buildMinimalImage(paths.cache, log);
+          ? await buildDebianImage(paths.cache, { ...debianConfig, kernelDeb, packages: [...(debianConfig.packages ?? []), ...(options.package ?? [])] }, log)
+          : await buildMinimalImage(paths.cache, log, { kernelDeb });
       const withRunners = options.githubRunner || options.gitlabRunner ? await addRunnersToImage(paths.cache, result.image, { githubRunner: options.githubRunner, gitlabRunner: options.gitlabRunner }, publishAs) : undefined;
       const final = withRunners ?? result;
       // Firecracker boots the uncompressed ELF kernel; QEMU the bzImage. Both come with every image.

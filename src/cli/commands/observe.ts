@@ -18,7 +18,7 @@ async function target(options: ConnectOptions, context: CliContext): Promise<Tar
   const loaded = loadServeConfig({ path: options.config, env: process.env, paths: context.paths });
   const { host, port, tls } = loaded.config.server;
   const local = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  const url = (options.url ?? process.env.HEARTH_URL ?? `${tls ? 'https' : 'http'}://${local}:${port}`).replace(/\/+$/, '');
+  const url = (options.url ?? context.host.config.cli.url ?? `${tls ? 'https' : 'http'}://${local}:${port}`).replace(/\/+$/, '');
   const token = loaded.config.api.token;
   if (!token) {
     throw new HearthError('HEARTH_ERR_SERVER_API', { url, reason: 'no API token to send', hint: "set HEARTH_API_TOKEN to the server's api.token (or pass --config with the server's config file)" });

@@ -28,14 +28,13 @@ async function serve(context: CliContextSource, options: { config?: string; role
   if (options.role !== undefined && !(ROLES as readonly string[]).includes(options.role)) {
     throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--role', reason: `"${options.role}" is not a role`, hint: `use one of ${ROLES.join(', ')}` });
   }
-  const [{ paths }, { loadServeConfig }, { createLogger, effectiveLogLevel }, { startHearthService }] = await Promise.all([
+  const [{ paths, host }, { loadServeConfig }, { createLogger, effectiveLogLevel }, { startHearthService }] = await Promise.all([
     context(),
     import('../../config/serve-config.ts'),
     import('../../log.ts'),
     import('../../server/service.ts'),
   ]);
-  const env = options.role ? { ...process.env, HEARTH_CLUSTER_ROLE: options.role } : process.env;
-  const loaded = loadServeConfig({ path: options.config, env, paths });
+  const loaded = loadServeConfig({ path: options.config, env: process.env, paths, flags: { 'cluster.role': options.role } });
   const log = effectiveLogLevel({ configured: loaded.config.log.level, interactive: process.stderr.isTTY === true });
   const logger = createLogger({ level: log.level });
   const say = (line: string): void => void process.stderr.write(`hearth: ${line}\n`);
@@ -43,7 +42,7 @@ async function serve(context: CliContextSource, options: { config?: string; role
   if (loaded.overrides.length > 0) say(`overridden by the environment: ${loaded.overrides.join(', ')}`);
   for (const note of loaded.notes) say(note);
   if (log.reduced) say(`log: JSON log lines from ${log.level} up on this terminal (log.level ${loaded.config.log.level} applies when stderr is a log; HEARTH_LOG_LEVEL=${loaded.config.log.level} shows them here too)`);
-  const service = await startHearthService({ config: loaded.config, paths, logger });
+  const service = await startHearthService({ config: loaded.config, paths, logger, host });
   for (const choice of service.choices) say(choice);
   say(listeningLine(service.url, loaded.config.api.token !== null));
 

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { constantTimeEqual } from '../constant-time.ts';
+import type { WebhookVerdict } from '../webhook.ts';
 
 export type Verification = { readonly ok: true; readonly secretIndex: number } | { readonly ok: false; readonly reason: string };
 
@@ -18,4 +19,15 @@ export function verifyGithubSignature(rawBody: Buffer, header: string | undefine
     if (constantTimeEqual(expected, header)) return { ok: true, secretIndex: index };
   }
   return { ok: false, reason: 'signature does not match any configured secret' };
+}
+
+/**
+ * GitHub's verification policy: with no secret configured GitHub webhooks are
+ * off (404, so a probe learns nothing about secrets); otherwise the signature
+ * must match one of them (401 when it does not).
+ */
+export function verifyGithubDelivery(rawBody: Buffer, signature: string | undefined, secrets: readonly string[]): WebhookVerdict {
+  if (secrets.length === 0) return { ok: false, status: 404, reason: 'GitHub webhooks are not configured (set github.webhookSecret)' };
+  const result = verifyGithubSignature(rawBody, signature, secrets);
+  return result.ok ? result : { ok: false, status: 401, reason: result.reason };
 }

@@ -1,4 +1,8 @@
-import { field, header, isId, isObject, isString, isStringList, parseJsonObject, WebhookRejection, type Headers, type JobPhase, type WebhookDelivery } from '../webhook.ts';
+import { field, header, isId, isObject, isString, isStringList, parseJsonObject, WebhookRejection, type ForgeWebhookAdapter, type Headers, type JobPhase, type WebhookDelivery } from '../webhook.ts';
+import { verifyGithubDelivery } from './verify.ts';
+
+/** The headers GitHub sends with a delivery (lower-case, as Node gives them). */
+export const GITHUB_HEADERS = { delivery: 'x-github-delivery', event: 'x-github-event', signature: 'x-hub-signature-256' } as const;
 
 const DELIVERY_ID = /^[A-Za-z0-9-]{1,64}$/;
 
@@ -15,8 +19,8 @@ function phaseOf(action: string, conclusion: unknown): JobPhase {
  * naming the field, so fuzzed input never reaches the ledger.
  */
 export function parseGithubDelivery(headers: Headers, raw: Buffer): WebhookDelivery {
-  const deliveryId = header(headers, 'x-github-delivery');
-  const event = header(headers, 'x-github-event');
+  const deliveryId = header(headers, GITHUB_HEADERS.delivery);
+  const event = header(headers, GITHUB_HEADERS.event);
   if (!deliveryId || !DELIVERY_ID.test(deliveryId)) throw new WebhookRejection(400, 'missing or malformed X-GitHub-Delivery header');
   if (!event || !/^[a-z_]{1,64}$/.test(event)) throw new WebhookRejection(400, 'missing or malformed X-GitHub-Event header');
   const body = parseJsonObject(raw);
@@ -56,4 +60,14 @@ function firstFailedStep(steps: unknown): string | undefined {
     if (isObject(step) && step.conclusion === 'failure' && typeof step.name === 'string') return step.name.slice(0, 200);
   }
   return undefined;
+}
+
+/** GitHub webhooks, verified with `secrets` (current first; older ones still accepted during a rotation). */
+export function githubWebhookAdapter(secrets: readonly string[]): ForgeWebhookAdapter {
+  return {
+    forge: 'github',
+    deliveryIdOf: (headers) => header(headers, GITHUB_HEADERS.delivery),
+    verify: (headers, raw) => verifyGithubDelivery(raw, header(headers, GITHUB_HEADERS.signature), secrets),
+    parse: parseGithubDelivery,
+  };
 }

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { constantTimeEqual } from '../constant-time.ts';
 import type { Verification } from '../github/verify.ts';
+import type { WebhookVerdict } from '../webhook.ts';
 
 /** `X-Gitlab-Token` carries the secret itself: compared in constant time against each configured token. */
 export function verifyGitlabToken(header: string | undefined, tokens: readonly string[]): Verification {
@@ -38,4 +39,34 @@ export function verifyStandardWebhook(
     if (offered.some((sig) => constantTimeEqual(expected, sig))) return { ok: true, secretIndex: index };
   }
   return { ok: false, reason: 'webhook-signature does not match any configured secret' };
+}
+
+/** What a GitLab delivery carries to prove itself: a token, or a Standard Webhooks signature. */
+export interface GitlabCredentials {
+  readonly token: string | undefined;
+  readonly id: string | undefined;
+  readonly timestamp: string | undefined;
+  readonly signature: string | undefined;
+}
+
+/**
+ * GitLab's verification policy. A signed delivery is checked against the
+ * signing secrets when any is configured; otherwise the X-Gitlab-Token is
+ * compared. With signing secrets but no tokens an unsigned delivery is refused
+ * (401); with neither configured GitLab webhooks are off (404).
+ */
+export function verifyGitlabDelivery(
+  rawBody: Buffer,
+  given: GitlabCredentials,
+  secrets: { readonly tokens: readonly string[]; readonly signing: readonly string[] },
+  nowSeconds?: number,
+): WebhookVerdict {
+  const refuse = (result: Verification): WebhookVerdict => (result.ok ? result : { ok: false, status: 401, reason: result.reason });
+  if (given.signature !== undefined && secrets.signing.length > 0) return refuse(verifyStandardWebhook(rawBody, given, secrets.signing, nowSeconds));
+  if (secrets.tokens.length === 0) {
+    return secrets.signing.length > 0
+      ? { ok: false, status: 401, reason: 'missing webhook-signature header' }
+      : { ok: false, status: 404, reason: 'GitLab webhooks are not configured (set gitlab.webhookToken or gitlab.signingSecret)' };
+  }
+  return refuse(verifyGitlabToken(given.token, secrets.tokens));
 }

@@ -1,4 +1,25 @@
-import { field, header, isId, isObject, isString, parseJsonObject, WebhookRejection, type Headers, type JobPhase, type WebhookDelivery } from '../webhook.ts';
+import { field, header, isId, isObject, isString, parseJsonObject, WebhookRejection, type ForgeWebhookAdapter, type Headers, type JobPhase, type WebhookDelivery } from '../webhook.ts';
+import { verifyGitlabDelivery } from './verify.ts';
+
+/**
+ * The headers GitLab sends with a delivery (lower-case, as Node gives them):
+ * X-Gitlab-Token for a secret token, Standard Webhooks' webhook-* for a
+ * signature; Idempotency-Key stays the same across retries.
+ */
+export const GITLAB_HEADERS = {
+  event: 'x-gitlab-event',
+  token: 'x-gitlab-token',
+  idempotencyKey: 'idempotency-key',
+  eventUuid: 'x-gitlab-event-uuid',
+  webhookId: 'webhook-id',
+  webhookTimestamp: 'webhook-timestamp',
+  webhookSignature: 'webhook-signature',
+} as const;
+
+/** The delivery's id: Idempotency-Key, else (older GitLab) the event UUID, else the signed message id. */
+function deliveryIdOf(headers: Headers): string | undefined {
+  return header(headers, GITLAB_HEADERS.idempotencyKey) ?? header(headers, GITLAB_HEADERS.eventUuid) ?? header(headers, GITLAB_HEADERS.webhookId);
+}
 
 const DELIVERY_ID = /^[A-Za-z0-9-]{1,64}$/;
 
@@ -15,10 +36,9 @@ function phaseOf(status: string): JobPhase {
  * are not known yet (the hook has no tags); other hooks are ignored.
  */
 export function parseGitlabDelivery(headers: Headers, raw: Buffer): WebhookDelivery {
-  const event = header(headers, 'x-gitlab-event');
+  const event = header(headers, GITLAB_HEADERS.event);
   if (!event) throw new WebhookRejection(400, 'missing X-Gitlab-Event header');
-  // Idempotency-Key stays the same across GitLab's retries; older GitLab sends only the event UUID.
-  const deliveryId = header(headers, 'idempotency-key') ?? header(headers, 'x-gitlab-event-uuid') ?? header(headers, 'webhook-id');
+  const deliveryId = deliveryIdOf(headers);
   if (!deliveryId || !DELIVERY_ID.test(deliveryId)) throw new WebhookRejection(400, 'missing or malformed Idempotency-Key (or X-Gitlab-Event-UUID) header');
   const body = parseJsonObject(raw);
   if (event !== 'Job Hook') return { forge: 'gitlab', deliveryId, event, payload: { kind: 'ignored', reason: `event ${event} is not handled` } };
@@ -45,5 +65,26 @@ export function parseGitlabDelivery(headers: Headers, raw: Buffer): WebhookDeliv
       conclusion: finished ? status : undefined,
       failedStep,
     },
+  };
+}
+
+/** GitLab webhooks, verified by secret token (`tokens`) or Standard Webhooks signature (`signing`), each a list for rotation. */
+export function gitlabWebhookAdapter(secrets: { readonly tokens: readonly string[]; readonly signing: readonly string[] }): ForgeWebhookAdapter {
+  return {
+    forge: 'gitlab',
+    deliveryIdOf,
+    verify: (headers, raw, nowSeconds) =>
+      verifyGitlabDelivery(
+        raw,
+        {
+          token: header(headers, GITLAB_HEADERS.token),
+          id: header(headers, GITLAB_HEADERS.webhookId),
+          timestamp: header(headers, GITLAB_HEADERS.webhookTimestamp),
+          signature: header(headers, GITLAB_HEADERS.webhookSignature),
+        },
+        secrets,
+        nowSeconds,
+      ),
+    parse: parseGitlabDelivery,
   };
 }

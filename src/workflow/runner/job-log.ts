@@ -1,3 +1,5 @@
+import { maskSecrets } from '../../redact.ts';
+
 /**
  * Live job output: every line prefixed with its job, secrets replaced by ***.
  * Output arrives in chunks that may split lines (and UTF-8 characters); each
@@ -15,9 +17,7 @@ export class JobLog {
   ) {}
 
   mask(text: string): string {
-    let masked = text;
-    for (const secret of this.secrets) if (secret.length >= 3) masked = masked.split(secret).join('***');
-    return masked;
+    return maskSecrets(text, this.secrets, { minLength: 3 });
   }
 
   line(text: string): void {
