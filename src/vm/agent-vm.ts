@@ -9,6 +9,7 @@ import { AgentChannelError, type AgentChannel, type OutputSink } from '../guest/
 import type { IdentityMessage, IdentityNetwork } from '../guest/protocol.ts';
 import type { Logger } from '../log.ts';
 import { runProgram } from '../system/run.ts';
+import { shapeProblem, VM_BOUNDS, type ShapeBounds } from './bounds.ts';
 import type { ExecRequest, ExecResult, Vm, VmRecord, VmSpec } from './driver.ts';
 import { tearDownTap } from './network/tap.ts';
 import { isSameProcess, processStartTime, type VmRegistry } from './registry.ts';
@@ -19,10 +20,12 @@ import { isSameProcess, processStartTime, type VmRegistry } from './registry.ts'
  */
 export const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-export function validateVmSpec(spec: VmSpec): void {
-  const bad = (option: string, reason: string, hint: string): HearthError => new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason, hint });
-  if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 64) throw bad('--cpus', `${spec.cpus} is not a whole number from 1 to 64`, 'for example --cpus 2');
-  if (!Number.isInteger(spec.memoryMib) || spec.memoryMib < 128 || spec.memoryMib > 1024 * 1024) throw bad('--memory', `${spec.memoryMib} MiB is not a whole number from 128 to 1048576`, 'for example --memory 512');
+/** A spec's size against the bounds (VM_BOUNDS, or a driver's capabilities), refused with the nearest sizes that would do. */
+export function validateVmSpec(spec: VmSpec, bounds: ShapeBounds = VM_BOUNDS, driver = 'Hearth'): void {
+  const problem = shapeProblem(spec, bounds, driver);
+  if (!problem) return;
+  if (problem.cpus) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--cpus', reason: problem.reason, hint: `for example ${problem.cpus.map((n) => `--cpus ${n}`).join(' or ')}` });
+  throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--memory', reason: problem.reason, hint: `for example --memory ${problem.memoryMib ?? 512}` });
 }
 
 /**
@@ -148,14 +151,12 @@ export interface LiveVmsOptions {
 }
 
 /**
- * The VMs one driver instance started, and the teardown every driver shares:
- * kill the VMM's process group, remove its TAP device and runtime directory.
- * The drivers keep only what is particular to their VMM (start, snapshot, restore).
+ * The VMs one driver instance started, whatever runs them: lookup, the state
+ * check before an action, and a destroy that runs once at a time per VM. Every
+ * driver keeps its live VMs here (LiveVms adds the teardown of a local VMM).
  */
-export class LiveVms<T extends LocalVm> {
+export class AgentVms<T extends AgentVm> {
   private readonly vms = new Map<string, T>();
-
-  constructor(private readonly options: LiveVmsOptions) {}
 
   add(live: T): void {
     this.vms.set(live.vm.id, live);
@@ -163,6 +164,10 @@ export class LiveVms<T extends LocalVm> {
 
   get(vmId: string): T | undefined {
     return this.vms.get(vmId);
+  }
+
+  ids(): string[] {
+    return [...this.vms.keys()];
   }
 
   /** The VM, if this process owns it and it is ready for `action`. */
@@ -175,9 +180,44 @@ export class LiveVms<T extends LocalVm> {
     return live;
   }
 
+  /**
+   * Runs `teardown` for the VM (given its live record when this process owns
+   * it): a destroy already under way is joined, not repeated. Once it succeeds
+   * the VM is destroyed and forgotten; when it fails, a later destroy tries again.
+   */
+  destroyWith(vmId: string, teardown: (live: T | undefined) => Promise<void>): Promise<void> {
+    const live = this.vms.get(vmId);
+    if (live?.destroying) return live.destroying;
+    if (live) live.vm.state = 'destroying';
+    const work = teardown(live).then(
+      () => {
+        if (!live) return;
+        live.vm.state = 'destroyed';
+        this.vms.delete(vmId);
+      },
+      (error: unknown) => {
+        if (live) live.destroying = undefined;
+        throw error;
+      },
+    );
+    if (live) live.destroying = work;
+    return work;
+  }
+}
+
+/**
+ * The teardown every driver with a local VMM shares: kill the VMM's process
+ * group, remove its TAP device and runtime directory. The drivers keep only
+ * what is particular to their VMM (start, snapshot, restore).
+ */
+export class LiveVms<T extends LocalVm> extends AgentVms<T> {
+  constructor(private readonly options: LiveVmsOptions) {
+    super();
+  }
+
   /** Ready for a command, with its VMM still running: a pool hands out nothing less. */
   isAlive(vmId: string): boolean {
-    const live = this.vms.get(vmId);
+    const live = this.get(vmId);
     return live !== undefined && live.vm.state === 'ready' && live.child.exitCode === null && live.child.signalCode === null;
   }
 
@@ -187,10 +227,7 @@ export class LiveVms<T extends LocalVm> {
    * held on the host.
    */
   destroy(vmId: string): Promise<void> {
-    const live = this.vms.get(vmId);
-    if (live?.destroying) return live.destroying;
-    const work = (async () => {
-      if (live) live.vm.state = 'destroying';
+    return this.destroyWith(vmId, async (live) => {
       live?.channel?.close();
       const { registry } = this.options;
       const entry = await registry.read(vmId);
@@ -218,19 +255,13 @@ export class LiveVms<T extends LocalVm> {
       await tearDownTap(this.options.runtimeDir, dir);
       await this.options.cleanUp?.(vmId, dir);
       await registry.remove(vmId);
-      if (live) {
-        live.vm.state = 'destroyed';
-        this.vms.delete(vmId);
-        live.log.info('vm destroyed');
-      }
-    })();
-    if (live) live.destroying = work;
-    return work;
+      live?.log.info('vm destroyed');
+    });
   }
 
   /** Destroys every VM this process started (the signal handlers call it). */
   async destroyAll(): Promise<void> {
-    await Promise.all([...this.vms.keys()].map((id) => this.destroy(id)));
+    await Promise.all(this.ids().map((id) => this.destroy(id)));
   }
 
   list(): Promise<VmRecord[]> {
