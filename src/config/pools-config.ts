@@ -1,5 +1,6 @@
 import { HearthError } from '../errors.ts';
 import { isPublishedName } from '../image/store.ts';
+import { VM_BOUNDS } from '../vm/bounds.ts';
 
 /**
  * A pool of VMs made ready before jobs arrive. `booted`: VMs cold-booted and
@@ -84,8 +85,8 @@ export function parsePools(raw: unknown, source: string): PoolConfig[] {
     const pool: PoolConfig = {
       name,
       labels: labels as string[],
-      cpus: integer(source, `${at}.cpus`, value('cpus'), 1, 64),
-      memoryMib: integer(source, `${at}.memoryMib`, value('memoryMib'), 128, 1_048_576),
+      cpus: integer(source, `${at}.cpus`, value('cpus'), VM_BOUNDS.cpus.min, VM_BOUNDS.cpus.max),
+      memoryMib: integer(source, `${at}.memoryMib`, value('memoryMib'), VM_BOUNDS.memoryMib.min, VM_BOUNDS.memoryMib.max),
       image,
       mode,
       minIdle: integer(source, `${at}.minIdle`, value('minIdle'), 0, 256),

@@ -5,6 +5,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { HearthError } from '../errors.ts';
 import { IMAGE_NAMES, isPublishedName } from '../image/store.ts';
+import { VM_BOUNDS } from '../vm/bounds.ts';
 import type { HearthPaths } from './paths.ts';
 import { parsePools, type PoolConfig } from './pools-config.ts';
 
@@ -350,8 +351,8 @@ const FIELDS: { readonly [K in ServeConfigKey]: Field } = {
   'driver.accel': choice(['auto', 'kvm', 'tcg']),
   'runners.image': text(`an image name: ${IMAGE_NAMES.join(', ')} or one published with hearth image build --name`, imageName),
   'runners.network': flag,
-  'runners.maxCpus': integer(1, 256, 8),
-  'runners.maxMemoryMib': integer(128, 1_048_576, 16_384),
+  'runners.maxCpus': integer(VM_BOUNDS.cpus.min, VM_BOUNDS.cpus.max, 8),
+  'runners.maxMemoryMib': integer(VM_BOUNDS.memoryMib.min, VM_BOUNDS.memoryMib.max, 16_384),
   'runners.maxConcurrent': integer(0, 10_000, 0),
   'runners.bootTimeoutSeconds': integer(1, 3600, 120),
   'runners.jobTimeoutMinutes': integer(1, 10_080, 360),

@@ -14,8 +14,10 @@ import { Ledger, type HostInfo } from '../ledger/ledger.ts';
 import { LeaderElection } from '../ledger/leader.ts';
 import { JobLogs } from '../ledger/logs.ts';
 import type { Logger } from '../log.ts';
+import { HearthError } from '../errors.ts';
 import { DriverAdmission } from '../scheduler/admission.ts';
 import { hostCapacity, type Capacity } from '../scheduler/capacity.ts';
+import { shapeProblem, VM_BOUNDS } from '../vm/bounds.ts';
 import { createHostDriver, driverSettingsFromEnv, type HostDriver } from '../vm/host-driver.ts';
 import { VmPool, type PoolStatus } from '../pool/pool.ts';
 import { buildServer } from './app.ts';
@@ -158,6 +160,9 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     },
   };
   for (const pool of config.pools) {
+    // A pool of a size this host's driver cannot boot would fail every boot: refused here, with the sizes that would do.
+    const unbootable = config.cluster.role === 'controller' ? undefined : shapeProblem(pool, driver.capabilities, driver.name);
+    if (unbootable) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `pools.${pool.name}.${unbootable.cpus ? 'cpus' : 'memoryMib'}`, reason: unbootable.reason, hint: unbootable.cpus ? `set it to ${unbootable.cpus.join(' or ')}` : `set it to ${unbootable.memoryMib ?? VM_BOUNDS.memoryMib.min}` });
     await loadImage(paths.cache, pool.image); // a pool of an image never built fails here, with the build command
     choices.push(`pool ${pool.name}: ${pool.mode}, ${pool.cpus} vCPU, ${pool.memoryMib} MiB, ${pool.image}, ${pool.autoscale ? `idle ${pool.minIdle}-${pool.maxIdle} following demand` : `${pool.minIdle} idle`}, at most ${pool.maxSize}`);
   }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { resolvePaths, type HearthPaths } from '../../src/config/paths.ts';
+import { isHearthError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import { startHearthService, type HearthService } from '../../src/server/service.ts';
 import { FIRECRACKER_CAPABILITIES } from '../../src/vm/firecracker/driver.ts';
@@ -71,5 +72,20 @@ describe('admission against the driver capabilities', () => {
     assert.equal(sim.apiLog.filter((e) => e.path.includes('generate-jitconfig')).length, 1, 'one runner registration: the admitted job only');
     assert.equal(sim.github.jobs.get(refused.id)?.runnerName ?? null, null, 'no runner took the refused job');
     assert.equal(sim.github.jobs.get(refused.id)?.status, 'queued');
+  });
+
+  test('a pool of a size the driver cannot boot stops serve at start, naming the sizes that would do', async () => {
+    const paths: HearthPaths = { cache: resolvePaths().cache, data: join(root, 'pool-data'), runtime: join(root, 'pool-run') };
+    const driver = new FakeDriver({ runtimeDir: paths.runtime, name: 'firecracker', capabilities: FIRECRACKER_CAPABILITIES });
+    const config = testServeConfig(paths, sim, (c) => {
+      c.runners.image = 'minimal';
+      c.pools = [{ name: 'odd', labels: ['hearth-odd'], cpus: 3, memoryMib: 512, image: 'minimal', mode: 'booted', minIdle: 1, maxSize: 2, maxIdleAgeSeconds: 3600, templateMaxAgeSeconds: 86_400, autoscale: false, maxIdle: 1, demandWindowSeconds: 3600 }];
+    });
+    await assert.rejects(startHearthService({ config, paths, logger: createLogger({ level: 'silent' }), capacity: { cpus: 8, memoryMib: 8192 }, driver }), (e) => {
+      assert.ok(isHearthError(e, 'HEARTH_ERR_BAD_OPTION'));
+      assert.equal(e.message, 'pools.odd.cpus: 3 vCPUs: firecracker takes 1 or an even number up to 32');
+      assert.equal(e.fix, 'set it to 2 or 4');
+      return true;
+    });
   });
 });
