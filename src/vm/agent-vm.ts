@@ -1,5 +1,6 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -12,7 +13,7 @@ import { runProgram } from '../system/run.ts';
 import { shapeProblem, VM_BOUNDS, type ShapeBounds } from './bounds.ts';
 import type { ExecRequest, ExecResult, Vm, VmRecord, VmSpec } from './driver.ts';
 import { tearDownTap } from './network/tap.ts';
-import { isSameProcess, processStartTime, type VmRegistry } from './registry.ts';
+import { isSameProcess, newRegistryEntry, processStartTime, type RegistryEntry, type VmRegistry } from './registry.ts';
 
 /**
  * What every driver whose guests run the Hearth agent shares, whatever carries
@@ -53,6 +54,55 @@ export async function makeSourceDisk(source: string, dir: string): Promise<strin
   const megabytes = Math.ceil((Number(stdout.split('\t')[0] ?? 0) * 1.3) / 1024 ** 2) + 32;
   await runProgram('mkfs.ext4', ['-q', '-F', '-L', 'hearth-src', '-E', 'root_owner=0:0', '-d', source, disk, `${megabytes}M`], { timeoutMs: 600_000 });
   return disk;
+}
+
+/**
+ * Boot step shared by every driver with a local VMM: a fresh id, its runtime
+ * directory and its registry entry, written before anything runs so that a
+ * process killed from here on leaves an entry `hearth vm gc` finds.
+ */
+export async function registerNewVm(registry: VmRegistry, logger: Logger, vm: Omit<Parameters<typeof newRegistryEntry>[0], 'id'>): Promise<{ id: string; dir: string; entry: RegistryEntry; log: Logger }> {
+  const id = `vm-${randomBytes(6).toString('hex')}`;
+  const dir = await registry.create(id);
+  const entry = newRegistryEntry({ id, ...vm });
+  await registry.write(entry);
+  return { id, dir, entry, log: logger.child({ vmId: id }) };
+}
+
+export interface StartedVmm {
+  readonly child: ChildProcess;
+  /** Resolves when the VMM exited, or could not be spawned. */
+  readonly exited: Promise<void>;
+  /** Why it could not be spawned (ENOENT: the program is missing), once `exited` resolved. */
+  spawnError(): NodeJS.ErrnoException | undefined;
+}
+
+/**
+ * Boot step shared by every driver with a local VMM: the VMM in a process group
+ * of its own (a terminal's Ctrl-C reaches Hearth, which then tears the VM down
+ * in order), its output appended to `logFile`, and its pid and start time
+ * recorded in the registry entry.
+ */
+export async function startVmm(registry: VmRegistry, entry: RegistryEntry, command: string, args: readonly string[], output: { readonly logFile: string; readonly stdout: boolean }): Promise<StartedVmm> {
+  const logFd = openSync(output.logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(command, args, { detached: true, stdio: ['ignore', output.stdout ? logFd : 'ignore', logFd] });
+  } finally {
+    closeSync(logFd);
+  }
+  let failure: NodeJS.ErrnoException | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', (error) => {
+      failure = error;
+      resolve();
+    });
+  });
+  entry.pid = child.pid ?? 0;
+  entry.pidStart = processStartTime(entry.pid) ?? '';
+  await registry.write(entry);
+  return { child, exited, spawnError: () => failure };
 }
 
 export interface AgentVm {

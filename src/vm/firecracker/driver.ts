@@ -1,6 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants, openSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -12,11 +10,11 @@ import { loadImage, type Image } from '../../image/store.ts';
 import { ensureVmlinux } from '../../image/vmlinux.ts';
 import type { Logger } from '../../log.ts';
 import { runProgram } from '../../system/run.ts';
-import { execOverAgent, freshIdentity, LiveVms, makeSourceDisk, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
+import { execOverAgent, freshIdentity, LiveVms, makeSourceDisk, registerNewVm, startVmm, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
 import { VM_BOUNDS } from '../bounds.ts';
 import type { DriverCapabilities, ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
 import { BASE_KERNEL_ARGS, diskRoleArgs } from '../kernel-args.ts';
-import { newRegistryEntry, processStartTime, VmRegistry } from '../registry.ts';
+import { VmRegistry } from '../registry.ts';
 import { validateSnapshotName } from '../snapshots.ts';
 import { loadSnapshotForRestore, takeSnapshot, type LoadedSnapshot, type SnapshotVmm } from '../snapshot-steps.ts';
 import { FirecrackerApi } from './api.ts';
@@ -188,11 +186,7 @@ export class FirecrackerDriver implements VmDriver {
   private async launch(plan: { spec: VmSpec; image: Image; origin: Vm['origin']; firecracker: string; snapshot?: LoadedSnapshot; metadata?: JobMetadata | undefined }): Promise<Vm> {
     const { spec, image, origin, snapshot } = plan;
     const started = performance.now();
-    const id = `vm-${randomBytes(6).toString('hex')}`;
-    const log = this.options.logger.child({ vmId: id });
-    const dir = await this.registry.create(id);
-    const entry = newRegistryEntry({ id, driver: this.name, image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, network: spec.network, accel: 'kvm' });
-    await this.registry.write(entry);
+    const { id, dir, entry, log } = await registerNewVm(this.registry, this.options.logger, { driver: this.name, image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, network: spec.network, accel: 'kvm' });
     const fail = async (reason: string, cause: unknown): Promise<never> => {
       const detail = [reason, await tail(join(dir, 'firecracker.log'), 5)].filter(Boolean).join('\n');
       await this.destroy(id);
@@ -244,22 +238,10 @@ export class FirecrackerDriver implements VmDriver {
       return fail(`preparing its ${jail ? 'jail, ' : ''}kernel and disks failed: ${(error as Error).message}`, error);
     }
 
-    const logFd = openSync(join(dir, 'firecracker.log'), 'a');
-    let child: ChildProcess;
-    try {
-      child = jail && jailer
-        ? spawn(jailer.binary, jailerArgs(jailer, plan.firecracker, jail, spec, ['--api-sock', files.vmmPath('api.sock')]), { detached: true, stdio: ['ignore', logFd, logFd] })
-        : spawn(this.binary, ['--api-sock', join(dir, 'api.sock'), '--id', id], { detached: true, stdio: ['ignore', logFd, logFd] });
-    } finally {
-      closeSync(logFd);
-    }
-    const exited = new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.once('error', () => resolve());
-    });
-    entry.pid = child.pid ?? 0;
-    entry.pidStart = processStartTime(entry.pid) ?? '';
-    await this.registry.write(entry);
+    const [command, args] = jail && jailer
+      ? [jailer.binary, jailerArgs(jailer, plan.firecracker, jail, spec, ['--api-sock', files.vmmPath('api.sock')])]
+      : [this.binary, ['--api-sock', join(dir, 'api.sock'), '--id', id]];
+    const { child, exited } = await startVmm(this.registry, entry, command, args, { logFile: join(dir, 'firecracker.log'), stdout: true });
     const api = new FirecrackerApi(join(files.dir, 'api.sock'));
     const vm: Vm = { id, spec, accel: 'kvm', origin, startMs: 0, state: 'booting' };
     const live: LiveVm = { vm, dir, child, exited, log, api, files, jail };

@@ -1,6 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
 import { copyFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -13,13 +10,13 @@ import type { Logger } from '../../log.ts';
 import { runProgram } from '../../system/run.ts';
 import { VM_BOUNDS } from '../bounds.ts';
 import type { DriverCapabilities, ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
-import { newRegistryEntry, processStartTime, VmRegistry } from '../registry.ts';
+import { VmRegistry } from '../registry.ts';
 import { validateSnapshotName } from '../snapshots.ts';
 import { loadSnapshotForRestore, takeSnapshot, type SnapshotVmm } from '../snapshot-steps.ts';
 import { decideAccel, type Accel, type AccelDecision } from './accel.ts';
 import { qemuArgs, shellQuote, type QemuDisk } from './args.ts';
 import { diskRoleArgs } from '../kernel-args.ts';
-import { execOverAgent, freshIdentity, GUEST_PATH, LiveVms, makeSourceDisk, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
+import { execOverAgent, freshIdentity, GUEST_PATH, LiveVms, makeSourceDisk, registerNewVm, startVmm, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
 
 export { GUEST_PATH, validateVmSpec };
 import { QmpClient } from './qmp.ts';
@@ -174,11 +171,7 @@ export class QemuDriver implements VmDriver {
 
   private async launch(plan: LaunchPlan): Promise<Vm> {
     const started = performance.now();
-    const id = `vm-${randomBytes(6).toString('hex')}`;
-    const log = this.options.logger.child({ vmId: id });
-    const dir = await this.registry.create(id);
-    const entry = newRegistryEntry({ id, driver: this.name, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, accel: plan.accel });
-    await this.registry.write(entry);
+    const { id, dir, entry, log } = await registerNewVm(this.registry, this.options.logger, { driver: this.name, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, accel: plan.accel });
 
     let disks: { disks: QemuDisk[]; kernelArgs: string[] };
     let tap: string | undefined;
@@ -197,25 +190,7 @@ export class QemuDriver implements VmDriver {
       throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: `preparing its disks and network failed: ${(error as Error).message}`, consoleLog: join(dir, 'console.log') }, { cause: error });
     }
     const args = qemuArgs({ ...plan.spec, accel: plan.accel, kernel: plan.image.kernelPath, initrd: plan.image.initrdPath, runtimeDir: dir, incoming: plan.incoming, disks: disks.disks, extraKernelArgs: disks.kernelArgs, ...(tap ? { tap } : {}) });
-    const qemuLog = openSync(join(dir, 'qemu.log'), 'a');
-    let child: ChildProcess;
-    try {
-      // Its own process group: a terminal's Ctrl-C reaches Hearth, which then tears the VM down in order.
-      child = spawn(this.qemuBinary, args, { detached: true, stdio: ['ignore', 'ignore', qemuLog] });
-    } finally {
-      closeSync(qemuLog);
-    }
-    let spawnError: NodeJS.ErrnoException | undefined;
-    const exited = new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.once('error', (error) => {
-        spawnError = error;
-        resolve();
-      });
-    });
-    entry.pid = child.pid ?? 0;
-    entry.pidStart = processStartTime(entry.pid) ?? '';
-    await this.registry.write(entry);
+    const { child, exited, spawnError } = await startVmm(this.registry, entry, this.qemuBinary, args, { logFile: join(dir, 'qemu.log'), stdout: false });
 
     const vm: Vm = { id, spec: plan.spec, accel: plan.accel, origin: plan.origin, startMs: 0, state: 'booting' };
     const live: LiveVm = { vm, dir, child, exited, log };
@@ -238,7 +213,8 @@ export class QemuDriver implements VmDriver {
     } catch (error) {
       const detail = [(error as Error).message, await tail(join(dir, 'qemu.log'), 5), await tail(join(dir, 'console.log'))].filter(Boolean).join('\n');
       await this.destroy(id);
-      if (spawnError?.code === 'ENOENT') throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool: this.qemuBinary, package: 'qemu-system-x86' }, { cause: spawnError });
+      const failedSpawn = spawnError();
+      if (failedSpawn?.code === 'ENOENT') throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool: this.qemuBinary, package: 'qemu-system-x86' }, { cause: failedSpawn });
       throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: detail, consoleLog: join(dir, 'console.log') }, { cause: error });
     } finally {
       clearTimeout(timer);
