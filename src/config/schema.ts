@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { IMAGE_NAMES } from '../image/store.ts';
+import { VM_BOUNDS } from '../vm/bounds.ts';
 import { apiToken, appId, cidr, egressEntry, githubOrg, githubRepo, hostAddress, hostId, httpUrl, imageName, ipv4Address, nonEmpty, numericId, pemPrivateKey, readableFile, rootImage, signingSecret, storeUrl, tcpPort } from './checks.ts';
 import { choice, envNameOf, flag, integer, list, optionalInteger, optionalText, text, type DefaultContext, type KeyPaths, type Setting, type SettingTable } from './engine.ts';
 import type { PoolConfig } from './pools-config.ts';
@@ -124,8 +125,8 @@ export const SERVE_SETTINGS: { readonly [K in ServeConfigKey]: Setting } = {
   'driver.accel': choice(['auto', 'kvm', 'tcg'], 'auto', { description: 'QEMU accelerator; auto probes KVM with a boot.' }),
   'runners.image': text(`an image name: ${IMAGE_NAMES.join(', ')} or one published with hearth image build --name`, 'debian', imageName, { description: 'Image runner VMs boot.' }),
   'runners.network': flag(true, { description: 'Give runner VMs network access (they need egress to reach their forge).' }),
-  'runners.maxCpus': integer(1, 256, 8, { description: 'Most vCPUs one job may ask for.' }),
-  'runners.maxMemoryMib': integer(128, 1_048_576, 16_384, { description: 'Most memory (MiB) one job may ask for.' }),
+  'runners.maxCpus': integer(VM_BOUNDS.cpus.min, VM_BOUNDS.cpus.max, 8, { description: 'Most vCPUs one job may ask for.' }),
+  'runners.maxMemoryMib': integer(VM_BOUNDS.memoryMib.min, VM_BOUNDS.memoryMib.max, 16_384, { description: 'Most memory (MiB) one job may ask for.' }),
   'runners.maxConcurrent': integer(0, 10_000, 0, { description: 'Most runners at once; 0 leaves it to what the host can hold.' }),
   'runners.bootTimeoutSeconds': integer(1, 3600, 120, { description: 'How long a runner VM may take to boot.' }),
   'runners.jobTimeoutMinutes': integer(1, 10_080, 360, { description: 'How long a job may run before its VM is destroyed.' }),
@@ -259,8 +260,8 @@ export type PoolSettingKey = Exclude<keyof PoolConfig, 'name'>;
 
 export const POOL_SETTINGS: { readonly [K in PoolSettingKey]: Setting } = {
   labels: list('a list of labels, e.g. [hearth, fast]', nonEmpty, { description: 'A job goes to this pool when it carries hearth/pool=NAME, or all of these labels.' }),
-  cpus: integer(1, 64, 2, { description: 'vCPUs of each VM.' }),
-  memoryMib: integer(128, 1_048_576, 2048, { description: 'Memory (MiB) of each VM.' }),
+  cpus: integer(VM_BOUNDS.cpus.min, VM_BOUNDS.cpus.max, 2, { description: 'vCPUs of each VM.' }),
+  memoryMib: integer(VM_BOUNDS.memoryMib.min, VM_BOUNDS.memoryMib.max, 2048, { description: 'Memory (MiB) of each VM.' }),
   image: text('a built image, e.g. debian', 'debian', imageName, { description: 'Image the VMs boot.' }),
   mode: choice(['booted', 'snapshot'], 'booted', { description: 'booted: VMs cold-booted and idling; snapshot: clones restored from a template snapshot (fastest).' }),
   minIdle: integer(0, 256, 1, { description: 'Idle VMs kept ready.' }),

@@ -10,6 +10,7 @@ import { stageOfTransition, type Stage } from './stages.ts';
 import type { Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { FINAL_STATES, type JobState } from './states.ts';
+import type { DriverCapabilities } from '../vm/driver.ts';
 
 export interface NewJob {
   readonly forge: 'github' | 'gitlab';
@@ -69,6 +70,8 @@ export interface HostInfo {
   readonly drivers: readonly string[];
   readonly images: readonly string[];
   readonly labels: readonly string[];
+  /** What its driver can boot (VmDriver.capabilities), for admission. */
+  readonly capabilities?: DriverCapabilities;
 }
 
 export type HostRow = LedgerSchema['hosts'];
@@ -335,6 +338,7 @@ export class Ledger {
       drivers: JSON.stringify(host.drivers),
       images: JSON.stringify(host.images),
       labels: JSON.stringify(host.labels),
+      capabilities: host.capabilities ? JSON.stringify(host.capabilities) : null,
       pool_cpus: 0,
       pool_memory_mib: 0,
       state: 'up',

@@ -104,6 +104,12 @@ function migrations(dialect: LedgerDialect): Record<string, Migration> {
         await db.schema.createIndex('jobs_host_state').on('jobs').columns(['host', 'state']).execute();
       },
     },
+    '0005_host_capabilities': {
+      async up(db: Kysely<unknown>) {
+        // What the host's driver can boot (JSON DriverCapabilities), so admission can refuse a shape no host takes.
+        await db.schema.alterTable('hosts').addColumn('capabilities', 'text').execute();
+      },
+    },
   };
 }
 

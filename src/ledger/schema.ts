@@ -63,6 +63,8 @@ export interface LedgerSchema {
     images: string;
     /** key=value labels placement matches (arch=x86_64, kvm=true, ...). */
     labels: string;
+    /** JSON DriverCapabilities of the host's driver (null: registered before hosts declared them). */
+    capabilities: string | null;
     /** What the host's pools hold now: taken off its capacity. */
     pool_cpus: number;
     pool_memory_mib: number;

@@ -1,4 +1,5 @@
 import { HearthError } from '../errors.ts';
+import { cpuProblem, memoryProblem, shapeProblem, type ShapeBounds } from '../vm/bounds.ts';
 
 /**
  * From a job's labels (GitHub `runs-on`, GitLab `tags`) to a VM shape. The one
@@ -45,11 +46,13 @@ function applyPart(part: string, shape: { cpus: number; memoryMib: number }, lab
   const value = Number(match[1]);
   const unit = match[2]!.toLowerCase();
   if (unit.endsWith('cpu') || unit === 'cpus') {
-    if (value < 1 || value > 64) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `label "${label}"`, reason: `${value} vCPUs is outside 1-64`, hint: 'for example hearth-2cpu-4gb' });
+    const problem = cpuProblem(value);
+    if (problem) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `label "${label}"`, reason: problem, hint: 'for example hearth-2cpu-4gb' });
     shape.cpus = value;
   } else {
     const mib = unit.startsWith('g') ? value * 1024 : value;
-    if (mib < 128) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `label "${label}"`, reason: `${mib} MiB of memory is below 128`, hint: 'for example hearth-2cpu-4gb' });
+    const problem = memoryProblem(mib);
+    if (problem) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `label "${label}"`, reason: problem, hint: 'for example hearth-2cpu-4gb' });
     shape.memoryMib = mib;
   }
   return true;
@@ -112,12 +115,40 @@ export function shapeFromLabels(labels: readonly string[], defaults: VmShape = D
   return { shape, unrecognised, pool, requires, ...(pin ? { pin } : {}) };
 }
 
-/** Per-shape maxima for the controller (from config). */
+/** A driver as admission sees it: its name and the sizes it boots (a VmDriver is one). */
+export interface AdmittingDriver {
+  readonly name: string;
+  readonly capabilities: ShapeBounds;
+}
+
+/** Per-shape maxima for the controller (from config), and the drivers that could run the job. */
 export interface ShapeLimits {
   readonly maxCpus: number;
   readonly maxMemoryMib: number;
   /** Images the controller may boot. */
   readonly images: readonly string[];
+  /**
+   * The drivers of the hosts that could take a job: a shape none of them can
+   * boot is refused at once, with each one's reason. Absent or empty: not
+   * checked here (placement still matches hosts).
+   */
+  readonly drivers?: readonly AdmittingDriver[];
+}
+
+/**
+ * Why no driver in `drivers` can boot `shape` ("3 vCPUs: firecracker takes 1 or
+ * an even number up to 32; use hearth-2cpu or hearth-4cpu"), or undefined when
+ * one can (or none is given).
+ */
+export function admissionProblem(shape: Pick<VmShape, 'cpus' | 'memoryMib'>, drivers: readonly AdmittingDriver[] = []): string | undefined {
+  const reasons: string[] = [];
+  for (const driver of drivers) {
+    const problem = shapeProblem(shape, driver.capabilities, driver.name);
+    if (!problem) return undefined;
+    const fix = problem.cpus ? problem.cpus.map((n) => `hearth-${n}cpu`) : problem.memoryMib !== undefined ? [`hearth-${problem.memoryMib}mb`] : [];
+    reasons.push(`${problem.reason}${fix.length > 0 ? `; use ${fix.join(' or ')}` : ''}`);
+  }
+  return reasons.length > 0 ? [...new Set(reasons)].join('; ') : undefined;
 }
 
 export type Ownership =
@@ -128,8 +159,9 @@ export type Ownership =
 /**
  * Whether a forge job is Hearth's to run: it must carry `hearth`, `hearth=<unique>`,
  * a `hearth-…`/`hearth/…` shape, or FireRunner's `firecracker-NcpuMgb`. Other jobs
- * are never launched. An owned job whose shape breaks the limits is refused with
- * the reason (to be logged), not silently shrunk.
+ * are never launched. An owned job whose shape breaks the limits, or that no
+ * driver in `limits.drivers` can boot, is refused with the reason (to be
+ * logged), not silently shrunk.
  */
 export function jobOwnership(labels: readonly string[], limits: ShapeLimits, defaults: VmShape = DEFAULT_SHAPE): Ownership {
   const ours = labels.some((l) => l === 'hearth' || l.startsWith('hearth=') || l.startsWith('hearth-') || l.startsWith('hearth/') || /^firecracker-\d+cpu(-\d+(gb|mb))?$/i.test(l));
@@ -144,5 +176,7 @@ export function jobOwnership(labels: readonly string[], limits: ShapeLimits, def
   if (shape.cpus > limits.maxCpus) return { owned: true, refused: `${shape.cpus} vCPUs exceeds the limit of ${limits.maxCpus}` };
   if (shape.memoryMib > limits.maxMemoryMib) return { owned: true, refused: `${shape.memoryMib} MiB exceeds the limit of ${limits.maxMemoryMib} MiB` };
   if (!limits.images.includes(shape.image)) return { owned: true, refused: `image "${shape.image}" is not one of ${limits.images.join(', ')}` };
+  const unbootable = admissionProblem(shape, limits.drivers);
+  if (unbootable) return { owned: true, refused: unbootable };
   return { owned: true, shape, pool: decision.pool, requires: decision.requires, ...(decision.pin ? { pin: decision.pin } : {}) };
 }

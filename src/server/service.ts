@@ -15,10 +15,11 @@ import { Ledger, type HostInfo } from '../ledger/ledger.ts';
 import { LeaderElection } from '../ledger/leader.ts';
 import { JobLogs } from '../ledger/logs.ts';
 import type { Logger } from '../log.ts';
+import { HearthError } from '../errors.ts';
+import { DriverAdmission } from '../scheduler/admission.ts';
 import { hostCapacity, type Capacity } from '../scheduler/capacity.ts';
-import { QemuDriver } from '../vm/qemu/driver.ts';
+import { shapeProblem, VM_BOUNDS } from '../vm/bounds.ts';
 import { createHostDriver, type HostDriver } from '../vm/host-driver.ts';
-import { redactUrl } from '../redact.ts';
 import { VmPool, type PoolStatus } from '../pool/pool.ts';
 import { buildServer } from './app.ts';
 import { HearthMetrics, type HostView } from './metrics.ts';
@@ -63,11 +64,11 @@ function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetric
 
 /** What this host offers placement: capacity, free disk, driver, images it can boot, and labels to match. */
 async function describeHost(config: ServeConfig, paths: HearthPaths, driver: HostDriver, capacity: Capacity, images: readonly string[]): Promise<HostInfo> {
-  const local = driver.name === 'qemu' || driver.name === 'firecracker';
+  const fromCache = driver.capabilities.images.kind === 'cache';
   const bootable: string[] = [];
   for (const image of images) {
     // Local drivers boot images from this host's cache; remote ones (flintlock) name them elsewhere.
-    if (!local || (await loadImage(paths.cache, image).then(() => true, () => false))) bootable.push(image);
+    if (!fromCache || (await loadImage(paths.cache, image).then(() => true, () => false))) bootable.push(image);
   }
   let diskGib = 0;
   try {
@@ -76,7 +77,7 @@ async function describeHost(config: ServeConfig, paths: HearthPaths, driver: Hos
   } catch {
     // unknown: placement does not use disk yet
   }
-  const kvm = driver instanceof QemuDriver ? (await driver.accel()).accel === 'kvm' : driver.name === 'firecracker';
+  const kvm = driver.accel ? (await driver.accel()).accel === 'kvm' : driver.capabilities.accel.every((a) => a === 'kvm');
   return {
     id: config.cluster.hostId,
     cpus: capacity.cpus,
@@ -85,6 +86,7 @@ async function describeHost(config: ServeConfig, paths: HearthPaths, driver: Hos
     drivers: [driver.name],
     images: bootable,
     labels: [`arch=${arch() === 'x64' ? 'x86_64' : arch()}`, `kvm=${kvm}`, `driver=${driver.name}`],
+    capabilities: driver.capabilities,
   };
 }
 
@@ -99,12 +101,8 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const driver = options.driver ?? createDriver(config, options.host ?? loadHostConfig(), paths, logger);
   // The store (and the cluster role below) are in the config's notes, which `hearth serve` prints before starting.
   const { ledger } = await openLedger(config);
-  if (driver instanceof QemuDriver) {
-    const accel = await driver.accel();
-    choices.push(`driver: qemu (${accel.accel}${accel.reason ? `: ${accel.reason}` : ''})`);
-  } else {
-    choices.push(`driver: ${driver.name}`);
-  }
+  const accel = await driver.accel?.();
+  choices.push(accel ? `driver: ${driver.name} (${accel.accel}${accel.reason ? `: ${accel.reason}` : ''})` : `driver: ${driver.name}`);
   const capacity = options.capacity ?? hostCapacity();
   const cores = cpus().length;
   const counted = options.capacity ? '' : ` (${cores} cores x ${capacity.cpus / cores} overcommit)`;
@@ -135,8 +133,27 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const shutdown = new AbortController();
   const forges = createForges(config, logger, metrics, shutdown.signal);
   choices.push(forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)');
-  const limits = { maxCpus: config.runners.maxCpus, maxMemoryMib: config.runners.maxMemoryMib, images: [...new Set([config.runners.image, 'minimal', 'debian', ...config.pools.map((p) => p.image)])] };
+  // Admission asks the drivers that could run a job (this host's, and with scale-out the registered hosts') before any forge registration.
+  const admission = new DriverAdmission(config.cluster.role === 'controller' ? undefined : { name: driver.name, capabilities: driver.capabilities }, logger.child({ component: 'admission' }));
+  const refreshAdmission = (): Promise<void> =>
+    ledger.liveHosts(config.cluster.hostTimeoutSeconds * 1000).then(
+      (hosts) => admission.update(hosts),
+      (error: unknown) => logger.warn({ err: error }, 'could not read the registered hosts for admission; keeping the last known drivers'),
+    );
+  const admissionTimer = target.kind === 'postgres' || config.cluster.role === 'controller' ? setInterval(() => void refreshAdmission(), config.cluster.heartbeatSeconds * 1000) : undefined;
+  admissionTimer?.unref();
+  const limits = {
+    maxCpus: config.runners.maxCpus,
+    maxMemoryMib: config.runners.maxMemoryMib,
+    images: [...new Set([config.runners.image, 'minimal', 'debian', ...config.pools.map((p) => p.image)])],
+    get drivers() {
+      return admission.drivers;
+    },
+  };
   for (const pool of config.pools) {
+    // A pool of a size this host's driver cannot boot would fail every boot: refused here, with the sizes that would do.
+    const unbootable = config.cluster.role === 'controller' ? undefined : shapeProblem(pool, driver.capabilities, driver.name);
+    if (unbootable) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `pools.${pool.name}.${unbootable.cpus ? 'cpus' : 'memoryMib'}`, reason: unbootable.reason, hint: unbootable.cpus ? `set it to ${unbootable.cpus.join(' or ')}` : `set it to ${unbootable.memoryMib ?? VM_BOUNDS.memoryMib.min}` });
     await loadImage(paths.cache, pool.image); // a pool of an image never built fails here, with the build command
     choices.push(`pool ${pool.name}: ${pool.mode}, ${pool.cpus} vCPU, ${pool.memoryMib} MiB, ${pool.image}, ${pool.autoscale ? `idle ${pool.minIdle}-${pool.maxIdle} following demand` : `${pool.minIdle} idle`}, at most ${pool.maxSize}`);
   }
@@ -208,7 +225,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
         checks.store = `unreachable: ${(error as Error).message}`;
       }
       try {
-        if (driver instanceof QemuDriver) await driver.version();
+        await driver.version?.();
         await loadImage(paths.cache, config.runners.image);
         checks.driver = 'ok';
       } catch (error) {
@@ -225,6 +242,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   });
   leader.start();
   controller.start();
+  if (admissionTimer) await refreshAdmission();
   return {
     app,
     ledger,
@@ -233,6 +251,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     url: address,
     choices,
     async close(reason: string) {
+      clearInterval(admissionTimer);
       await app.close();
       shutdown.abort(new Error(`hearth serve is stopping: ${reason}`));
       await controller.stop(reason);

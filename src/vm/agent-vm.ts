@@ -1,5 +1,6 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -9,9 +10,10 @@ import { AgentChannelError, type AgentChannel, type OutputSink } from '../guest/
 import type { IdentityMessage, IdentityNetwork } from '../guest/protocol.ts';
 import type { Logger } from '../log.ts';
 import { runProgram } from '../system/run.ts';
+import { shapeProblem, VM_BOUNDS, type ShapeBounds } from './bounds.ts';
 import type { ExecRequest, ExecResult, Vm, VmRecord, VmSpec } from './driver.ts';
 import { tearDownTap } from './network/tap.ts';
-import { isSameProcess, processStartTime, type VmRegistry } from './registry.ts';
+import { isSameProcess, newRegistryEntry, processStartTime, type RegistryEntry, type VmRegistry } from './registry.ts';
 
 /**
  * What every driver whose guests run the Hearth agent shares, whatever carries
@@ -19,10 +21,12 @@ import { isSameProcess, processStartTime, type VmRegistry } from './registry.ts'
  */
 export const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-export function validateVmSpec(spec: VmSpec): void {
-  const bad = (option: string, reason: string, hint: string): HearthError => new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason, hint });
-  if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 64) throw bad('--cpus', `${spec.cpus} is not a whole number from 1 to 64`, 'for example --cpus 2');
-  if (!Number.isInteger(spec.memoryMib) || spec.memoryMib < 128 || spec.memoryMib > 1024 * 1024) throw bad('--memory', `${spec.memoryMib} MiB is not a whole number from 128 to 1048576`, 'for example --memory 512');
+/** A spec's size against the bounds (VM_BOUNDS, or a driver's capabilities), refused with the nearest sizes that would do. */
+export function validateVmSpec(spec: VmSpec, bounds: ShapeBounds = VM_BOUNDS, driver = 'Hearth'): void {
+  const problem = shapeProblem(spec, bounds, driver);
+  if (!problem) return;
+  if (problem.cpus) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--cpus', reason: problem.reason, hint: `for example ${problem.cpus.map((n) => `--cpus ${n}`).join(' or ')}` });
+  throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--memory', reason: problem.reason, hint: `for example --memory ${problem.memoryMib ?? 512}` });
 }
 
 /**
@@ -50,6 +54,55 @@ export async function makeSourceDisk(source: string, dir: string): Promise<strin
   const megabytes = Math.ceil((Number(stdout.split('\t')[0] ?? 0) * 1.3) / 1024 ** 2) + 32;
   await runProgram('mkfs.ext4', ['-q', '-F', '-L', 'hearth-src', '-E', 'root_owner=0:0', '-d', source, disk, `${megabytes}M`], { timeoutMs: 600_000 });
   return disk;
+}
+
+/**
+ * Boot step shared by every driver with a local VMM: a fresh id, its runtime
+ * directory and its registry entry, written before anything runs so that a
+ * process killed from here on leaves an entry `hearth vm gc` finds.
+ */
+export async function registerNewVm(registry: VmRegistry, logger: Logger, vm: Omit<Parameters<typeof newRegistryEntry>[0], 'id'>): Promise<{ id: string; dir: string; entry: RegistryEntry; log: Logger }> {
+  const id = `vm-${randomBytes(6).toString('hex')}`;
+  const dir = await registry.create(id);
+  const entry = newRegistryEntry({ id, ...vm });
+  await registry.write(entry);
+  return { id, dir, entry, log: logger.child({ vmId: id }) };
+}
+
+export interface StartedVmm {
+  readonly child: ChildProcess;
+  /** Resolves when the VMM exited, or could not be spawned. */
+  readonly exited: Promise<void>;
+  /** Why it could not be spawned (ENOENT: the program is missing), once `exited` resolved. */
+  spawnError(): NodeJS.ErrnoException | undefined;
+}
+
+/**
+ * Boot step shared by every driver with a local VMM: the VMM in a process group
+ * of its own (a terminal's Ctrl-C reaches Hearth, which then tears the VM down
+ * in order), its output appended to `logFile`, and its pid and start time
+ * recorded in the registry entry.
+ */
+export async function startVmm(registry: VmRegistry, entry: RegistryEntry, command: string, args: readonly string[], output: { readonly logFile: string; readonly stdout: boolean }): Promise<StartedVmm> {
+  const logFd = openSync(output.logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(command, args, { detached: true, stdio: ['ignore', output.stdout ? logFd : 'ignore', logFd] });
+  } finally {
+    closeSync(logFd);
+  }
+  let failure: NodeJS.ErrnoException | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', (error) => {
+      failure = error;
+      resolve();
+    });
+  });
+  entry.pid = child.pid ?? 0;
+  entry.pidStart = processStartTime(entry.pid) ?? '';
+  await registry.write(entry);
+  return { child, exited, spawnError: () => failure };
 }
 
 export interface AgentVm {
@@ -148,14 +201,12 @@ export interface LiveVmsOptions {
 }
 
 /**
- * The VMs one driver instance started, and the teardown every driver shares:
- * kill the VMM's process group, remove its TAP device and runtime directory.
- * The drivers keep only what is particular to their VMM (start, snapshot, restore).
+ * The VMs one driver instance started, whatever runs them: lookup, the state
+ * check before an action, and a destroy that runs once at a time per VM. Every
+ * driver keeps its live VMs here (LiveVms adds the teardown of a local VMM).
  */
-export class LiveVms<T extends LocalVm> {
+export class AgentVms<T extends AgentVm> {
   private readonly vms = new Map<string, T>();
-
-  constructor(private readonly options: LiveVmsOptions) {}
 
   add(live: T): void {
     this.vms.set(live.vm.id, live);
@@ -163,6 +214,10 @@ export class LiveVms<T extends LocalVm> {
 
   get(vmId: string): T | undefined {
     return this.vms.get(vmId);
+  }
+
+  ids(): string[] {
+    return [...this.vms.keys()];
   }
 
   /** The VM, if this process owns it and it is ready for `action`. */
@@ -175,9 +230,44 @@ export class LiveVms<T extends LocalVm> {
     return live;
   }
 
+  /**
+   * Runs `teardown` for the VM (given its live record when this process owns
+   * it): a destroy already under way is joined, not repeated. Once it succeeds
+   * the VM is destroyed and forgotten; when it fails, a later destroy tries again.
+   */
+  destroyWith(vmId: string, teardown: (live: T | undefined) => Promise<void>): Promise<void> {
+    const live = this.vms.get(vmId);
+    if (live?.destroying) return live.destroying;
+    if (live) live.vm.state = 'destroying';
+    const work = teardown(live).then(
+      () => {
+        if (!live) return;
+        live.vm.state = 'destroyed';
+        this.vms.delete(vmId);
+      },
+      (error: unknown) => {
+        if (live) live.destroying = undefined;
+        throw error;
+      },
+    );
+    if (live) live.destroying = work;
+    return work;
+  }
+}
+
+/**
+ * The teardown every driver with a local VMM shares: kill the VMM's process
+ * group, remove its TAP device and runtime directory. The drivers keep only
+ * what is particular to their VMM (start, snapshot, restore).
+ */
+export class LiveVms<T extends LocalVm> extends AgentVms<T> {
+  constructor(private readonly options: LiveVmsOptions) {
+    super();
+  }
+
   /** Ready for a command, with its VMM still running: a pool hands out nothing less. */
   isAlive(vmId: string): boolean {
-    const live = this.vms.get(vmId);
+    const live = this.get(vmId);
     return live !== undefined && live.vm.state === 'ready' && live.child.exitCode === null && live.child.signalCode === null;
   }
 
@@ -187,10 +277,7 @@ export class LiveVms<T extends LocalVm> {
    * held on the host.
    */
   destroy(vmId: string): Promise<void> {
-    const live = this.vms.get(vmId);
-    if (live?.destroying) return live.destroying;
-    const work = (async () => {
-      if (live) live.vm.state = 'destroying';
+    return this.destroyWith(vmId, async (live) => {
       live?.channel?.close();
       const { registry } = this.options;
       const entry = await registry.read(vmId);
@@ -218,19 +305,13 @@ export class LiveVms<T extends LocalVm> {
       await tearDownTap(this.options.runtimeDir, dir);
       await this.options.cleanUp?.(vmId, dir);
       await registry.remove(vmId);
-      if (live) {
-        live.vm.state = 'destroyed';
-        this.vms.delete(vmId);
-        live.log.info('vm destroyed');
-      }
-    })();
-    if (live) live.destroying = work;
-    return work;
+      live?.log.info('vm destroyed');
+    });
   }
 
   /** Destroys every VM this process started (the signal handlers call it). */
   async destroyAll(): Promise<void> {
-    await Promise.all([...this.vms.keys()].map((id) => this.destroy(id)));
+    await Promise.all(this.ids().map((id) => this.destroy(id)));
   }
 
   list(): Promise<VmRecord[]> {

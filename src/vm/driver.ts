@@ -1,4 +1,5 @@
 import type { OutputSink } from '../guest/channel.ts';
+import type { ShapeBounds } from './bounds.ts';
 
 /**
  * The seam every VM backend implements (QEMU now; Firecracker and Flintlock
@@ -8,12 +9,57 @@ import type { OutputSink } from '../guest/channel.ts';
  */
 export interface VmDriver {
   readonly name: string;
+  /** What it can boot and do; callers ask this instead of checking which class a driver is. */
+  readonly capabilities: DriverCapabilities;
+  /**
+   * Drivers that choose between accelerators at run time (QEMU: KVM when a probe
+   * boot proves it works, else TCG) say what they chose and why; the others run
+   * on `capabilities.accel` alone.
+   */
+  accel?(): Promise<AccelChoice>;
+  /** The VMM's version; rejects with HEARTH_ERR_TOOL_MISSING when it is not installed (a readiness check). */
+  version?(): Promise<string>;
   boot(spec: VmSpec): Promise<Vm>;
   restore(snapshotName: string, options?: RestoreOptions): Promise<Vm>;
   exec(vmId: string, request: ExecRequest, sink?: OutputSink): Promise<ExecResult>;
   snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo>;
   destroy(vmId: string): Promise<void>;
   list(): Promise<VmRecord[]>;
+}
+
+/**
+ * How a VM reaches the network: `none` (no device), `user` (QEMU's user-mode
+ * NAT), `tap` (a TAP device per VM under the egress policy), `remote` (the
+ * driver's host wires it, e.g. flintlockd's bridge).
+ */
+export type NetworkMode = 'none' | 'user' | 'tap' | 'remote';
+
+/**
+ * Where a driver's images come from: this host's image cache (`hearth image
+ * build`), or names the driver maps to images elsewhere (Flintlock's root
+ * volume images), where `references` says an OCI reference is taken as is.
+ */
+export type ImageSource = { readonly kind: 'cache' } | { readonly kind: 'mapped'; readonly names: readonly string[]; readonly references: boolean };
+
+/**
+ * What a driver can do, declared up front (as garm's providers declare theirs)
+ * so admission, placement and the CLI can ask before they boot anything.
+ */
+export interface DriverCapabilities extends ShapeBounds {
+  /** `cpus` and `memoryMib`: the sizes it boots, within VM_BOUNDS (bounds.ts). */
+  /** snapshot() and restore() work. */
+  readonly snapshots: boolean;
+  /** A host directory can be attached (VmSpec.source). */
+  readonly sourceDirectory: boolean;
+  readonly networking: readonly NetworkMode[];
+  readonly images: ImageSource;
+  /** Accelerators its VMs may run under; `accel()` says which one this host uses when there is a choice. */
+  readonly accel: readonly ('kvm' | 'tcg')[];
+}
+
+export interface AccelChoice {
+  readonly accel: 'kvm' | 'tcg';
+  readonly reason: string;
 }
 
 export interface VmSpec {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { isHearthError } from '../../src/errors.ts';
-import { DEFAULT_SHAPE, jobOwnership, shapeFromLabels } from '../../src/scheduler/labels.ts';
+import { admissionProblem, DEFAULT_SHAPE, jobOwnership, shapeFromLabels } from '../../src/scheduler/labels.ts';
+import { memoryProblem, nearestCpus, VM_BOUNDS } from '../../src/vm/bounds.ts';
+import { FIRECRACKER_CAPABILITIES } from '../../src/vm/firecracker/driver.ts';
 
 it('reads vCPUs and memory from size labels with any prefix', () => {
   assert.deepEqual(shapeFromLabels(['hearth-4cpu-8gb']).shape, { ...DEFAULT_SHAPE, cpus: 4, memoryMib: 8192 });
@@ -44,4 +46,29 @@ it('owns only jobs with a hearth or firecracker label, and refuses shapes past t
   assert.ok(big.owned && 'refused' in big && /32 vCPUs exceeds the limit of 8/.test(big.refused));
   const image = jobOwnership(['hearth/image=windows'], limits);
   assert.ok(image.owned && 'refused' in image && /image "windows"/.test(image.refused));
+});
+
+it('refuses a shape no admitting driver can boot, with the nearest sizes that would do', () => {
+  const firecracker = { name: 'firecracker', capabilities: FIRECRACKER_CAPABILITIES };
+  const qemu = { name: 'qemu', capabilities: VM_BOUNDS };
+  const limits = { maxCpus: 64, maxMemoryMib: 16384, images: ['debian'], drivers: [firecracker] };
+  const odd = jobOwnership(['hearth-3cpu'], limits);
+  assert.deepEqual(odd, { owned: true, refused: '3 vCPUs: firecracker takes 1 or an even number up to 32; use hearth-2cpu or hearth-4cpu' });
+  const many = jobOwnership(['hearth-34cpu'], limits);
+  assert.ok(many.owned && 'refused' in many && /use hearth-32cpu$/.test(many.refused));
+  assert.ok('shape' in jobOwnership(['hearth-4cpu'], limits), 'an even count is admitted');
+  assert.ok('shape' in jobOwnership(['hearth-1cpu'], limits), 'one vCPU is admitted');
+  // Any one driver that can take it is enough (a QEMU host beside the Firecracker one).
+  assert.ok('shape' in jobOwnership(['hearth-3cpu'], { ...limits, drivers: [firecracker, qemu] }));
+  // No driver known yet (a controller before any host registered): not checked here.
+  assert.ok('shape' in jobOwnership(['hearth-3cpu'], { ...limits, drivers: [] }));
+  assert.equal(admissionProblem({ cpus: 3, memoryMib: 2048 }, [qemu]), undefined);
+});
+
+it('takes every size bound from one table', () => {
+  assert.throws(() => shapeFromLabels(['hearth-65cpu']), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && e.message.includes(`${VM_BOUNDS.cpus.max + 1} vCPUs: Hearth takes 1 to ${VM_BOUNDS.cpus.max}`));
+  assert.deepEqual(nearestCpus(3, FIRECRACKER_CAPABILITIES.cpus), [2, 4]);
+  assert.deepEqual(nearestCpus(0, VM_BOUNDS.cpus), [1]);
+  assert.equal(memoryProblem(64), '64 MiB of memory is below 128: Hearth takes 128 to 1048576 MiB');
+  assert.equal(memoryProblem(512), undefined);
 });

@@ -11,7 +11,8 @@ import { HearthError } from '../../src/errors.ts';
 import type { OutputSink } from '../../src/guest/channel.ts';
 import type { Logger } from '../../src/log.ts';
 import { validateVmSpec } from '../../src/vm/agent-vm.ts';
-import type { ExecRequest, ExecResult, SnapshotInfo, Vm, VmRecord, VmSpec } from '../../src/vm/driver.ts';
+import { VM_BOUNDS } from '../../src/vm/bounds.ts';
+import type { DriverCapabilities, ExecRequest, ExecResult, SnapshotInfo, Vm, VmRecord, VmSpec } from '../../src/vm/driver.ts';
 import type { HostDriver } from '../../src/vm/host-driver.ts';
 import { isSameProcess, processStartTime, type RegistryEntry } from '../../src/vm/registry.ts';
 
@@ -30,7 +31,14 @@ export interface FakeDriverOptions {
   /** Pause between a runner's polls for work (default 1000 ms, as in the stand-ins). The stand-ins count polls, so their limits (120 tries, --wait-timeout) shrink with it. */
   readonly pollIntervalMs?: number;
   readonly logger?: Logger;
+  /** What it claims it can do (default FAKE_CAPABILITIES); FIRECRACKER_CAPABILITIES makes it stand in for Firecracker at admission. */
+  readonly capabilities?: DriverCapabilities;
+  /** The driver name it reports (default `fake`), e.g. `firecracker` with Firecracker's capabilities. */
+  readonly name?: string;
 }
+
+/** Any size Hearth allows, no snapshots (see FakeDriverUnsupportedError), user-mode networking, images from the cache. */
+export const FAKE_CAPABILITIES: DriverCapabilities = { ...VM_BOUNDS, snapshots: false, sourceDirectory: true, networking: ['none', 'user'], images: { kind: 'cache' }, accel: ['tcg'] };
 
 /** Raised by snapshot and restore: the fake has no memory to save. */
 export class FakeDriverUnsupportedError extends Error {
@@ -69,18 +77,21 @@ function registryDir(runtimeDir: string): string {
 }
 
 export class FakeDriver implements HostDriver {
-  readonly name = FAKE_DRIVER_NAME;
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
   private readonly vms = new Map<string, FakeVm>();
   private readonly dir: string;
   private readonly ownerStart: string;
 
   constructor(private readonly options: FakeDriverOptions) {
+    this.name = options.name ?? FAKE_DRIVER_NAME;
+    this.capabilities = options.capabilities ?? FAKE_CAPABILITIES;
     this.dir = registryDir(options.runtimeDir);
     this.ownerStart = processStartTime(process.pid) ?? '';
   }
 
   async boot(spec: VmSpec): Promise<Vm> {
-    validateVmSpec(spec);
+    validateVmSpec(spec, this.capabilities, this.name);
     const started = performance.now();
     const id = `vm-${randomBytes(6).toString('hex')}`;
     const live: FakeVm = { vm: { id, spec, accel: 'tcg', origin: { kind: 'cold' }, startMs: 0, state: 'booting' }, gone: new AbortController() };

@@ -1,22 +1,22 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants, openSync } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { accessSync, constants } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { HearthPaths } from '../../config/paths.ts';
 import { HearthError, isHearthError } from '../../errors.ts';
 import { AgentChannel, type OutputSink } from '../../guest/channel.ts';
 import { HELLO_FLAG_IDENTITY_NETWORK, type IdentityNetwork } from '../../guest/protocol.ts';
-import { loadImage, readImageById, type Image } from '../../image/store.ts';
+import { loadImage, type Image } from '../../image/store.ts';
 import { ensureVmlinux } from '../../image/vmlinux.ts';
 import type { Logger } from '../../log.ts';
 import { runProgram } from '../../system/run.ts';
-import { execOverAgent, freshIdentity, LiveVms, makeSourceDisk, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
-import type { ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
-import { BASE_KERNEL_ARGS } from '../qemu/args.ts';
-import { newRegistryEntry, processStartTime, VmRegistry } from '../registry.ts';
-import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
+import { execOverAgent, freshIdentity, LiveVms, makeSourceDisk, registerNewVm, startVmm, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
+import { VM_BOUNDS } from '../bounds.ts';
+import type { DriverCapabilities, ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
+import { BASE_KERNEL_ARGS, diskRoleArgs } from '../kernel-args.ts';
+import { VmRegistry } from '../registry.ts';
+import { validateSnapshotName } from '../snapshots.ts';
+import { loadSnapshotForRestore, takeSnapshot, type LoadedSnapshot, type SnapshotVmm } from '../snapshot-steps.ts';
 import { FirecrackerApi } from './api.ts';
 import { cgroupV2Mount, createJail, handOver, jailerArgs, linkIntoJail, moveOutOfJail, planJail, removeJail, validateJailerOptions, type Jail, type JailerOptions } from './jailer.ts';
 import { checkJobMetadata, mmdsContents, type JobMetadata } from './mmds.ts';
@@ -55,6 +55,21 @@ export interface FirecrackerRestoreOptions extends RestoreOptions {
   readonly metadata?: JobMetadata;
 }
 
+/**
+ * Firecracker's machine configuration takes 1 to 32 vCPUs, 1 or an even count
+ * (its API: MachineConfiguration.vcpu_count); KVM only; every networked VM has a
+ * TAP device; snapshots are its own (/snapshot/create, /snapshot/load).
+ */
+export const FIRECRACKER_CAPABILITIES: DriverCapabilities = {
+  cpus: { min: 1, max: 32, evenAbove1: true },
+  memoryMib: VM_BOUNDS.memoryMib,
+  snapshots: true,
+  sourceDirectory: true,
+  networking: ['none', 'tap'],
+  images: { kind: 'cache' },
+  accel: ['kvm'],
+};
+
 const OPEN_EGRESS: EgressPolicy = { allow: [], hostPorts: [], dns: '1.1.1.1' };
 
 /**
@@ -74,9 +89,6 @@ interface LiveVm extends LocalVm {
   readonly jail: Jail | undefined;
 }
 
-/** What a snapshot restore reads: the manifest, the directory and its state file. */
-type LoadedSnapshot = SnapshotManifest & { dir: string; statePath: string };
-
 /** How a guest on `network` addresses eth0: what the kernel command line says at boot, and IDENTITY tells a clone. */
 export function identityNetwork(network: TapNetwork, policy: EgressPolicy): IdentityNetwork {
   return { address: `${network.guestIp}/${network.prefix}`, gateway: network.hostIp, dns: policy.dns };
@@ -84,7 +96,7 @@ export function identityNetwork(network: TapNetwork, policy: EgressPolicy): Iden
 
 /** Kernel command line: the agent listens on vsock; disks are found by their ext4 labels. */
 export function firecrackerBootArgs(disks: { root: boolean; source: boolean }, network: readonly string[] = []): string {
-  return [...BASE_KERNEL_ARGS, 'reboot=k', 'pci=off', `hearth.vsock=${AGENT_VSOCK_PORT}`, ...(disks.root ? ['hearth.root=disk'] : []), ...(disks.source ? ['hearth.src=disk'] : []), ...network].join(' ');
+  return [...BASE_KERNEL_ARGS, 'reboot=k', 'pci=off', `hearth.vsock=${AGENT_VSOCK_PORT}`, ...diskRoleArgs(disks), ...network].join(' ');
 }
 
 /** A copy the VM may write: a reflink where the filesystem can, else a sparse copy. */
@@ -115,6 +127,7 @@ function resolveExecutable(binary: string): string | undefined {
  */
 export class FirecrackerDriver implements VmDriver {
   readonly name = 'firecracker';
+  readonly capabilities: DriverCapabilities = FIRECRACKER_CAPABILITIES;
   readonly registry: VmRegistry;
   readonly binary: string;
   private readonly live: LiveVms<LiveVm>;
@@ -142,14 +155,9 @@ export class FirecrackerDriver implements VmDriver {
     return firecracker;
   }
 
-  private validate(spec: VmSpec): void {
-    validateVmSpec(spec);
-    if (spec.cpus > 32 || (spec.cpus > 1 && spec.cpus % 2 === 1)) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--cpus', reason: `${spec.cpus} vCPUs: Firecracker takes 1 or an even number up to 32`, hint: 'for example --cpus 2' });
-  }
-
   async boot(spec: FirecrackerVmSpec): Promise<Vm> {
     const { metadata, ...vmSpec } = spec;
-    this.validate(vmSpec);
+    validateVmSpec(vmSpec, this.capabilities, this.name);
     const firecracker = this.checkBinaries(vmSpec);
     // Checked before anything starts, so refused metadata costs nothing.
     if (metadata) checkJobMetadata(metadata);
@@ -163,29 +171,22 @@ export class FirecrackerDriver implements VmDriver {
    * and its agent moves eth0 to the new address when it is given its identity.
    */
   async restore(snapshotName: string, options: FirecrackerRestoreOptions = {}): Promise<Vm> {
-    const snapshot = await readSnapshot(this.options.paths.data, snapshotName);
-    const stale = (reason: string): HearthError => new HearthError('HEARTH_ERR_SNAPSHOT_STALE', { name: snapshotName, reason });
-    if (snapshot.driver !== this.name) throw stale(`it was taken by the ${snapshot.driver} driver`);
-    if (options.network && !snapshot.spec.network) throw stale('it was taken without a network interface, and Firecracker cannot add one to a restored VM; snapshot a VM booted with network');
     if (options.metadata) checkJobMetadata(options.metadata);
+    const { snapshot, image } = await loadSnapshotForRestore({
+      dataDir: this.options.paths.data,
+      cacheDir: this.options.paths.cache,
+      driver: this.name,
+      name: snapshotName,
+      check: (s) => (options.network && !s.spec.network ? 'it was taken without a network interface, and Firecracker cannot add one to a restored VM; snapshot a VM booted with network' : undefined),
+    });
     const firecracker = this.checkBinaries(snapshot.spec);
-    let image: Image;
-    try {
-      image = await readImageById(this.options.paths.cache, snapshot.imageId);
-    } catch {
-      throw stale(`its image build ${snapshot.imageId} is no longer in the cache`);
-    }
     return this.launch({ spec: snapshot.spec, image, origin: { kind: 'snapshot', name: snapshotName }, firecracker, snapshot, metadata: options.metadata });
   }
 
   private async launch(plan: { spec: VmSpec; image: Image; origin: Vm['origin']; firecracker: string; snapshot?: LoadedSnapshot; metadata?: JobMetadata | undefined }): Promise<Vm> {
     const { spec, image, origin, snapshot } = plan;
     const started = performance.now();
-    const id = `vm-${randomBytes(6).toString('hex')}`;
-    const log = this.options.logger.child({ vmId: id });
-    const dir = await this.registry.create(id);
-    const entry = newRegistryEntry({ id, driver: this.name, image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, network: spec.network, accel: 'kvm' });
-    await this.registry.write(entry);
+    const { id, dir, entry, log } = await registerNewVm(this.registry, this.options.logger, { driver: this.name, image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, network: spec.network, accel: 'kvm' });
     const fail = async (reason: string, cause: unknown): Promise<never> => {
       const detail = [reason, await tail(join(dir, 'firecracker.log'), 5)].filter(Boolean).join('\n');
       await this.destroy(id);
@@ -237,22 +238,10 @@ export class FirecrackerDriver implements VmDriver {
       return fail(`preparing its ${jail ? 'jail, ' : ''}kernel and disks failed: ${(error as Error).message}`, error);
     }
 
-    const logFd = openSync(join(dir, 'firecracker.log'), 'a');
-    let child: ChildProcess;
-    try {
-      child = jail && jailer
-        ? spawn(jailer.binary, jailerArgs(jailer, plan.firecracker, jail, spec, ['--api-sock', files.vmmPath('api.sock')]), { detached: true, stdio: ['ignore', logFd, logFd] })
-        : spawn(this.binary, ['--api-sock', join(dir, 'api.sock'), '--id', id], { detached: true, stdio: ['ignore', logFd, logFd] });
-    } finally {
-      closeSync(logFd);
-    }
-    const exited = new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.once('error', () => resolve());
-    });
-    entry.pid = child.pid ?? 0;
-    entry.pidStart = processStartTime(entry.pid) ?? '';
-    await this.registry.write(entry);
+    const [command, args] = jail && jailer
+      ? [jailer.binary, jailerArgs(jailer, plan.firecracker, jail, spec, ['--api-sock', files.vmmPath('api.sock')])]
+      : [this.binary, ['--api-sock', join(dir, 'api.sock'), '--id', id]];
+    const { child, exited } = await startVmm(this.registry, entry, command, args, { logFile: join(dir, 'firecracker.log'), stdout: true });
     const api = new FirecrackerApi(join(files.dir, 'api.sock'));
     const vm: Vm = { id, spec, accel: 'kvm', origin, startMs: 0, state: 'booting' };
     const live: LiveVm = { vm, dir, child, exited, log, api, files, jail };
@@ -316,56 +305,33 @@ export class FirecrackerDriver implements VmDriver {
     return execOverAgent(this.live.require(vmId, 'run a command'), request, sink, () => this.destroy(vmId));
   }
 
+  /** Firecracker's part of the shared snapshot steps (snapshot-steps.ts): pause, /snapshot/create, the root disk copied beside it, resume. */
   async snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
     validateSnapshotName(snapshotName);
     const live = this.live.require(vmId, 'be snapshotted');
-    if (live.vm.spec.source) throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to a source disk', hint: 'snapshot a VM booted without --source; give the source to the clones instead' });
-    const dataDir = this.options.paths.data;
-    if (await snapshotExists(dataDir, snapshotName)) throw new HearthError('HEARTH_ERR_SNAPSHOT_EXISTS', { name: snapshotName });
-    await mkdir(snapshotsDir(dataDir), { recursive: true });
-    const staging = join(snapshotsDir(dataDir), `.${snapshotName}.${process.pid}.${Date.now()}`);
-    await mkdir(staging);
-    live.vm.state = 'snapshotting';
-    try {
-      await live.api.patch('/vm', { state: 'Paused' });
-      if (live.jail) {
-        // A jailed VMM writes only inside its chroot: the files are moved out to the snapshot.
-        const names = { vmstate: 'snapshot.vmstate', memory: 'snapshot.memory' };
-        await live.api.put('/snapshot/create', { snapshot_type: 'Full', snapshot_path: live.files.vmmPath(names.vmstate), mem_file_path: live.files.vmmPath(names.memory) });
-        await moveOutOfJail(join(live.files.dir, names.vmstate), join(staging, 'vmstate'));
-        await moveOutOfJail(join(live.files.dir, names.memory), join(staging, 'memory'));
-      } else {
-        await live.api.put('/snapshot/create', { snapshot_type: 'Full', snapshot_path: join(staging, 'vmstate'), mem_file_path: join(staging, 'memory') });
-      }
-      const rootDisk = join(live.files.dir, 'root.ext4');
-      const hasDisk = await stat(rootDisk).then(() => true, () => false);
-      if (hasDisk) await writableCopy(rootDisk, join(staging, 'root.ext4'));
-      const entry = await this.registry.read(vmId);
-      const manifest: SnapshotManifest = {
-        name: snapshotName,
-        driver: this.name,
-        imageId: entry?.image ?? live.vm.spec.image,
-        spec: live.vm.spec,
-        accel: 'kvm',
-        vmmVersion: 'firecracker',
-        stateFile: 'vmstate',
-        ...(hasDisk ? { diskFile: 'root.ext4' } : {}),
-        sizeBytes: (await stat(join(staging, 'memory'))).size,
-        createdAt: new Date().toISOString(),
-      };
-      await writeFile(join(staging, 'snapshot.json'), JSON.stringify(manifest, null, 2) + '\n');
-      await rename(staging, snapshotDir(dataDir, snapshotName));
-      await live.api.patch('/vm', { state: 'Resumed' });
-      live.vm.state = 'ready';
-      await live.channel?.setIdentity(freshIdentity(vmId));
-      return snapshotInfo(manifest);
-    } catch (error) {
-      await rm(staging, { recursive: true, force: true });
-      await live.api.patch('/vm', { state: 'Resumed' }).catch(() => {});
-      if (live.vm.state === 'snapshotting') live.vm.state = 'ready';
-      if (isHearthError(error)) throw error;
-      throw new HearthError('HEARTH_ERR_SNAPSHOT_FAILED', { vmId, reason: (error as Error).message, dir: snapshotsDir(dataDir) }, { cause: error });
-    }
+    const vmm: SnapshotVmm = {
+      save: async (staging) => {
+        await live.api.patch('/vm', { state: 'Paused' });
+        if (live.jail) {
+          // A jailed VMM writes only inside its chroot: the files are moved out to the snapshot.
+          const names = { vmstate: 'snapshot.vmstate', memory: 'snapshot.memory' };
+          await live.api.put('/snapshot/create', { snapshot_type: 'Full', snapshot_path: live.files.vmmPath(names.vmstate), mem_file_path: live.files.vmmPath(names.memory) });
+          await moveOutOfJail(join(live.files.dir, names.vmstate), join(staging, 'vmstate'));
+          await moveOutOfJail(join(live.files.dir, names.memory), join(staging, 'memory'));
+        } else {
+          await live.api.put('/snapshot/create', { snapshot_type: 'Full', snapshot_path: join(staging, 'vmstate'), mem_file_path: join(staging, 'memory') });
+        }
+        const rootDisk = join(live.files.dir, 'root.ext4');
+        const hasDisk = await stat(rootDisk).then(() => true, () => false);
+        if (hasDisk) await writableCopy(rootDisk, join(staging, 'root.ext4'));
+        return { stateFile: 'vmstate', ...(hasDisk ? { diskFile: 'root.ext4' } : {}), sizeBytes: (await stat(join(staging, 'memory'))).size, accel: 'kvm', vmmVersion: 'firecracker' };
+      },
+      resume: async () => {
+        await live.api.patch('/vm', { state: 'Resumed' });
+      },
+    };
+    const imageId = (await this.registry.read(vmId))?.image ?? live.vm.spec.image;
+    return takeSnapshot({ dataDir: this.options.paths.data, driver: this.name, imageId, live, name: snapshotName, vmm });
   }
 
   /** Idempotent: kills the VMM's process group and removes everything the VM held on the host. */

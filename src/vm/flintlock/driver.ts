@@ -8,8 +8,9 @@ import { HearthError, isHearthError } from '../../errors.ts';
 import { AgentChannel, type OutputSink } from '../../guest/channel.ts';
 import { AgentConnectListener, parseAgentUrl, parseHostPort, type AgentExpectation } from '../../guest/connect-listener.ts';
 import type { Logger } from '../../log.ts';
-import { execOverAgent, validateVmSpec } from '../agent-vm.ts';
-import type { ExecRequest, ExecResult, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
+import { AgentVms, execOverAgent, validateVmSpec, type AgentVm } from '../agent-vm.ts';
+import { VM_BOUNDS } from '../bounds.ts';
+import type { DriverCapabilities, ExecRequest, ExecResult, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
 import { isSameProcess, newRegistryEntry, VmRegistry, type RegistryEntry } from '../registry.ts';
 import { FlintlockClient } from './client.ts';
 import { agentBootstrapMetadata } from './cloud-init.ts';
@@ -84,15 +85,11 @@ interface FlintlockEntry extends RegistryEntry {
   readonly endpoint: string;
 }
 
-interface LiveVm {
-  readonly vm: Vm;
-  readonly dir: string;
-  readonly log: Logger;
+/** A Flintlock VM: the shared live-VM record plus flintlockd's uid and the agent's connection back. */
+interface LiveVm extends AgentVm {
   uid?: string;
   expectation?: AgentExpectation;
   socket?: Socket;
-  channel?: AgentChannel;
-  destroying?: Promise<void>;
 }
 
 /** Label values kept to what label-minded tooling accepts: [A-Za-z0-9._-], at most 63. */
@@ -110,12 +107,14 @@ function labelValue(value: string): string {
  */
 export class FlintlockDriver implements VmDriver {
   readonly name = 'flintlock';
+  /** No snapshots (Flintlock has no snapshot API), no host directory (the VMs run elsewhere), flintlockd's network, mapped root images. */
+  readonly capabilities: DriverCapabilities;
   readonly registry: VmRegistry;
   readonly namespace: string;
   readonly owner: string;
   readonly agentUrl: string;
   readonly #options: FlintlockDriverOptions;
-  readonly #live = new Map<string, LiveVm>();
+  readonly #live = new AgentVms<LiveVm>();
   readonly #log: Logger;
   #client: FlintlockClient | undefined;
   #listener: Promise<AgentConnectListener> | undefined;
@@ -128,6 +127,7 @@ export class FlintlockDriver implements VmDriver {
     parseAgentUrl(options.agentUrl);
     if (!options.kernelImage) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'flintlock kernel image', reason: 'is not set', hint: 'give the container image holding the guest kernel, e.g. ghcr.io/liquidmetal-dev/flintlock-kernel:5.10.77' });
     this.#options = options;
+    this.capabilities = { ...VM_BOUNDS, snapshots: false, sourceDirectory: false, networking: ['remote'], images: { kind: 'mapped', names: Object.keys(options.rootImages ?? {}), references: true }, accel: ['kvm'] };
     this.registry = new VmRegistry(options.paths.runtime);
     this.namespace = options.namespace ?? DEFAULT_FLINTLOCK_NAMESPACE;
     this.owner = labelValue(options.owner ?? osHostname());
@@ -169,7 +169,7 @@ export class FlintlockDriver implements VmDriver {
   }
 
   async boot(spec: VmSpec): Promise<Vm> {
-    validateVmSpec(spec);
+    validateVmSpec(spec, this.capabilities, this.name);
     if (spec.source) throw this.#unsupported('attach a host directory', 'its VMs run on the flintlockd host, which cannot see files on this one', 'check the sources out inside the job (actions/checkout, git clone), or use the qemu or firecracker driver');
     const rootImage = this.rootImageFor(spec.image);
     const listener = await this.listener();
@@ -187,7 +187,7 @@ export class FlintlockDriver implements VmDriver {
     await this.registry.write(entry);
     const vm: Vm = { id, spec, accel: 'kvm', origin: { kind: 'cold' }, startMs: 0, state: 'booting' };
     const live: LiveVm = { vm, dir, log };
-    this.#live.set(id, live);
+    this.#live.add(live);
 
     const bootTimeoutMs = this.#options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
     const deadline = Date.now() + bootTimeoutMs;
@@ -266,20 +266,9 @@ export class FlintlockDriver implements VmDriver {
     }
   }
 
-  #requireLive(vmId: string, action: string): LiveVm {
-    const live = this.#live.get(vmId);
-    if (!live) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'this process does not own a live VM with that id' });
-    if (live.vm.state !== 'ready') throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action, state: live.vm.state, hint: live.vm.state === 'running' ? 'wait for the running command to finish' : 'start a new VM' });
-    return live;
-  }
-
-  /**
-   * One command through the agent, as the other drivers run it (their shared
-   * helper in ../agent-vm.ts assumes a local VMM process, which a Flintlock VM
-   * does not have). A command that outlives its timeout costs the VM.
-   */
+  /** One command through the agent, as every driver runs it (execOverAgent). A command that outlives its timeout costs the VM. */
   async exec(vmId: string, request: ExecRequest, sink: OutputSink = {}): Promise<ExecResult> {
-    const live = this.#requireLive(vmId, 'run a command');
+    const live = this.#live.require(vmId, 'run a command');
     // The VM's console is on the flintlockd host, not here.
     return execOverAgent(live, request, sink, () => this.destroy(vmId), async () => "the agent's log is in the VM (cloud-init output) on the flintlockd host");
   }
@@ -303,10 +292,7 @@ export class FlintlockDriver implements VmDriver {
    * registry entry stays, so `hearth vm gc` can finish the job later.
    */
   destroy(vmId: string): Promise<void> {
-    const live = this.#live.get(vmId);
-    if (live?.destroying) return live.destroying;
-    const work = (async () => {
-      if (live) live.vm.state = 'destroying';
+    return this.#live.destroyWith(vmId, async (live) => {
       live?.expectation?.cancel(new Error(`VM ${vmId} is being destroyed`));
       live?.channel?.close();
       live?.socket?.destroy();
@@ -326,18 +312,11 @@ export class FlintlockDriver implements VmDriver {
           await client.waitForDeletion(uid, this.#options.deleteTimeoutMs ?? DEFAULT_DELETE_TIMEOUT_MS).catch((error: unknown) => log.warn({ uid, error: (error as Error).message }, 'flintlockd is still deleting the microVM'));
         }
       } catch (error) {
-        if (live) live.destroying = undefined;
         throw this.#hearthError(error, vmId);
       }
       await this.registry.remove(vmId);
-      if (live) {
-        live.vm.state = 'destroyed';
-        this.#live.delete(vmId);
-      }
       log.info({ uid }, 'vm destroyed');
-    })();
-    if (live) live.destroying = work;
-    return work;
+    });
   }
 
   isAlive(vmId: string): boolean {
@@ -347,7 +326,7 @@ export class FlintlockDriver implements VmDriver {
 
   /** Destroys every VM this process started, then lets go of the listener and the gRPC connection. */
   async destroyAll(): Promise<void> {
-    const results = await Promise.allSettled([...this.#live.keys()].map((id) => this.destroy(id)));
+    const results = await Promise.allSettled(this.#live.ids().map((id) => this.destroy(id)));
     const listener = this.#listener;
     this.#listener = undefined;
     await listener?.then((l) => l.close(), () => {});

@@ -1,3 +1,5 @@
+import { baseKernelArgs } from '../kernel-args.ts';
+
 /**
  * The QEMU command line for one microVM, as a pure function so that tests can
  * read it and the benchmark can run a bare QEMU with exactly the same arguments.
@@ -28,20 +30,10 @@ export interface QemuDisk {
 
 export const AGENT_PORT_NAME = 'hearth.agent';
 
-/**
- * Under TCG, Debian's cloud kernel hangs at TSC calibration in about half the
- * boots unless told the TSC frequency; these values made 10 of 10 boots work.
- */
-export const TCG_KERNEL_ARGS = ['tsc_early_khz=2000000', 'lpj=4000000'];
-
-/** quiet: the serial console is slow under TCG. cryptomgr.notests: boot-time self-tests cost ~0.2 s. */
-export const BASE_KERNEL_ARGS = ['console=ttyS0', 'quiet', 'panic=-1', 'cryptomgr.notests', 'audit=0'];
-
 export function kernelCommandLine(launch: Pick<QemuLaunch, 'accel' | 'network' | 'extraKernelArgs' | 'tap'>): string {
   // Disk roles (hearth.root=disk, hearth.src=disk) come in through extraKernelArgs from the driver.
   return [
-    ...BASE_KERNEL_ARGS,
-    ...(launch.accel === 'tcg' ? TCG_KERNEL_ARGS : []),
+    ...baseKernelArgs(launch.accel),
     `hearth.port=${AGENT_PORT_NAME}`,
     ...(launch.network && !launch.tap ? ['hearth.net=1'] : []),
     ...(launch.extraKernelArgs ?? []),

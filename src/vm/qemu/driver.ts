@@ -1,7 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
-import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,12 +8,15 @@ import { AgentChannel, type OutputSink } from '../../guest/channel.ts';
 import { loadImage, readImageById, type Image } from '../../image/store.ts';
 import type { Logger } from '../../log.ts';
 import { runProgram } from '../../system/run.ts';
-import type { ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
-import { newRegistryEntry, processStartTime, VmRegistry } from '../registry.ts';
-import { readSnapshot, snapshotDir, snapshotExists, snapshotInfo, snapshotsDir, validateSnapshotName, type SnapshotManifest } from '../snapshots.ts';
+import { VM_BOUNDS } from '../bounds.ts';
+import type { DriverCapabilities, ExecRequest, ExecResult, RestoreOptions, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../driver.ts';
+import { VmRegistry } from '../registry.ts';
+import { validateSnapshotName } from '../snapshots.ts';
+import { loadSnapshotForRestore, takeSnapshot, type SnapshotVmm } from '../snapshot-steps.ts';
 import { decideAccel, kvmProbeFailure, type Accel, type AccelDecision } from './accel.ts';
 import { qemuArgs, shellQuote, type QemuDisk } from './args.ts';
-import { execOverAgent, freshIdentity, GUEST_PATH, LiveVms, makeSourceDisk, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
+import { diskRoleArgs } from '../kernel-args.ts';
+import { execOverAgent, freshIdentity, GUEST_PATH, LiveVms, makeSourceDisk, registerNewVm, startVmm, tail, validateVmSpec, type LocalVm } from '../agent-vm.ts';
 
 export { GUEST_PATH, validateVmSpec };
 import { QmpClient } from './qmp.ts';
@@ -65,21 +65,17 @@ interface LaunchPlan {
  */
 async function prepareDisks(image: Image, spec: VmSpec, dir: string, snapshotDisk?: string): Promise<{ disks: QemuDisk[]; kernelArgs: string[] }> {
   const disks: QemuDisk[] = [];
-  const kernelArgs: string[] = [];
-  if (image.kind === 'rootfs' && image.rootfsPath) {
+  const rootfs = image.kind === 'rootfs' ? image.rootfsPath : undefined;
+  if (rootfs) {
     const overlay = join(dir, 'root.qcow2');
     // A clone writes to its own overlay on top of the disk as its snapshot froze it
     // (itself an overlay of the read-only image): clones share both, and change neither.
-    const backing = snapshotDisk ? ['-F', 'qcow2', '-b', snapshotDisk] : ['-F', 'raw', '-b', image.rootfsPath];
+    const backing = snapshotDisk ? ['-F', 'qcow2', '-b', snapshotDisk] : ['-F', 'raw', '-b', rootfs];
     await runProgram('qemu-img', ['create', '-q', '-f', 'qcow2', ...backing, overlay]);
     disks.push({ path: overlay, format: 'qcow2', readOnly: false });
-    kernelArgs.push('hearth.root=disk');
   }
-  if (spec.source) {
-    disks.push({ path: await makeSourceDisk(spec.source, dir), format: 'raw', readOnly: true });
-    kernelArgs.push('hearth.src=disk');
-  }
-  return { disks, kernelArgs };
+  if (spec.source) disks.push({ path: await makeSourceDisk(spec.source, dir), format: 'raw', readOnly: true });
+  return { disks, kernelArgs: diskRoleArgs({ root: Boolean(rootfs), source: Boolean(spec.source) }) };
 }
 
 /**
@@ -89,6 +85,7 @@ async function prepareDisks(image: Image, spec: VmSpec, dir: string, snapshotDis
  */
 export class QemuDriver implements VmDriver {
   readonly name = 'qemu';
+  readonly capabilities: DriverCapabilities;
   readonly registry: VmRegistry;
   private readonly live: LiveVms<LiveVm>;
   readonly qemuBinary: string;
@@ -98,6 +95,9 @@ export class QemuDriver implements VmDriver {
   constructor(private readonly options: QemuDriverOptions) {
     this.registry = new VmRegistry(options.paths.runtime);
     this.qemuBinary = options.qemuBinary ?? 'qemu-system-x86_64';
+    const accel: readonly Accel[] = options.accel === 'kvm' || options.accel === 'tcg' ? [options.accel] : ['kvm', 'tcg'];
+    // Networked VMs get user-mode NAT, or a TAP device each under an egress policy.
+    this.capabilities = { ...VM_BOUNDS, snapshots: true, sourceDirectory: true, networking: ['none', options.egress ? 'tap' : 'user'], images: { kind: 'cache' }, accel };
     // QEMU's command line names the VM's QMP socket, inside its runtime directory.
     this.live = new LiveVms({ registry: this.registry, runtimeDir: options.paths.runtime, vmmPrograms: ['qemu-system'], leakMarker: (vmId) => join(this.registry.dirOf(vmId), 'qmp.sock') });
   }
@@ -139,7 +139,7 @@ export class QemuDriver implements VmDriver {
   }
 
   async boot(spec: VmSpec): Promise<Vm> {
-    validateVmSpec(spec);
+    validateVmSpec(spec, this.capabilities, this.name);
     const image = await loadImage(this.options.paths.cache, spec.image);
     const { accel } = await this.accel();
     const budgetMs = this.options.bootTimeoutMs ?? 60_000;
@@ -155,17 +155,14 @@ export class QemuDriver implements VmDriver {
   }
 
   async restore(snapshotName: string, options: RestoreOptions = {}): Promise<Vm> {
-    const snapshot = await readSnapshot(this.options.paths.data, snapshotName);
+    const { snapshot, image } = await loadSnapshotForRestore({
+      dataDir: this.options.paths.data,
+      cacheDir: this.options.paths.cache,
+      driver: this.name,
+      name: snapshotName,
+      check: (s) => (options.network !== undefined && options.network !== s.spec.network ? `it was taken ${s.spec.network ? 'with' : 'without'} a network device; the device set of a restore cannot change` : undefined),
+    });
     const stale = (reason: string): HearthError => new HearthError('HEARTH_ERR_SNAPSHOT_STALE', { name: snapshotName, reason });
-    if (options.network !== undefined && options.network !== snapshot.spec.network) {
-      throw stale(`it was taken ${snapshot.spec.network ? 'with' : 'without'} a network device; the device set of a restore cannot change`);
-    }
-    let image: Image;
-    try {
-      image = await readImageById(this.options.paths.cache, snapshot.imageId);
-    } catch {
-      throw stale(`its image build ${snapshot.imageId} is no longer in the cache`);
-    }
     const version = await this.version();
     if (version !== snapshot.vmmVersion) throw stale(`it was taken with ${snapshot.vmmVersion}, this host has ${version}`);
     if (snapshot.accel === 'kvm' && (await this.accel()).accel !== 'kvm') throw stale('it was taken under KVM, which this host cannot use now');
@@ -174,11 +171,7 @@ export class QemuDriver implements VmDriver {
 
   private async launch(plan: LaunchPlan): Promise<Vm> {
     const started = performance.now();
-    const id = `vm-${randomBytes(6).toString('hex')}`;
-    const log = this.options.logger.child({ vmId: id });
-    const dir = await this.registry.create(id);
-    const entry = newRegistryEntry({ id, driver: this.name, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, accel: plan.accel });
-    await this.registry.write(entry);
+    const { id, dir, entry, log } = await registerNewVm(this.registry, this.options.logger, { driver: this.name, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, accel: plan.accel });
 
     let disks: { disks: QemuDisk[]; kernelArgs: string[] };
     let tap: string | undefined;
@@ -197,25 +190,7 @@ export class QemuDriver implements VmDriver {
       throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: `preparing its disks and network failed: ${(error as Error).message}`, consoleLog: join(dir, 'console.log') }, { cause: error });
     }
     const args = qemuArgs({ ...plan.spec, accel: plan.accel, kernel: plan.image.kernelPath, initrd: plan.image.initrdPath, runtimeDir: dir, incoming: plan.incoming, disks: disks.disks, extraKernelArgs: disks.kernelArgs, ...(tap ? { tap } : {}) });
-    const qemuLog = openSync(join(dir, 'qemu.log'), 'a');
-    let child: ChildProcess;
-    try {
-      // Its own process group: a terminal's Ctrl-C reaches Hearth, which then tears the VM down in order.
-      child = spawn(this.qemuBinary, args, { detached: true, stdio: ['ignore', 'ignore', qemuLog] });
-    } finally {
-      closeSync(qemuLog);
-    }
-    let spawnError: NodeJS.ErrnoException | undefined;
-    const exited = new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.once('error', (error) => {
-        spawnError = error;
-        resolve();
-      });
-    });
-    entry.pid = child.pid ?? 0;
-    entry.pidStart = processStartTime(entry.pid) ?? '';
-    await this.registry.write(entry);
+    const { child, exited, spawnError } = await startVmm(this.registry, entry, this.qemuBinary, args, { logFile: join(dir, 'qemu.log'), stdout: false });
 
     const vm: Vm = { id, spec: plan.spec, accel: plan.accel, origin: plan.origin, startMs: 0, state: 'booting' };
     const live: LiveVm = { vm, dir, child, exited, log };
@@ -238,7 +213,8 @@ export class QemuDriver implements VmDriver {
     } catch (error) {
       const detail = [(error as Error).message, await tail(join(dir, 'qemu.log'), 5), await tail(join(dir, 'console.log'))].filter(Boolean).join('\n');
       await this.destroy(id);
-      if (spawnError?.code === 'ENOENT') throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool: this.qemuBinary, package: 'qemu-system-x86' }, { cause: spawnError });
+      const failedSpawn = spawnError();
+      if (failedSpawn?.code === 'ENOENT') throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool: this.qemuBinary, package: 'qemu-system-x86' }, { cause: failedSpawn });
       throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: detail, consoleLog: join(dir, 'console.log') }, { cause: error });
     } finally {
       clearTimeout(timer);
@@ -255,69 +231,44 @@ export class QemuDriver implements VmDriver {
   }
 
 
+  /** QEMU's part of the shared snapshot steps (snapshot-steps.ts): a migration to a file, the overlay frozen beside it, `cont`. */
   async snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
     validateSnapshotName(snapshotName);
     const live = this.live.require(vmId, 'be snapshotted');
     const imageId = (await this.registry.read(vmId))?.image;
     const kind = imageId ? (await readImageById(this.options.paths.cache, imageId).catch(() => undefined))?.kind : undefined;
-    if (live.vm.spec.network && this.options.egress) {
-      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'on a TAP network', hint: 'snapshot a VM without network, or run pools in booted mode when runners.egress is set' });
-    }
-    if (kind === undefined || live.vm.spec.source) {
-      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to a source disk', hint: 'snapshot a VM booted without --source; give the source to the clones instead' });
-    }
-    const dataDir = this.options.paths.data;
-    if (await snapshotExists(dataDir, snapshotName)) throw new HearthError('HEARTH_ERR_SNAPSHOT_EXISTS', { name: snapshotName });
-    await mkdir(snapshotsDir(dataDir), { recursive: true });
-    const staging = join(snapshotsDir(dataDir), `.${snapshotName}.${process.pid}.${Date.now()}`);
-    await mkdir(staging);
-    live.vm.state = 'snapshotting';
-    const started = performance.now();
     let qmp: QmpClient | undefined;
+    const vmm: SnapshotVmm = {
+      refuse: async () => {
+        if (live.vm.spec.network && this.options.egress) return { state: 'on a TAP network', hint: 'snapshot a VM without network, or run pools in booted mode when runners.egress is set' };
+        if (kind === undefined) return { state: 'attached to a source disk', hint: 'snapshot a VM booted without --source; give the source to the clones instead' };
+        return undefined;
+      },
+      save: async (staging) => {
+        qmp = await QmpClient.connect(join(live.dir, 'qmp.sock'));
+        // No `stop` first: a VM saved while paused would restore paused. Migration
+        // pauses the source itself once the remaining dirty memory is small.
+        // QEMU throttles migration by default; a local file can take it as fast as it comes.
+        await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 * 1024 * 1024 });
+        await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(join(staging, 'state'))}` });
+        for (;;) {
+          const status = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+          if (status.status === 'completed') break;
+          if (status.status === 'failed' || status.status === 'cancelled') throw new Error(`migration ${status.status}: ${status['error-desc'] ?? 'no detail'}`);
+          await sleep(10);
+        }
+        // Migration has paused the guest and flushed its disks: the overlay now matches the
+        // saved memory exactly. Frozen beside it, before the source runs on and writes again.
+        const hasDisk = kind === 'rootfs';
+        if (hasDisk) await copyFile(join(live.dir, 'root.qcow2'), join(staging, 'root.qcow2'));
+        return { stateFile: 'state', ...(hasDisk ? { diskFile: 'root.qcow2' } : {}), sizeBytes: (await stat(join(staging, 'state'))).size, accel: live.vm.accel, vmmVersion: await this.version() };
+      },
+      resume: async () => {
+        await qmp?.execute('cont');
+      },
+    };
     try {
-      qmp = await QmpClient.connect(join(live.dir, 'qmp.sock'));
-      // No `stop` first: a VM saved while paused would restore paused. Migration
-      // pauses the source itself once the remaining dirty memory is small.
-      // QEMU throttles migration by default; a local file can take it as fast as it comes.
-      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 * 1024 * 1024 });
-      await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(join(staging, 'state'))}` });
-      for (;;) {
-        const status = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-        if (status.status === 'completed') break;
-        if (status.status === 'failed' || status.status === 'cancelled') throw new Error(`migration ${status.status}: ${status['error-desc'] ?? 'no detail'}`);
-        await sleep(10);
-      }
-      // Migration has paused the guest and flushed its disks: the overlay now matches the
-      // saved memory exactly. Frozen beside it, before the source runs on and writes again.
-      const hasDisk = kind === 'rootfs';
-      if (hasDisk) await copyFile(join(live.dir, 'root.qcow2'), join(staging, 'root.qcow2'));
-      const image = (await this.registry.read(vmId))?.image ?? live.vm.spec.image;
-      const manifest: SnapshotManifest = {
-        ...(hasDisk ? { diskFile: 'root.qcow2' } : {}),
-        name: snapshotName,
-        driver: this.name,
-        imageId: image,
-        spec: live.vm.spec,
-        accel: live.vm.accel,
-        vmmVersion: await this.version(),
-        stateFile: 'state',
-        sizeBytes: (await stat(join(staging, 'state'))).size,
-        createdAt: new Date().toISOString(),
-      };
-      await writeFile(join(staging, 'snapshot.json'), JSON.stringify(manifest, null, 2) + '\n');
-      await rename(staging, snapshotDir(dataDir, snapshotName));
-      await qmp.execute('cont');
-      live.vm.state = 'ready';
-      // The source keeps running: give it an identity of its own, apart from its future clones.
-      await live.channel?.setIdentity(freshIdentity(vmId));
-      live.log.info({ snapshot: snapshotName, sizeBytes: manifest.sizeBytes, ms: Math.round(performance.now() - started) }, 'snapshot written');
-      return snapshotInfo(manifest);
-    } catch (error) {
-      await rm(staging, { recursive: true, force: true });
-      await qmp?.execute('cont').catch(() => {});
-      if (live.vm.state === 'snapshotting') live.vm.state = 'ready';
-      if (isHearthError(error)) throw error;
-      throw new HearthError('HEARTH_ERR_SNAPSHOT_FAILED', { vmId, reason: (error as Error).message, dir: snapshotsDir(dataDir) }, { cause: error });
+      return await takeSnapshot({ dataDir: this.options.paths.data, driver: this.name, imageId: imageId ?? live.vm.spec.image, live, name: snapshotName, vmm });
     } finally {
       qmp?.close();
     }

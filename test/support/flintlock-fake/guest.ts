@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { writeCpio, type CpioEntry } from '../../../src/image/cpio.ts';
 import type { ProtoMicroVmSpec } from '../../../src/vm/flintlock/proto.ts';
-import { BASE_KERNEL_ARGS, TCG_KERNEL_ARGS } from '../../../src/vm/qemu/args.ts';
+import { BASE_KERNEL_ARGS, TCG_KERNEL_ARGS } from '../../../src/vm/kernel-args.ts';
 
 /** Boots and stops the guests behind a fake flintlockd's microVMs. */
 export interface FakeGuestRuntime {

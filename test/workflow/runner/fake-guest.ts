@@ -1,5 +1,6 @@
 import type { OutputSink } from '../../../src/guest/channel.ts';
-import type { ExecRequest, ExecResult, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../../../src/vm/driver.ts';
+import type { DriverCapabilities, ExecRequest, ExecResult, SnapshotInfo, Vm, VmDriver, VmRecord, VmSpec } from '../../../src/vm/driver.ts';
+import { FAKE_CAPABILITIES } from '../../support/fake-driver.ts';
 
 /** What one script run does in the fake guest. */
 export interface FakeScriptResult {
@@ -30,6 +31,7 @@ const FILES_DIR = /mkdir -p (\/tmp\/hearth\/files\/\d+) /;
  */
 export class FakeGuest implements VmDriver {
   readonly name = 'fake';
+  readonly capabilities: DriverCapabilities = FAKE_CAPABILITIES;
   readonly boots: VmSpec[] = [];
   readonly requests: ExecRequest[] = [];
   readonly scripts: FakeScriptCall[] = [];

@@ -1,0 +1,55 @@
+import type { Logger } from '../log.ts';
+import type { DriverCapabilities } from '../vm/driver.ts';
+import type { AdmittingDriver } from './labels.ts';
+
+/** A registered host as admission reads it from the ledger's hosts table. */
+export interface RegisteredHost {
+  readonly id: string;
+  /** JSON string array. */
+  readonly drivers: string;
+  /** JSON DriverCapabilities, or null for a host registered before hosts declared them. */
+  readonly capabilities: string | null;
+}
+
+/**
+ * The drivers a job's shape is checked against at admission, before anything
+ * is registered at a forge: this host's own driver when it runs VMs, and the
+ * drivers the live registered hosts declared (scale-out). A shape none of them
+ * can boot is refused at once (jobOwnership), not placed and failed at boot.
+ */
+export class DriverAdmission {
+  #registered: readonly AdmittingDriver[] = [];
+
+  constructor(
+    private readonly local: AdmittingDriver | undefined,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The drivers that could take a job now; empty means none is known yet and admission does not check. */
+  get drivers(): readonly AdmittingDriver[] {
+    return this.local ? uniqueDrivers([this.local, ...this.#registered]) : this.#registered;
+  }
+
+  /** Takes the declared capabilities of the live hosts (a host without them is skipped: placement still matches it). */
+  update(hosts: readonly RegisteredHost[]): void {
+    const drivers: AdmittingDriver[] = [];
+    for (const host of hosts) {
+      if (!host.capabilities) continue;
+      try {
+        const capabilities = JSON.parse(host.capabilities) as DriverCapabilities;
+        const [name = 'unknown'] = JSON.parse(host.drivers) as string[];
+        drivers.push({ name, capabilities });
+      } catch (error) {
+        this.logger.warn({ host: host.id, err: (error as Error).message }, 'a host registered capabilities that do not parse; admission ignores them');
+      }
+    }
+    this.#registered = uniqueDrivers(drivers);
+  }
+}
+
+/** One entry per distinct driver and capabilities, so a reason is given once for many like hosts. */
+function uniqueDrivers(drivers: readonly AdmittingDriver[]): AdmittingDriver[] {
+  const seen = new Map<string, AdmittingDriver>();
+  for (const driver of drivers) seen.set(`${driver.name} ${JSON.stringify(driver.capabilities.cpus)} ${JSON.stringify(driver.capabilities.memoryMib)}`, driver);
+  return [...seen.values()];
+}
