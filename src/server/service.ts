@@ -33,9 +33,9 @@ export interface HearthService {
   close(reason: string): Promise<void>;
 }
 
-async function openLedger(config: ServeConfig): Promise<{ ledger: Ledger; description: string }> {
+async function openLedger(config: ServeConfig, logger: Logger): Promise<{ ledger: Ledger; description: string }> {
   const target = storeTarget(config.store.url);
-  const ledger = await Ledger.open(target);
+  const ledger = await Ledger.open(target, undefined, (message, error) => logger.warn({ err: error }, message));
   return { ledger, description: target.kind === 'postgres' ? `store: PostgreSQL at ${redactUrl(target.url)}` : `store: SQLite (WAL) at ${target.path}` };
 }
 
@@ -106,7 +106,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const { config, paths, logger } = options;
   const choices: string[] = [];
   const driver = options.driver ?? createDriver(config, paths, logger);
-  const { ledger, description } = await openLedger(config);
+  const { ledger, description } = await openLedger(config, logger);
   choices.push(description);
   if (driver instanceof QemuDriver) {
     const accel = await driver.accel();
@@ -127,6 +127,8 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
       controllerRef.current?.kick();
     },
     config.cluster.role !== 'host',
+    undefined,
+    logger.child({ component: 'leader' }),
   );
   if (config.cluster.role !== 'all') choices.push(`cluster: ${config.cluster.role}${config.cluster.role !== 'controller' ? ` (host ${config.cluster.hostId})` : ''}, ${config.cluster.placement} placement`);
   const pools: VmPool[] = [];
@@ -195,11 +197,12 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     driver,
     limits,
     defaultShape,
+    poolConfigs: config.pools,
     gitlab: gitlab instanceof GitlabForge ? gitlab : undefined,
     onChange: () => {
       controller.kick();
       // Other replicas (the leader, which places jobs) hear of it too.
-      void ledger.notify('hearth_jobs').catch(() => {});
+      void ledger.notify('hearth_jobs').catch((error: unknown) => logger.warn({ err: error }, 'could not wake the other replicas; the leader finds the job on its next pass'));
     },
     pools: poolStatus,
     logs,
