@@ -8,7 +8,7 @@ import type { JobFilter, JobResources } from './plans.ts';
 import type { FinalizerKind, LedgerSchema } from './schema.ts';
 import type { Stage } from './stages.ts';
 import type { JobState } from './states.ts';
-import { LedgerStore, type StoreTarget, type StoreWarn } from './store.ts';
+import { LedgerStore, warnToStderr, type StoreTarget, type StoreWarn } from './store.ts';
 import { WriteQueue } from './write-queue.ts';
 
 export type { Host, HostRow, Job, JobRow, JobShape } from './job.ts';
@@ -40,16 +40,16 @@ export class Ledger {
   }
 
   /** The store `store.url` names: a SQLite file, or a PostgreSQL database shared by replicas. */
-  static async open(target: StoreTarget, clock?: () => Date, warn: StoreWarn = defaultWarn): Promise<Ledger> {
+  static async open(target: StoreTarget, clock?: () => Date, warn: StoreWarn = warnToStderr): Promise<Ledger> {
     return new Ledger(await LedgerStore.open(target, clock, warn), warn);
   }
 
-  static async openPostgres(url: string, clock?: () => Date, poolSize = 10, warn: StoreWarn = defaultWarn): Promise<Ledger> {
+  static async openPostgres(url: string, clock?: () => Date, poolSize = 10, warn: StoreWarn = warnToStderr): Promise<Ledger> {
     return new Ledger(await LedgerStore.openPostgres(url, clock, poolSize, warn), warn);
   }
 
   static async openSqlite(path: string, clock?: () => Date): Promise<Ledger> {
-    return new Ledger(await LedgerStore.openSqlite(path, clock), defaultWarn);
+    return new Ledger(await LedgerStore.openSqlite(path, clock), warnToStderr);
   }
 
   // ---- jobs ---------------------------------------------------------------
@@ -182,8 +182,4 @@ export class Ledger {
     await this.notifier.close();
     await this.store.close();
   }
-}
-
-function defaultWarn(message: string, error: unknown): void {
-  process.emitWarning(`${message}: ${(error as Error).message}`, 'HearthLedgerWarning');
 }

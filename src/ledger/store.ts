@@ -24,11 +24,11 @@ export class LedgerStore {
     readonly url: string | undefined,
   ) {}
 
-  static open(target: StoreTarget, clock: () => Date = () => new Date(), warn: StoreWarn = quiet): Promise<LedgerStore> {
+  static open(target: StoreTarget, clock: () => Date = () => new Date(), warn: StoreWarn = warnToStderr): Promise<LedgerStore> {
     return target.kind === 'postgres' ? LedgerStore.openPostgres(target.url, clock, 10, warn) : LedgerStore.openSqlite(target.path, clock);
   }
 
-  static async openPostgres(url: string, clock: () => Date = () => new Date(), poolSize = 10, warn: StoreWarn = quiet): Promise<LedgerStore> {
+  static async openPostgres(url: string, clock: () => Date = () => new Date(), poolSize = 10, warn: StoreWarn = warnToStderr): Promise<LedgerStore> {
     const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
     // A client whose server went away (a restart) must not crash the process: the pool replaces it,
     // and a statement in flight fails on its own promise, so the reconcile pass retries.
@@ -85,7 +85,7 @@ export class LedgerStore {
 }
 
 /** Without a logger (tests, benches), a dropped connection is written to stderr rather than lost. */
-export function quiet(message: string, error: unknown): void {
+export function warnToStderr(message: string, error: unknown): void {
   process.emitWarning(`${message}: ${(error as Error).message}`, 'HearthLedgerWarning');
 }
 
