@@ -31,6 +31,8 @@ const LIVE_VMS = 200;
 const LABELS = ['self-hosted', 'hearth', 'hearth-1cpu-512mb'];
 const LIMITS = { maxCpus: 8, maxMemoryMib: 16384, images: ['minimal'] };
 const SHAPE = { cpus: 1, memoryMib: 512, image: 'minimal' };
+/** What ingest stores for LABELS with SHAPE as the default. */
+const BENCH_SHAPE = { ...SHAPE, pool: null, requires: [] };
 const silent = createLogger({ level: 'silent' });
 
 /** A forge that answers at once: registration hands the VM a runner that keeps running. */
@@ -49,7 +51,7 @@ function instantForge(): Forge {
 async function enqueue(ledger: Ledger, offset: number, count: number): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
-    const { id } = await ledger.enqueue({ forge: 'github', forgeJobId: String(offset + i), repository: 'octo/bench', labels: LABELS, name: 'bench' }, 'bench: queued');
+    const { id } = await ledger.enqueue({ forge: 'github', forgeJobId: String(offset + i), repository: 'octo/bench', labels: LABELS, name: 'bench', shape: BENCH_SHAPE }, 'bench: queued');
     ids.push(id);
   }
   return ids;

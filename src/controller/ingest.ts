@@ -1,14 +1,37 @@
 import type { ForgeKind } from '../forge/forge.ts';
 import type { GitlabForge } from '../forge/gitlab/client.ts';
 import type { WebhookDelivery } from '../forge/webhook.ts';
-import { jobId, type Ledger, type WebhookEffect } from '../ledger/ledger.ts';
+import { poolForJob, type PoolConfig } from '../config/pools-config.ts';
+import { jobId, type JobShape, type Ledger, type WebhookEffect } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
 import { jobOwnership, type ShapeLimits, type VmShape } from '../scheduler/labels.ts';
 
-export interface IngestDeps {
-  readonly ledger: Ledger;
+/** What decides whether a job is Hearth's and with which shape. */
+export interface AdmissionRules {
   readonly limits: ShapeLimits;
   readonly defaultShape: VmShape;
+  /** Pools a job's labels may route it to: the job then takes its pool's shape. */
+  readonly poolConfigs?: readonly PoolConfig[] | undefined;
+}
+
+export type Admission = { readonly owned: false; readonly reason: string } | { readonly owned: true; readonly refused: string } | { readonly owned: true; readonly shape: JobShape };
+
+/**
+ * Whether a job is ours and, if so, its shape: computed here once (the webhook,
+ * or the forge sweep for a missed one) and stored with the job, so placement
+ * and the host never read the labels again. The shape is the labels' (see
+ * `jobOwnership`), or the pool's when the labels route the job to a pool.
+ */
+export function admitJob(rules: AdmissionRules, labels: readonly string[]): Admission {
+  const ownership = jobOwnership(labels, rules.limits, rules.defaultShape);
+  if (!ownership.owned || 'refused' in ownership) return ownership;
+  const pool = poolForJob(rules.poolConfigs ?? [], labels, ownership.pool);
+  const shape = pool ? { cpus: pool.cpus, memoryMib: pool.memoryMib, image: pool.image } : ownership.shape;
+  return { owned: true, shape: { ...shape, pool: pool?.name ?? null, requires: ownership.requires } };
+}
+
+export interface IngestDeps extends AdmissionRules {
+  readonly ledger: Ledger;
   /** Only for the tags a GitLab Job Hook lacks. */
   readonly gitlab?: GitlabForge | undefined;
   readonly logger: Logger;
@@ -56,17 +79,17 @@ export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery
       }
       labels = fetched.tags;
     }
-    const ownership = jobOwnership(labels, deps.limits, deps.defaultShape);
-    if (!ownership.owned) {
+    const admission = admitJob(deps, labels);
+    if (!admission.owned) {
       await record({ kind: 'none' });
       return { status: 202, outcome: 'not_ours' };
     }
-    if ('refused' in ownership) {
-      deps.logger.warn({ jobId: id, deliveryId: delivery.deliveryId, labels, reason: ownership.refused }, 'refusing an owned job: its shape is outside the limits');
+    if ('refused' in admission) {
+      deps.logger.warn({ jobId: id, deliveryId: delivery.deliveryId, labels, reason: admission.refused }, 'refusing an owned job: its shape is outside the limits');
       await record({ kind: 'none' });
       return { status: 202, outcome: 'refused', jobId: id };
     }
-    effect = { kind: 'enqueue', job: { ...payload.job, labels }, reason: why };
+    effect = { kind: 'enqueue', job: { ...payload.job, labels, shape: admission.shape }, reason: why };
     outcome = 'enqueued';
   } else if (payload.phase === 'running') {
     effect = { kind: 'transition', id, to: 'running', reason: `${why}${payload.runnerName ? ` on ${payload.runnerName}` : ''}`, ranOn: payload.runnerName ?? undefined };
@@ -75,9 +98,10 @@ export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery
     const to = payload.phase === 'finished' ? 'completed' : 'cancelled';
     const known = await deps.ledger.job(id);
     // An owned job that ends before its queued event arrived (reordered delivery) is recorded as ended.
-    const owned = !known && payload.labelsKnown && jobOwnership(payload.job.labels, deps.limits, deps.defaultShape).owned;
+    // (A job whose shape would be refused was never ours to record.)
+    const admission = !known && payload.labelsKnown ? admitJob(deps, payload.job.labels) : undefined;
     const verdict = { conclusion: payload.conclusion ?? (payload.phase === 'cancelled' ? 'cancelled' : undefined), failedStep: payload.failedStep };
-    effect = owned ? { kind: 'finish', job: payload.job, to, reason: why, verdict } : { kind: 'transition', id, to, reason: why, ranOn: payload.runnerName ?? undefined, verdict };
+    effect = admission && 'shape' in admission ? { kind: 'finish', job: { ...payload.job, shape: admission.shape }, to, reason: why, verdict } : { kind: 'transition', id, to, reason: why, ranOn: payload.runnerName ?? undefined, verdict };
     outcome = 'updated';
   }
   const result = await record(effect);

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { Logger } from '../log.ts';
 
 /** Any fixed 64-bit key: the advisory lock every Hearth replica of one database competes for. */
 const LEADER_LOCK_KEY = 0x4865617274680001n;
@@ -23,6 +24,8 @@ export class LeaderElection {
     /** false for processes that never lead (VM hosts): they do not even compete. */
     private readonly candidate = true,
     private readonly intervalMs = 2000,
+    /** Where a lost connection or a failed check is said (without one: a process warning). */
+    private readonly logger?: Logger,
   ) {
     this.leading = url === null && candidate;
   }
@@ -60,7 +63,8 @@ export class LeaderElection {
       }
       const { rows } = await this.client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [LEADER_LOCK_KEY.toString()]);
       if (rows[0]?.locked) this.set(true);
-    } catch {
+    } catch (error) {
+      this.warn('the leadership check failed; leadership is given up until the next check takes the lock', error);
       if (this.client) this.lose(this.client);
     } finally {
       this.checking = false;
@@ -70,7 +74,7 @@ export class LeaderElection {
   private lose(client: pg.Client): void {
     if (this.client !== client) return;
     this.client = undefined;
-    void client.end().catch(() => {});
+    void client.end().catch((error: unknown) => this.warn('closing the leadership connection failed', error));
     this.set(false);
   }
 
@@ -86,6 +90,11 @@ export class LeaderElection {
     const client = this.client;
     this.client = undefined;
     this.set(false);
-    await client?.end().catch(() => {});
+    await client?.end().catch((error: unknown) => this.warn('closing the leadership connection failed', error));
+  }
+
+  private warn(message: string, error: unknown): void {
+    if (this.logger) this.logger.warn({ err: error }, message);
+    else process.emitWarning(`${message}: ${(error as Error).message}`, 'HearthLeaderWarning');
   }
 }

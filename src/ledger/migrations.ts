@@ -1,4 +1,5 @@
 import { sql, type ColumnDefinitionBuilder, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { legacyShape } from './job.ts';
 import { JOB_STATES } from './states.ts';
 
 export type LedgerDialect = 'sqlite' | 'postgres';
@@ -104,7 +105,26 @@ function migrations(dialect: LedgerDialect): Record<string, Migration> {
         await db.schema.createIndex('jobs_host_state').on('jobs').columns(['host', 'state']).execute();
       },
     },
-    '0005_host_capabilities': {
+    '0005_job_shape_and_finalizers': {
+      async up(db: Kysely<unknown>) {
+        // The shape ingest computed, so nothing downstream parses labels again.
+        await db.schema.alterTable('jobs').addColumn('shape', 'text').execute();
+        // Jobs recorded before this: their shape from their labels and the default shape, computed here once.
+        const { rows } = await sql<{ id: string; labels: string }>`select id, labels from jobs`.execute(db);
+        for (const row of rows) await sql`update jobs set shape = ${JSON.stringify(legacyShape(row.labels))} where id = ${row.id}`.execute(db);
+        await db.schema
+          .createTable('finalizers')
+          .addColumn('job_id', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull().check(sql.raw(`kind in ('vm', 'runner')`)))
+          .addColumn('ref', 'text', (c) => c.notNull())
+          .addColumn('host', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('finalizers_pk', ['job_id', 'kind', 'ref'])
+          .execute();
+        await db.schema.createIndex('finalizers_host').on('finalizers').columns(['host']).execute();
+      },
+    },
+    '0006_host_capabilities': {
       async up(db: Kysely<unknown>) {
         // What the host's driver can boot (JSON DriverCapabilities), so admission can refuse a shape no host takes.
         await db.schema.alterTable('hosts').addColumn('capabilities', 'text').execute();

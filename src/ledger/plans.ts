@@ -48,6 +48,9 @@ const UNSET_JOB_COLUMNS = {
   memory_mib: null,
 } as const;
 
+/** A new job's row: what ingest knows, with its shape already encoded. */
+export type NewJobRow = Omit<LedgerSchema['jobs'], keyof typeof UNSET_JOB_COLUMNS | 'shape'> & { shape: string };
+
 /** Inserts a delivery; false when it was recorded before (a redelivery). */
 export async function insertDelivery(db: Db, row: LedgerSchema['deliveries']): Promise<boolean> {
   const result = await db.insertInto('deliveries').values(row).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
@@ -55,7 +58,7 @@ export async function insertDelivery(db: Db, row: LedgerSchema['deliveries']): P
 }
 
 /** Inserts a job in `queued`; false when the job is already known. */
-export async function insertQueuedJob(db: Db, row: Omit<LedgerSchema['jobs'], keyof typeof UNSET_JOB_COLUMNS>): Promise<boolean> {
+export async function insertQueuedJob(db: Db, row: NewJobRow): Promise<boolean> {
   const result = await db
     .insertInto('jobs')
     .values({ ...row, ...UNSET_JOB_COLUMNS })
@@ -236,4 +239,34 @@ export function selectUnreleasedFinalOffHosts(db: Db, finalStates: readonly JobS
 
 export function selectJobsByIds(db: Db, ids: readonly string[]) {
   return ids.length === 0 ? Promise.resolve([]) : db.selectFrom('jobs').selectAll().where('id', 'in', [...ids]).execute();
+}
+
+// ---- finalizers (cleanup duties) -------------------------------------------
+
+export type FinalizerRow = LedgerSchema['finalizers'];
+
+/** Adds a cleanup duty; adding the same one twice is one duty. */
+export async function insertFinalizer(db: Db, row: FinalizerRow): Promise<void> {
+  await db.insertInto('finalizers').values(row).onConflict((oc) => oc.columns(['job_id', 'kind', 'ref']).doNothing()).execute();
+}
+
+/** Removes a duty once carried out; false when it was already gone (another process did it). */
+export async function deleteFinalizer(db: Db, row: Pick<FinalizerRow, 'job_id' | 'kind' | 'ref'>): Promise<boolean> {
+  const result = await db.deleteFrom('finalizers').where('job_id', '=', row.job_id).where('kind', '=', row.kind).where('ref', '=', row.ref).executeTakeFirst();
+  return Number(result.numDeletedRows) > 0;
+}
+
+/** Every duty not yet carried out, oldest first; of some jobs only when `jobIds` is given. */
+export function selectFinalizers(db: Db, jobIds?: readonly string[]) {
+  let query = db.selectFrom('finalizers').selectAll().orderBy('created_at').orderBy('job_id');
+  if (jobIds) {
+    if (jobIds.length === 0) return Promise.resolve([]);
+    query = query.where('job_id', 'in', [...jobIds]);
+  }
+  return query.execute();
+}
+
+export async function countFinalizers(db: Db, jobId: string): Promise<number> {
+  const row = await db.selectFrom('finalizers').select((eb) => eb.fn.countAll<number>().as('count')).where('job_id', '=', jobId).executeTakeFirstOrThrow();
+  return Number(row.count);
 }

@@ -1,6 +1,8 @@
 import type { Generated } from 'kysely';
 import type { JobState } from './states.ts';
 
+export type FinalizerKind = 'vm' | 'runner';
+
 /** Tables as kysely sees them. Timestamps are ISO-8601 strings (sortable, portable to Postgres). */
 export interface LedgerSchema {
   deliveries: {
@@ -42,6 +44,8 @@ export interface LedgerSchema {
     /** The shape the job was placed with (null until placed). */
     cpus: number | null;
     memory_mib: number | null;
+    /** The job's shape as ingest computed it (JSON of `JobShape`): placement and the host read it, never the labels. */
+    shape: string | null;
   };
   job_events: {
     id: Generated<number>;
@@ -72,6 +76,22 @@ export interface LedgerSchema {
     state: string;
     started_at: string;
     heartbeat_at: string;
+  };
+  /**
+   * Cleanup duties (after actions-runner-controller's finalizers): one row per
+   * thing a job made outside the ledger, added when it is made and deleted by
+   * an idempotent step once it is gone. A job is released when it is final and
+   * has none left, whichever process (or replica) carries them out.
+   */
+  finalizers: {
+    job_id: string;
+    /** vm: a VM to destroy (on `host`); runner: a forge registration to remove. */
+    kind: FinalizerKind;
+    /** The VM id or the forge's runner id. */
+    ref: string;
+    /** The host that holds the VM (vm), or null (runner: any process with the forge may remove it). */
+    host: string | null;
+    created_at: string;
   };
   job_logs: {
     /** Global and increasing: the SSE event id a client resumes from. */

@@ -93,7 +93,7 @@ export class VmPool {
         // Died while idle (its VMM crashed or was killed): destroyed, never handed out.
         this.logger.warn({ pool: this.config.name, vmId: entry.vm.id }, 'idle pool VM failed its health check; destroying it');
         this.observer.failed?.(this.config.name, 'failed its health check while idle');
-        void this.driver.destroy(entry.vm.id).catch(() => {});
+        void this.destroyQuietly(entry.vm.id, 'it failed its health check while idle');
         continue;
       }
       this.busy.add(entry.vm);
@@ -155,7 +155,7 @@ export class VmPool {
       if (!this.driver.isAlive(entry.vm.id) || tooOld) {
         this.idle.splice(i, 1);
         this.logger.info({ pool: this.config.name, vmId: entry.vm.id, reason: tooOld ? 'idle past maxIdleAgeSeconds' : 'failed its health check' }, 'recycling an idle pool VM');
-        await this.driver.destroy(entry.vm.id).catch(() => {});
+        await this.destroyQuietly(entry.vm.id, 'recycled');
       }
     }
     if (this.config.mode === 'snapshot') {
@@ -169,7 +169,7 @@ export class VmPool {
       this.starting += 1;
       void this.startVm()
         .then(async (vm) => {
-          if (this.closed) await this.driver.destroy(vm.id).catch(() => {});
+          if (this.closed) await this.destroyQuietly(vm.id, 'the pool closed while it started');
           else this.idle.push({ vm, readyAt: Date.now() });
         })
         .catch((error: unknown) => {
@@ -196,15 +196,15 @@ export class VmPool {
     const vm = await this.boot();
     try {
       this.template = null;
-      await removeSnapshot(this.dataDir, this.templateName).catch(() => {});
+      await removeSnapshot(this.dataDir, this.templateName).catch((error: unknown) => this.logger.debug({ pool: this.config.name, err: error }, 'no old template snapshot to remove'));
       await this.driver.snapshot(vm.id, this.templateName);
     } finally {
-      await this.driver.destroy(vm.id).catch(() => {});
+      await this.destroyQuietly(vm.id, 'the template VM is done');
     }
     const manifest = await readSnapshot(this.dataDir, this.templateName);
     this.template = { snapshot: manifest.name, imageId: manifest.imageId, createdAt: manifest.createdAt };
     // Idle clones of the old template are recycled: a job must get the image as it is now.
-    for (const entry of this.idle.splice(0)) await this.driver.destroy(entry.vm.id).catch(() => {});
+    for (const entry of this.idle.splice(0)) await this.destroyQuietly(entry.vm.id, 'a clone of the old template');
   }
 
   /** Whether this pool knows the VM (idle or handed out), or may be starting one it cannot name yet. */
@@ -219,7 +219,16 @@ export class VmPool {
   /** Destroys the idle VMs (on shutdown); VMs held by jobs are their jobs' to destroy. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.templateBuild?.catch(() => {});
-    for (const entry of this.idle.splice(0)) await this.driver.destroy(entry.vm.id).catch(() => {});
+    await this.templateBuild?.catch((error: unknown) => this.logger.debug({ pool: this.config.name, err: error }, 'the template build in progress failed as the pool closed'));
+    for (const entry of this.idle.splice(0)) await this.destroyQuietly(entry.vm.id, 'the pool closed');
+  }
+
+  /** Destroys a pool VM; a failure is logged with the pool and VM (the orphan sweep destroys what lingers). */
+  private async destroyQuietly(vmId: string, why: string): Promise<void> {
+    try {
+      await this.driver.destroy(vmId);
+    } catch (error) {
+      this.logger.warn({ pool: this.config.name, vmId, why, err: error }, `destroying pool VM ${vmId} (${why}) failed`);
+    }
   }
 }

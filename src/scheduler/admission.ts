@@ -2,13 +2,12 @@ import type { Logger } from '../log.ts';
 import type { DriverCapabilities } from '../vm/driver.ts';
 import type { AdmittingDriver } from './labels.ts';
 
-/** A registered host as admission reads it from the ledger's hosts table. */
+/** A registered host as admission reads it from the ledger. */
 export interface RegisteredHost {
   readonly id: string;
-  /** JSON string array. */
-  readonly drivers: string;
-  /** JSON DriverCapabilities, or null for a host registered before hosts declared them. */
-  readonly capabilities: string | null;
+  readonly drivers: readonly string[];
+  /** Null for a host registered before hosts declared them. */
+  readonly capabilities: DriverCapabilities | null;
 }
 
 /**
@@ -34,14 +33,7 @@ export class DriverAdmission {
   update(hosts: readonly RegisteredHost[]): void {
     const drivers: AdmittingDriver[] = [];
     for (const host of hosts) {
-      if (!host.capabilities) continue;
-      try {
-        const capabilities = JSON.parse(host.capabilities) as DriverCapabilities;
-        const [name = 'unknown'] = JSON.parse(host.drivers) as string[];
-        drivers.push({ name, capabilities });
-      } catch (error) {
-        this.logger.warn({ host: host.id, err: (error as Error).message }, 'a host registered capabilities that do not parse; admission ignores them');
-      }
+      if (host.capabilities) drivers.push({ name: host.drivers[0] ?? 'unknown', capabilities: host.capabilities });
     }
     this.#registered = uniqueDrivers(drivers);
   }

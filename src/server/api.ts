@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { computeInsights } from '../ledger/insights.ts';
-import type { JobRow, Ledger } from '../ledger/ledger.ts';
+import type { Job, Ledger } from '../ledger/ledger.ts';
 import type { JobLogs } from '../ledger/logs.ts';
 import { stageTimes } from '../ledger/stages.ts';
 import { JOB_STATES, type JobState } from '../ledger/states.ts';
@@ -27,14 +27,14 @@ type Guard = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 const MAX_LIMIT = 10_000;
 const MAX_LOG_PAGE = 5_000;
 
-export function jobView(job: JobRow) {
+export function jobView(job: Job) {
   return {
     id: job.id,
     forge: job.forge,
     forgeJobId: job.forge_job_id,
     repository: job.repository,
     name: job.job_name,
-    labels: JSON.parse(job.labels) as string[],
+    labels: [...job.labels],
     state: job.state,
     attempts: job.attempts,
     vmId: job.vm_id,
@@ -54,7 +54,7 @@ export function jobView(job: JobRow) {
   };
 }
 
-function encodeCursor(job: JobRow): string {
+function encodeCursor(job: Job): string {
   return Buffer.from(JSON.stringify({ c: job.created_at, i: job.id })).toString('base64url');
 }
 
@@ -111,7 +111,7 @@ export function registerApi(scope: FastifyInstance, deps: ApiDeps, token: string
     return { jobs: rows.map(jobView), nextCursor: rows.length === limit && last ? encodeCursor(last) : null };
   });
 
-  const findJob = async (request: FastifyRequest, reply: FastifyReply): Promise<JobRow | undefined> => {
+  const findJob = async (request: FastifyRequest, reply: FastifyReply): Promise<Job | undefined> => {
     const { id } = request.params as { id: string };
     const job = await deps.ledger.job(id);
     if (!job) await reply.code(404).send({ error: `no job ${id}: ids look like github:123456 or gitlab:7890` });

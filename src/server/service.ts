@@ -36,8 +36,9 @@ export interface HearthService {
   close(reason: string): Promise<void>;
 }
 
-async function openLedger(config: ServeConfig): Promise<{ ledger: Ledger }> {
-  return { ledger: await Ledger.open(storeTarget(config.store.url)) };
+async function openLedger(config: ServeConfig, logger: Logger): Promise<{ ledger: Ledger }> {
+  const ledger = await Ledger.open(storeTarget(config.store.url), undefined, (message, error) => logger.warn({ err: error }, message));
+  return { ledger };
 }
 
 function createDriver(config: ServeConfig, host: LoadedHostConfig, paths: HearthPaths, logger: Logger): HostDriver {
@@ -100,7 +101,7 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   // The CLI passes the host settings it resolved; an embedder that does not gets them from the environment.
   const driver = options.driver ?? createDriver(config, options.host ?? loadHostConfig(), paths, logger);
   // The store (and the cluster role below) are in the config's notes, which `hearth serve` prints before starting.
-  const { ledger } = await openLedger(config);
+  const { ledger } = await openLedger(config, logger);
   const accel = await driver.accel?.();
   choices.push(accel ? `driver: ${driver.name} (${accel.accel}${accel.reason ? `: ${accel.reason}` : ''})` : `driver: ${driver.name}`);
   const capacity = options.capacity ?? hostCapacity();
@@ -118,6 +119,8 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
       controllerRef.current?.kick();
     },
     config.cluster.role !== 'host',
+    undefined,
+    logger.child({ component: 'leader' }),
   );
   const pools: VmPool[] = [];
   const poolStatus = (): PoolStatus[] => controllerRef.current?.poolStatus() ?? [];
@@ -204,11 +207,12 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     driver,
     limits,
     defaultShape,
+    poolConfigs: config.pools,
     gitlab: gitlab instanceof GitlabForge ? gitlab : undefined,
     onChange: () => {
       controller.kick();
       // Other replicas (the leader, which places jobs) hear of it too.
-      void ledger.notify('hearth_jobs').catch(() => {});
+      void ledger.notify('hearth_jobs').catch((error: unknown) => logger.warn({ err: error }, 'could not wake the other replicas; the leader finds the job on its next pass'));
     },
     pools: poolStatus,
     logs,

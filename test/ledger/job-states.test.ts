@@ -11,7 +11,7 @@ forEachStore('the job ledger', (open) => {
     ledger = await open(() => now);
   });
 
-  const job = (id: string) => ({ forge: 'github' as const, forgeJobId: id, repository: 'octo/repo', labels: ['hearth', 'hearth-2cpu-4gb'] });
+  const job = (id: string) => ({ forge: 'github' as const, forgeJobId: id, repository: 'octo/repo', labels: ['hearth', 'hearth-2cpu-4gb'], shape: { cpus: 2, memoryMib: 4096, image: 'debian', pool: null, requires: [] } });
 
   it('deduplicates deliveries and jobs', async () => {
     assert.equal(await ledger.recordDelivery('github', 'd-1', 'workflow_job'), true);

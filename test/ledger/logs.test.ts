@@ -5,14 +5,16 @@ import { JobLogs } from '../../src/ledger/logs.ts';
 import { stageDurations, stageTimes } from '../../src/ledger/stages.ts';
 import { forEachStore } from '../support/ledgers.ts';
 
+const SHAPE = { cpus: 2, memoryMib: 2048, image: 'debian', pool: null, requires: [] };
+
 forEachStore('job logs and stage marks in the ledger', (open) => {
   let ledger: Ledger;
   let now = Date.parse('2026-11-30T10:00:00Z');
   const clock = (): Date => new Date(now);
   before(async () => {
     ledger = await open(clock);
-    await ledger.enqueue({ forge: 'github', forgeJobId: '1', repository: 'o/r', labels: ['hearth'], name: 'build' }, 'test');
-    await ledger.enqueue({ forge: 'github', forgeJobId: '2', repository: 'o/r', labels: ['hearth'] }, 'test');
+    await ledger.enqueue({ forge: 'github', forgeJobId: '1', repository: 'o/r', labels: ['hearth'], name: 'build', shape: SHAPE }, 'test');
+    await ledger.enqueue({ forge: 'github', forgeJobId: '2', repository: 'o/r', labels: ['hearth'], shape: SHAPE }, 'test');
   });
   test('splits raw output into lines, holding an unfinished line until the rest or close', async () => {
     const logs = new JobLogs(ledger, { maxLinesPerJob: 100, retentionDays: 7, secrets: [] }, clock);
@@ -41,7 +43,7 @@ forEachStore('job logs and stage marks in the ledger', (open) => {
   });
 
   test('keeps at most maxLinesPerJob lines and says so once', async () => {
-    await ledger.enqueue({ forge: 'github', forgeJobId: '3', repository: 'o/r', labels: ['hearth'] }, 'test');
+    await ledger.enqueue({ forge: 'github', forgeJobId: '3', repository: 'o/r', labels: ['hearth'], shape: SHAPE }, 'test');
     const logs = new JobLogs(ledger, { maxLinesPerJob: 5, retentionDays: 7, secrets: [] }, clock);
     for (let i = 0; i < 20; i++) logs.write('github:3', 'runner', `line ${i}`);
     await logs.flush();

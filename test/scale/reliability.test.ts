@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
-import { Ledger, type JobRow } from '../../src/ledger/ledger.ts';
+import { Ledger, type Job } from '../../src/ledger/ledger.ts';
 import { FINAL_STATES } from '../../src/ledger/states.ts';
 import { Cluster, fakeDriverFor, type Replica, type ReplicaConfig } from '../support/cluster.ts';
 import { ForgeSimulator } from '../support/forge-sim/index.ts';
@@ -131,11 +131,11 @@ describe('scale-out on PostgreSQL: 3 controllers behind a load balancer, 2 hosts
       }
       const ids = jobs.map((j) => `github:${j.id}`);
 
-      const settled = async (): Promise<JobRow[] | undefined> => {
+      const settled = async (): Promise<Job[] | undefined> => {
         const rows = await Promise.all(ids.map((id) => world.ledger.job(id)));
-        return rows.every((r) => r && r.released_at !== null) ? (rows as JobRow[]) : undefined;
+        return rows.every((r) => r && r.released_at !== null) ? (rows as Job[]) : undefined;
       };
-      let rows: JobRow[];
+      let rows: Job[];
       try {
         rows = await until('all 200 jobs to end and be torn down', settled, 240_000, async () => {
           const states = await world.ledger.countByState();
