@@ -26,9 +26,26 @@ export const percentile = (values: number[], p: number): number => {
 };
 
 /** Milliseconds from spawning QEMU to `marker` in the output of `command` run by the agent. */
-export async function bareLaunch(options: { image: Image; accel: 'kvm' | 'tcg'; cpus: number; memoryMib: number; network: boolean; workDir: string; command: string[]; marker: string }): Promise<number> {
+export async function bareLaunch(options: {
+  image: Image;
+  accel: 'kvm' | 'tcg';
+  cpus: number;
+  memoryMib: number;
+  network: boolean;
+  workDir: string;
+  command: string[];
+  marker: string;
+}): Promise<number> {
   const dir = await mkdtemp(join(options.workDir, 'bare-'));
-  const args = qemuArgs({ cpus: options.cpus, memoryMib: options.memoryMib, network: options.network, accel: options.accel, kernel: options.image.kernelPath, initrd: options.image.initrdPath, runtimeDir: dir });
+  const args = qemuArgs({
+    cpus: options.cpus,
+    memoryMib: options.memoryMib,
+    network: options.network,
+    accel: options.accel,
+    kernel: options.image.kernelPath,
+    initrd: options.image.initrdPath,
+    runtimeDir: dir,
+  });
   const frame = encodeFrame(FrameType.EXEC, 1, encodeExec({ argv: options.command, env: { PATH: '/bin:/sbin:/usr/bin:/usr/sbin' }, cwd: '/', timeoutMs: 0 }));
   const started = performance.now();
   const qemu = spawn('qemu-system-x86_64', args, { stdio: 'ignore' });

@@ -68,11 +68,20 @@ try {
   // CPU time in 10 ms ticks: the mean over all runs is finer than any one run's figure.
   const cpu = samples.map((s) => s.reduce((sum, x) => sum + x.cpuMs, 0) / s.length);
   const [wallFloor, cpuFloor] = [wall[0]!, cpu[0]!];
-  process.stdout.write(`\nHearth CLI start (${new Date().toISOString().slice(0, 10)}, ${cpus().length} CPUs, load ${loadavg()[0]!.toFixed(1)}, ${RUNS} runs)\n`);
+  process.stdout.write(
+    `\nHearth CLI start (${new Date().toISOString().slice(0, 10)}, ${cpus().length} CPUs, load ${loadavg()[0]!.toFixed(1)}, ${RUNS} runs)\n`,
+  );
   process.stdout.write('command              wall median  x floor  CPU mean  x floor  goal (wall)\n');
   CASES.forEach((c, k) => {
     const goal = k === 0 ? '(the floor)' : `<= ${GOAL_MS} ms: ${wall[k]! <= GOAL_MS ? 'met' : 'missed (a busy machine? see the CPU time)'}`;
-    const cells = [c.name.padEnd(20), `${wall[k]!.toFixed(0)} ms`.padEnd(12), (wall[k]! / wallFloor).toFixed(2).padEnd(8), `${cpu[k]!.toFixed(0)} ms`.padEnd(9), (cpu[k]! / cpuFloor).toFixed(2).padEnd(8), goal];
+    const cells = [
+      c.name.padEnd(20),
+      `${wall[k]!.toFixed(0)} ms`.padEnd(12),
+      (wall[k]! / wallFloor).toFixed(2).padEnd(8),
+      `${cpu[k]!.toFixed(0)} ms`.padEnd(9),
+      (cpu[k]! / cpuFloor).toFixed(2).padEnd(8),
+      goal,
+    ];
     process.stdout.write(`${cells.join(' ')}\n`);
   });
 } finally {

@@ -29,7 +29,11 @@ const median = (values: number[]): number => {
 };
 
 const root = await mkdtemp(join(tmpdir(), 'hearth-bench-run-'));
-const driver = new QemuDriver({ paths: { cache: resolvePaths().cache, data: join(root, 'data'), runtime: join(root, 'run') }, logger: createLogger({ level: 'silent' }), accel: process.env.HEARTH_ACCEL });
+const driver = new QemuDriver({
+  paths: { cache: resolvePaths().cache, data: join(root, 'data'), runtime: join(root, 'run') },
+  logger: createLogger({ level: 'silent' }),
+  accel: process.env.HEARTH_ACCEL,
+});
 const plan = await parseGithubWorkflow(workflow, { repoRoot: project, event: 'push', inputs: {} });
 const { github, payload } = await githubContextFor({ event: 'push', repoRoot: project, inputs: {} });
 
@@ -40,10 +44,25 @@ async function onHost(): Promise<number> {
     if (job.body.kind !== 'github') continue;
     const work = await mkdtemp(join(root, 'host-'));
     await cp(project, work, { recursive: true });
-    const contexts = { github, env: {}, vars: {}, matrix: job.body.matrix, needs: {}, steps: {}, job: { status: 'success' }, runner: {}, inputs: {}, secrets: {}, strategy: {} };
+    const contexts = {
+      github,
+      env: {},
+      vars: {},
+      matrix: job.body.matrix,
+      needs: {},
+      steps: {},
+      job: { status: 'success' },
+      runner: {},
+      inputs: {},
+      secrets: {},
+      strategy: {},
+    };
     for (const step of job.body.steps) {
       if (step.action.kind !== 'run') continue;
-      execFileSync('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', interpolate(step.action.script, contexts, step.location)], { cwd: work, stdio: 'ignore' });
+      execFileSync('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', interpolate(step.action.script, contexts, step.location)], {
+        cwd: work,
+        stdio: 'ignore',
+      });
     }
     await rm(work, { recursive: true, force: true });
   }
@@ -56,7 +75,18 @@ async function inVms(): Promise<{ total: number; boots: number[]; stepsMs: numbe
   const started = performance.now();
   const results = await runPlan(plan, {
     executeJob: (run) =>
-      runGithubJob(run, { driver, repoRoot: project, write: () => {}, github, eventPayload: JSON.stringify(payload), secrets: {}, vars: {}, inputs: {}, network: false, jobIdOf: (key) => key }),
+      runGithubJob(run, {
+        driver,
+        repoRoot: project,
+        write: () => {},
+        github,
+        eventPayload: JSON.stringify(payload),
+        secrets: {},
+        vars: {},
+        inputs: {},
+        network: false,
+        jobIdOf: (key) => key,
+      }),
   });
   const total = performance.now() - started;
   for (const r of results) {
@@ -81,9 +111,13 @@ try {
     process.stderr.write(`  run ${i + 1}: host ${host.at(-1)!.toFixed(0)} ms, hearth run ${run.total.toFixed(0)} ms\n`);
   }
   process.stdout.write(`\nhearth run examples/wordfreq ci.yml (${plan.jobs.length} jobs, medians of ${RUNS})\n`);
-  process.stdout.write(`hearth run ${median(vm).toFixed(0)} ms ÷ same steps on the host ${median(host).toFixed(0)} ms = ${(median(vm) / median(host)).toFixed(2)}\n`);
+  process.stdout.write(
+    `hearth run ${median(vm).toFixed(0)} ms ÷ same steps on the host ${median(host).toFixed(0)} ms = ${(median(vm) / median(host)).toFixed(2)}\n`,
+  );
   process.stdout.write(`VM boot per job (debian image): median ${median(boots).toFixed(0)} ms\n`);
-  process.stdout.write(`steps inside the VMs, summed over jobs: ${median(steps).toFixed(0)} ms (${(median(steps) / median(host)).toFixed(1)}x the host: the guest CPU's cost, large under TCG)\n`);
+  process.stdout.write(
+    `steps inside the VMs, summed over jobs: ${median(steps).toFixed(0)} ms (${(median(steps) / median(host)).toFixed(1)}x the host: the guest CPU's cost, large under TCG)\n`,
+  );
 } finally {
   await driver.destroyAll();
   await rm(root, { recursive: true, force: true });

@@ -42,7 +42,11 @@ function instantForge(): Forge {
     kind: 'github',
     listQueuedJobs: async (): Promise<ForgeJob[]> => [],
     jobStatus: async () => ({ status: 'running', runnerName: null }),
-    registerRunner: async (job): Promise<RunnerRegistration> => ({ runnerId: String(next++), runnerName: `hearth-${job.id.replace(':', '-')}-bench`, argv: ['sleep', '3600'] }),
+    registerRunner: async (job): Promise<RunnerRegistration> => ({
+      runnerId: String(next++),
+      runnerName: `hearth-${job.id.replace(':', '-')}-bench`,
+      argv: ['sleep', '3600'],
+    }),
     removeRunner: async () => 'removed',
     listRunners: async () => [],
   } as Forge;
@@ -51,7 +55,10 @@ function instantForge(): Forge {
 async function enqueue(ledger: Ledger, offset: number, count: number): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
-    const { id } = await ledger.enqueue({ forge: 'github', forgeJobId: String(offset + i), repository: 'octo/bench', labels: LABELS, name: 'bench', shape: BENCH_SHAPE }, 'bench: queued');
+    const { id } = await ledger.enqueue(
+      { forge: 'github', forgeJobId: String(offset + i), repository: 'octo/bench', labels: LABELS, name: 'bench', shape: BENCH_SHAPE },
+      'bench: queued',
+    );
     ids.push(id);
   }
   return ids;
@@ -73,7 +80,13 @@ async function bareTransitions(ledger: Ledger, offset: number): Promise<number> 
 }
 
 /** Hearth: the reconcile loop schedules, the forge's in_progress webhooks arrive as the runners start. */
-async function hearthScheduling(ledger: Ledger, url: string | null, offset: number, count: number, runtimeDir: string): Promise<{ perSecond: number; controller: RunnerController; driver: FakeDriver; leader: LeaderElection }> {
+async function hearthScheduling(
+  ledger: Ledger,
+  url: string | null,
+  offset: number,
+  count: number,
+  runtimeDir: string,
+): Promise<{ perSecond: number; controller: RunnerController; driver: FakeDriver; leader: LeaderElection }> {
   const driver = new FakeDriver({ runtimeDir, bootDelayMs: 0 });
   const leader = new LeaderElection(url);
   leader.start();
@@ -100,7 +113,15 @@ async function hearthScheduling(ledger: Ledger, url: string | null, offset: numb
         heartbeatSeconds: 60,
         hostTimeoutSeconds: 600,
         leader,
-        describeHost: async () => ({ id: 'bench-host', cpus: 1_000_000, memoryMib: 1_000_000_000, diskGib: 100, drivers: ['fake'], images: ['minimal'], labels: ['arch=x86_64', 'kvm=false'] }),
+        describeHost: async () => ({
+          id: 'bench-host',
+          cpus: 1_000_000,
+          memoryMib: 1_000_000_000,
+          diskGib: 100,
+          drivers: ['fake'],
+          images: ['minimal'],
+          labels: ['arch=x86_64', 'kvm=false'],
+        }),
       },
     },
     silent,
@@ -119,7 +140,19 @@ async function hearthScheduling(ledger: Ledger, url: string | null, offset: numb
         .filter((j) => pending.has(j.id))
         .map(async (job) => {
           pending.delete(job.id);
-          await ingestDelivery(ingest, { forge: 'github', deliveryId: `bench-${offset}-${delivery++}`, event: 'workflow_job', payload: { kind: 'job', job: { forge: 'github', forgeJobId: job.forge_job_id, repository: job.repository, labels: LABELS }, phase: 'running', detail: 'in_progress', runnerName: job.runner_name, labelsKnown: true } });
+          await ingestDelivery(ingest, {
+            forge: 'github',
+            deliveryId: `bench-${offset}-${delivery++}`,
+            event: 'workflow_job',
+            payload: {
+              kind: 'job',
+              job: { forge: 'github', forgeJobId: job.forge_job_id, repository: job.repository, labels: LABELS },
+              phase: 'running',
+              detail: 'in_progress',
+              runnerName: job.runner_name,
+              labelsKnown: true,
+            },
+          });
         }),
     );
     if (pending.size > 0) await new Promise((r) => setTimeout(r, 5));
@@ -127,7 +160,9 @@ async function hearthScheduling(ledger: Ledger, url: string | null, offset: numb
   const running = (await ledger.countByState()).running ?? 0;
   if (running < count) {
     const odd = (await ledger.jobs(10_000)).filter((j) => j.state !== 'running').slice(0, 3);
-    const timelines = await Promise.all(odd.map(async (j) => `${j.id} ${j.state}: ${(await ledger.timeline(j.id)).map((e) => `${e.to} (${e.reason})`).join(' -> ')}`));
+    const timelines = await Promise.all(
+      odd.map(async (j) => `${j.id} ${j.state}: ${(await ledger.timeline(j.id)).map((e) => `${e.to} (${e.reason})`).join(' -> ')}`),
+    );
     throw new Error(`only ${running} of ${count} jobs reached running:\n${timelines.join('\n')}`);
   }
   return { perSecond: count / ((performance.now() - started) / 1000), controller, driver, leader };
@@ -138,7 +173,6 @@ async function stopAll(parts: { controller: RunnerController; driver: FakeDriver
   await parts.driver.destroyAll();
   await parts.leader.stop();
 }
-
 
 async function measure(store: 'SQLite' | 'PostgreSQL', open: (name: string) => Promise<{ ledger: Ledger; url: string | null }>, root: string): Promise<void> {
   const hearth: number[] = [];
@@ -155,7 +189,9 @@ async function measure(store: 'SQLite' | 'PostgreSQL', open: (name: string) => P
   }
   const h = median(hearth);
   const r = median(bare);
-  console.log(`${store}: scheduling queued -> running: ${h.toFixed(0)} jobs/s (median of ${RUNS} runs of ${JOBS}); bare ledger transitions ${r.toFixed(0)} jobs/s; ratio ${(h / r).toFixed(2)}; goal >= 2,000 jobs/s ${h >= 2000 ? 'met' : 'NOT met'}`);
+  console.log(
+    `${store}: scheduling queued -> running: ${h.toFixed(0)} jobs/s (median of ${RUNS} runs of ${JOBS}); bare ledger transitions ${r.toFixed(0)} jobs/s; ratio ${(h / r).toFixed(2)}; goal >= 2,000 jobs/s ${h >= 2000 ? 'met' : 'NOT met'}`,
+  );
 }
 
 const root = await mkdtemp(join(tmpdir(), 'hearth-bench-sched-'));
@@ -174,16 +210,22 @@ try {
     const after = process.memoryUsage();
     const live = (await parts.driver.list()).filter((vm) => vm.alive).length;
     const per = (bytes: number): string => `${(bytes / Math.max(1, live) / 1024).toFixed(1)} KiB`;
-    console.log(`controller memory with ${live} live fake VMs: RSS ${(before.rss / 2 ** 20).toFixed(1)} -> ${(after.rss / 2 ** 20).toFixed(1)} MiB (${per(after.rss - before.rss)} per live VM), JS heap ${per(after.heapUsed - before.heapUsed)} per live VM`);
+    console.log(
+      `controller memory with ${live} live fake VMs: RSS ${(before.rss / 2 ** 20).toFixed(1)} -> ${(after.rss / 2 ** 20).toFixed(1)} MiB (${per(after.rss - before.rss)} per live VM), JS heap ${per(after.heapUsed - before.heapUsed)} per live VM`,
+    );
     await stopAll(parts);
     await ledger.close();
   }
   await measure('SQLite', async (name) => ({ ledger: await Ledger.openSqlite(join(root, `${name}.db`)), url: null }), root);
   if (process.env.BENCH_ONLY_SQLITE === '1') process.exit(0);
-  await measure('PostgreSQL', async (name) => {
-    const url = await postgres.createDatabase(name);
-    return { ledger: await Ledger.openPostgres(url), url };
-  }, root);
+  await measure(
+    'PostgreSQL',
+    async (name) => {
+      const url = await postgres.createDatabase(name);
+      return { ledger: await Ledger.openPostgres(url), url };
+    },
+    root,
+  );
 } finally {
   await postgres.stop();
   await rm(root, { recursive: true, force: true });

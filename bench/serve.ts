@@ -58,7 +58,15 @@ function deliveries(count: number, offset: number): Delivery[] {
     const payload = structuredClone(queuedExample);
     Object.assign(payload.workflow_job, { id: offset + i, labels: OWNED_LABELS });
     const body = Buffer.from(JSON.stringify(payload));
-    return { body, headers: { 'content-type': 'application/json', 'x-github-event': 'workflow_job', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}` } };
+    return {
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'workflow_job',
+        'x-github-delivery': randomUUID(),
+        'x-hub-signature-256': `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}`,
+      },
+    };
   });
 }
 
@@ -106,7 +114,10 @@ Promise.all(Array.from({ length: workerData.concurrency }, one)).then(async () =
 `;
 
 async function loadGenerator(port: number, items: Delivery[]): Promise<{ seconds: number; failed: number }> {
-  const worker = new Worker(LOAD_GENERATOR, { eval: true, workerData: { port, items, concurrency: CONCURRENCY, undici: createRequire(import.meta.url).resolve('undici') } });
+  const worker = new Worker(LOAD_GENERATOR, {
+    eval: true,
+    workerData: { port, items, concurrency: CONCURRENCY, undici: createRequire(import.meta.url).resolve('undici') },
+  });
   try {
     return await new Promise<{ seconds: number; failed: number }>((resolve, reject) => {
       worker.once('message', resolve);
@@ -163,7 +174,24 @@ async function webhookToRunner(mode: LaunchMode): Promise<number[]> {
   const harness = await startServeHarness({
     jobDurationMs: 100,
     change: (c) => {
-      if (mode !== 'cold') c.pools = [{ name: 'bench', labels: ['hearth-bench'], cpus: 1, memoryMib: 512, image: STAND_IN_IMAGE, mode, minIdle: 1, maxSize: 2, maxIdleAgeSeconds: 3600, templateMaxAgeSeconds: 86_400, autoscale: false, maxIdle: 1, demandWindowSeconds: 3600 }];
+      if (mode !== 'cold')
+        c.pools = [
+          {
+            name: 'bench',
+            labels: ['hearth-bench'],
+            cpus: 1,
+            memoryMib: 512,
+            image: STAND_IN_IMAGE,
+            mode,
+            minIdle: 1,
+            maxSize: 2,
+            maxIdleAgeSeconds: 3600,
+            templateMaxAgeSeconds: 86_400,
+            autoscale: false,
+            maxIdle: 1,
+            demandWindowSeconds: 3600,
+          },
+        ];
       c.reconcile.intervalSeconds = 1;
     },
   });
@@ -187,7 +215,8 @@ async function webhookToRunner(mode: LaunchMode): Promise<number[]> {
   return times;
 }
 
-const line = (name: string, value: string, reference: string, ratio: number, goal: string): void => void process.stdout.write(`${name.padEnd(39)} ${value.padEnd(14)} ${reference.padEnd(25)} ${ratio.toFixed(3).padEnd(6)} ${goal}\n`);
+const line = (name: string, value: string, reference: string, ratio: number, goal: string): void =>
+  void process.stdout.write(`${name.padEnd(39)} ${value.padEnd(14)} ${reference.padEnd(25)} ${ratio.toFixed(3).padEnd(6)} ${goal}\n`);
 
 try {
   process.stderr.write(`bench serve: ${EVENTS} events per ingestion run, ${RUNS} jobs per launch mode, ${cpus().length} CPUs\n`);
@@ -198,7 +227,9 @@ try {
     raw.push(await rawIngest(i));
     bareHttpRates.push(await bareHttp(i));
     http.push(await httpIngest(i));
-    process.stderr.write(`  ingestion run ${i + 1}: raw loop ${raw.at(-1)!.toFixed(0)}/s, bare HTTP ${bareHttpRates.at(-1)!.toFixed(0)}/s, hearth ${http.at(-1)!.toFixed(0)}/s\n`);
+    process.stderr.write(
+      `  ingestion run ${i + 1}: raw loop ${raw.at(-1)!.toFixed(0)}/s, bare HTTP ${bareHttpRates.at(-1)!.toFixed(0)}/s, hearth ${http.at(-1)!.toFixed(0)}/s\n`,
+    );
   }
   if (ONLY_INGEST) {
     process.stdout.write(`\nHearth serve benchmark (${new Date().toISOString().slice(0, 10)}, ${cpus().length} CPUs)\n`);
@@ -209,17 +240,42 @@ try {
   const image = await loadImage(paths.cache, STAND_IN_IMAGE);
   const { accel } = await new QemuDriver({ paths, logger: silent, accel: process.env.HEARTH_ACCEL }).accel();
   const bare: number[] = [];
-  for (let i = 0; i < RUNS; i++) bare.push(await bareLaunch({ image, accel, cpus: 1, memoryMib: 512, network: true, workDir: root, command: ['echo', 'ready'], marker: 'ready\n' }));
+  for (let i = 0; i < RUNS; i++)
+    bare.push(await bareLaunch({ image, accel, cpus: 1, memoryMib: 512, network: true, workDir: root, command: ['echo', 'ready'], marker: 'ready\n' }));
   const cold = await webhookToRunner('cold');
   const booted = await webhookToRunner('booted');
   const snapshot = await webhookToRunner('snapshot');
-  process.stdout.write(`\nHearth serve benchmark (${new Date().toISOString().slice(0, 10)}, ${accel.toUpperCase()}, ${cpus().length} CPUs, ${RUNS} jobs per mode)\n`);
+  process.stdout.write(
+    `\nHearth serve benchmark (${new Date().toISOString().slice(0, 10)}, ${accel.toUpperCase()}, ${cpus().length} CPUs, ${RUNS} jobs per mode)\n`,
+  );
   process.stdout.write('figure                                  hearth         reference                 ratio  goal\n');
   line('durable webhook ingestion (HTTP)', `${median(http).toFixed(0)}/s`, `raw loop ${median(raw).toFixed(0)}/s`, median(http) / median(raw), '>= 5,000/s');
-  line('  the same, against bare HTTP', `${median(http).toFixed(0)}/s`, `fastify, no-op ${median(bareHttpRates).toFixed(0)}/s`, median(http) / median(bareHttpRates), '');
-  for (const [name, times] of [['cold', cold], ['booted pool', booted], ['snapshot pool', snapshot]] as const) {
-    line(`webhook to runner, ${name}, p50`, `${median(times).toFixed(0)} ms`, name === 'cold' ? `bare QEMU ${median(bare).toFixed(0)} ms` : `cold ${median(cold).toFixed(0)} ms`, median(times) / (name === 'cold' ? median(bare) : median(cold)), name === 'snapshot pool' ? '<= 600 ms, <= 0.20' : '');
-    line(`webhook to runner, ${name}, p95`, `${percentile(times, 95).toFixed(0)} ms`, name === 'cold' ? `bare QEMU ${median(bare).toFixed(0)} ms` : `cold p95 ${percentile(cold, 95).toFixed(0)} ms`, percentile(times, 95) / (name === 'cold' ? median(bare) : percentile(cold, 95)), '');
+  line(
+    '  the same, against bare HTTP',
+    `${median(http).toFixed(0)}/s`,
+    `fastify, no-op ${median(bareHttpRates).toFixed(0)}/s`,
+    median(http) / median(bareHttpRates),
+    '',
+  );
+  for (const [name, times] of [
+    ['cold', cold],
+    ['booted pool', booted],
+    ['snapshot pool', snapshot],
+  ] as const) {
+    line(
+      `webhook to runner, ${name}, p50`,
+      `${median(times).toFixed(0)} ms`,
+      name === 'cold' ? `bare QEMU ${median(bare).toFixed(0)} ms` : `cold ${median(cold).toFixed(0)} ms`,
+      median(times) / (name === 'cold' ? median(bare) : median(cold)),
+      name === 'snapshot pool' ? '<= 600 ms, <= 0.20' : '',
+    );
+    line(
+      `webhook to runner, ${name}, p95`,
+      `${percentile(times, 95).toFixed(0)} ms`,
+      name === 'cold' ? `bare QEMU ${median(bare).toFixed(0)} ms` : `cold p95 ${percentile(cold, 95).toFixed(0)} ms`,
+      percentile(times, 95) / (name === 'cold' ? median(bare) : percentile(cold, 95)),
+      '',
+    );
   }
 } finally {
   await rm(root, { recursive: true, force: true });

@@ -82,14 +82,22 @@ try {
 
   const rows = [
     ['cold launch to output', `${median(cold).toFixed(0)} ms`, `bare QEMU ${median(bare).toFixed(0)} ms`, median(cold) / median(bare), '<= 1.10'],
-    ['snapshot restore to output', `${median(restored).toFixed(0)} ms`, `cold launch ${median(cold).toFixed(0)} ms`, median(restored) / median(cold), '<= 0.20'],
+    [
+      'snapshot restore to output',
+      `${median(restored).toFixed(0)} ms`,
+      `cold launch ${median(cold).toFixed(0)} ms`,
+      median(restored) / median(cold),
+      '<= 0.20',
+    ],
   ] as const;
   process.stdout.write(`\nHearth VM benchmark (${new Date().toISOString().slice(0, 10)}, ${accel.toUpperCase()}, ${cpus().length} CPUs, medians of ${RUNS})\n`);
   process.stdout.write('figure                        hearth     reference              ratio  goal\n');
   for (const [name, value, reference, ratio, goal] of rows) {
     process.stdout.write(`${name.padEnd(29)} ${value.padEnd(10)} ${reference.padEnd(22)} ${ratio.toFixed(3).padEnd(6)} ${goal}\n`);
   }
-  process.stdout.write(`host RSS per live VM          ${rss.hostMiB < 0.1 ? "< 0.1" : rss.hostMiB.toFixed(2)} MiB (controlling Node process; each QEMU itself: ${rss.qemuMiB.toFixed(0)} MiB RSS)\n`);
+  process.stdout.write(
+    `host RSS per live VM          ${rss.hostMiB < 0.1 ? '< 0.1' : rss.hostMiB.toFixed(2)} MiB (controlling Node process; each QEMU itself: ${rss.qemuMiB.toFixed(0)} MiB RSS)\n`,
+  );
 } finally {
   await driver.destroyAll();
   await rm(root, { recursive: true, force: true });

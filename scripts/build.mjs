@@ -36,7 +36,9 @@ rmSync(stamp, { force: true });
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 const compiled = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
 if (compiled.status !== 0) {
-  process.stderr.write(`hearth build: tsc failed (status ${compiled.status ?? compiled.signal}); dist/ is incomplete. Fix the errors above and run npm run build again.\n`);
+  process.stderr.write(
+    `hearth build: tsc failed (status ${compiled.status ?? compiled.signal}); dist/ is incomplete. Fix the errors above and run npm run build again.\n`,
+  );
   process.exit(1);
 }
 

@@ -12,12 +12,23 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // HEARTH_SHARED points elsewhere when the folder is not beside the repository (e.g. in a git worktree).
 const shared = process.env.HEARTH_SHARED ? resolve(process.env.HEARTH_SHARED) : resolve(root, '..', 'shared');
 if (!existsSync(shared)) {
-  process.stdout.write(`conformance: skipped: ${shared} does not exist (it holds the real-world workflow corpora and the official Firecracker spec these checks compare against)\n`);
+  process.stdout.write(
+    `conformance: skipped: ${shared} does not exist (it holds the real-world workflow corpora and the official Firecracker spec these checks compare against)\n`,
+  );
   process.exit(0);
 }
 const dir = join(root, 'test', 'conformance');
 const only = process.argv.slice(2);
-const files = only.length ? only : readdirSync(dir).filter((name) => name.endsWith('.conformance.ts')).sort().map((name) => join('test', 'conformance', name));
-const result = spawnSync(process.execPath, [join(root, 'scripts', 'run-tests.mjs'), ...files], { cwd: root, stdio: 'inherit', env: { ...process.env, HEARTH_SHARED: shared } });
+const files = only.length
+  ? only
+  : readdirSync(dir)
+      .filter((name) => name.endsWith('.conformance.ts'))
+      .sort()
+      .map((name) => join('test', 'conformance', name));
+const result = spawnSync(process.execPath, [join(root, 'scripts', 'run-tests.mjs'), ...files], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, HEARTH_SHARED: shared },
+});
 if (result.error) throw result.error;
 process.exit(result.status ?? 1);

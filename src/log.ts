@@ -18,7 +18,10 @@ export const DEFAULT_LOG_LEVEL = 'warn';
  * written: there they would mix JSON into the human lines `hearth` prints. `reduced` says when that
  * happened, so the caller can tell the person.
  */
-export function effectiveLogLevel(options: { configured?: string | undefined; env?: NodeJS.ProcessEnv; interactive: boolean }): { level: string; reduced: boolean } {
+export function effectiveLogLevel(options: { configured?: string | undefined; env?: NodeJS.ProcessEnv; interactive: boolean }): {
+  level: string;
+  reduced: boolean;
+} {
   const fromEnv = (options.env ?? process.env).HEARTH_LOG_LEVEL || undefined;
   const level = options.configured ?? fromEnv ?? DEFAULT_LOG_LEVEL;
   const values: Record<string, number> = pino.levels.values;

@@ -10,7 +10,20 @@ export const REDACTED = '[redacted]';
 export const MASK = '***';
 
 /** Log fields that may hold secrets (command environments, tokens, credentials): censored by the logger. */
-export const LOG_REDACT_PATHS = ['env', '*.env', 'secret', '*.secret', 'token', '*.token', 'password', '*.password', 'authorization', '*.authorization', 'jitConfig', '*.jitConfig'];
+export const LOG_REDACT_PATHS = [
+  'env',
+  '*.env',
+  'secret',
+  '*.secret',
+  'token',
+  '*.token',
+  'password',
+  '*.password',
+  'authorization',
+  '*.authorization',
+  'jitConfig',
+  '*.jitConfig',
+];
 
 /** Credentials with a known shape, masked in job logs even when Hearth never saw their value. */
 const TOKEN_SHAPES = /\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glrt-[A-Za-z0-9_-]{16,}|glpat-[A-Za-z0-9_-]{16,}|glcbt-[A-Za-z0-9_-]{16,})/g;
@@ -67,7 +80,9 @@ export function redactTree<T>(tree: T, secretKeys: readonly string[]): T {
 export function secretValues(tree: unknown, secretKeys: readonly string[]): string[] {
   const values: string[] = [];
   for (const key of secretKeys) {
-    const value = key.split('.').reduce<unknown>((node, segment) => (node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[segment] : undefined), tree);
+    const value = key
+      .split('.')
+      .reduce<unknown>((node, segment) => (node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[segment] : undefined), tree);
     for (const item of Array.isArray(value) ? value : [value]) if (typeof item === 'string' && item !== '') values.push(item);
   }
   return values;

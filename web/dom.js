@@ -39,7 +39,15 @@ export function fill(element, ...children) {
 
 /** A table with a caption, header cells and rows of cells (each a node, text, or [attrs, ...children]). */
 export function table({ caption, columns, rows, empty, className }) {
-  const head = h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.numeric ? 'num' : null }, c.label))));
+  const head = h(
+    'thead',
+    {},
+    h(
+      'tr',
+      {},
+      columns.map((c) => h('th', { scope: 'col', class: c.numeric ? 'num' : null }, c.label)),
+    ),
+  );
   const body = h('tbody');
   if (rows.length === 0) {
     body.append(h('tr', {}, h('td', { colspan: columns.length, class: 'empty' }, empty ?? 'Nothing yet.')));
@@ -75,6 +83,18 @@ export function capacityBar(label, used, total, unit) {
     'div',
     { class: 'capacity' },
     h('div', { class: 'capacity-head' }, h('span', { class: 'capacity-label' }, label), h('span', { class: 'capacity-value' }, `${used} / ${total} ${unit}`)),
-    h('div', { class: 'bar', role: 'meter', 'aria-label': label, 'aria-valuemin': 0, 'aria-valuemax': total, 'aria-valuenow': used, 'aria-valuetext': `${used} of ${total} ${unit}` }, fillBar),
+    h(
+      'div',
+      {
+        class: 'bar',
+        role: 'meter',
+        'aria-label': label,
+        'aria-valuemin': 0,
+        'aria-valuemax': total,
+        'aria-valuenow': used,
+        'aria-valuetext': `${used} of ${total} ${unit}`,
+      },
+      fillBar,
+    ),
   );
 }

@@ -10,7 +10,11 @@ const REFRESH_MS = 2000;
 /** idle | starting | busy side by side, against the target as a tick. */
 function poolBar(pool) {
   const scale = Math.max(pool.target, pool.idle + pool.starting + pool.busy, 1);
-  const bar = h('div', { class: 'poolbar', role: 'img', 'aria-label': `${pool.idle} idle, ${pool.starting} starting, ${pool.busy} busy; target ${pool.target}` });
+  const bar = h('div', {
+    class: 'poolbar',
+    role: 'img',
+    'aria-label': `${pool.idle} idle, ${pool.starting} starting, ${pool.busy} busy; target ${pool.target}`,
+  });
   for (const kind of ['busy', 'idle', 'starting']) {
     const part = h('span', { class: `poolbar-${kind}` });
     part.style.width = `${(pool[kind] / scale) * 100}%`;
@@ -54,17 +58,41 @@ export function hostsView(main, _route, scope) {
         { class: 'card', 'aria-labelledby': 'queue-title' },
         h('h2', { id: 'queue-title' }, 'Jobs'),
         h('p', { class: 'big' }, h('span', { class: 'big-number' }, String(s.queueDepth)), ' waiting for a runner'),
-        byState.length ? h('ul', { class: 'chips' }, byState.map(([state, count]) => h('li', {}, stateChip(state), ` ${count}`))) : h('p', { class: 'meta' }, 'No jobs in the ledger.'),
+        byState.length
+          ? h(
+              'ul',
+              { class: 'chips' },
+              byState.map(([state, count]) => h('li', {}, stateChip(state), ` ${count}`)),
+            )
+          : h('p', { class: 'meta' }, 'No jobs in the ledger.'),
       ),
     );
     fill(
       vms,
       table({
         caption: h('span', { class: 'visually-hidden' }, 'VMs on this host'),
-        columns: [{ label: 'VM' }, { label: 'State' }, { label: 'Pool' }, { label: 'Job' }, { label: 'Age', numeric: true }, { label: 'vCPUs', numeric: true }, { label: 'Memory', numeric: true }, { label: 'Image' }],
+        columns: [
+          { label: 'VM' },
+          { label: 'State' },
+          { label: 'Pool' },
+          { label: 'Job' },
+          { label: 'Age', numeric: true },
+          { label: 'vCPUs', numeric: true },
+          { label: 'Memory', numeric: true },
+          { label: 'Image' },
+        ],
         rows: s.vms.map((vm) => ({
           attrs: { dataset: { vm: vm.id } },
-          cells: [h('code', {}, vm.id), stateChip(vm.state), vm.pool ?? '–', vm.jobId ? h('a', { href: jobHref(vm.jobId) }, vm.jobId) : '–', duration(vm.ageSeconds), String(vm.cpus), mebibytes(vm.memoryMib), vm.image],
+          cells: [
+            h('code', {}, vm.id),
+            stateChip(vm.state),
+            vm.pool ?? '–',
+            vm.jobId ? h('a', { href: jobHref(vm.jobId) }, vm.jobId) : '–',
+            duration(vm.ageSeconds),
+            String(vm.cpus),
+            mebibytes(vm.memoryMib),
+            vm.image,
+          ],
         })),
         empty: 'No VM is running.',
       }),
@@ -73,8 +101,18 @@ export function hostsView(main, _route, scope) {
       pools,
       table({
         caption: h('span', { class: 'visually-hidden' }, 'Pools'),
-        columns: [{ label: 'Pool' }, { label: 'Mode' }, { label: 'Idle', numeric: true }, { label: 'Starting', numeric: true }, { label: 'Busy', numeric: true }, { label: 'Target', numeric: true }, { label: '' }],
-        rows: s.pools.map((pool) => ({ cells: [pool.name, pool.mode, String(pool.idle), String(pool.starting), String(pool.busy), String(pool.target), poolBar(pool)] })),
+        columns: [
+          { label: 'Pool' },
+          { label: 'Mode' },
+          { label: 'Idle', numeric: true },
+          { label: 'Starting', numeric: true },
+          { label: 'Busy', numeric: true },
+          { label: 'Target', numeric: true },
+          { label: '' },
+        ],
+        rows: s.pools.map((pool) => ({
+          cells: [pool.name, pool.mode, String(pool.idle), String(pool.starting), String(pool.busy), String(pool.target), poolBar(pool)],
+        })),
         empty: 'No pools configured: every job boots a VM of its own.',
       }),
     );

@@ -29,7 +29,11 @@ function failureCell(rate) {
 
 function stepsCell(steps) {
   if (!steps?.length) return '–';
-  return h('ol', { class: 'steps' }, steps.map((s) => h('li', {}, h('span', { class: 'step' }, s.step), h('span', { class: 'sub' }, ` ×${s.count}`))));
+  return h(
+    'ol',
+    { class: 'steps' },
+    steps.map((s) => h('li', {}, h('span', { class: 'step' }, s.step), h('span', { class: 'sub' }, ` ×${s.count}`))),
+  );
 }
 
 export function insightsView(main, route, scope) {
@@ -38,7 +42,11 @@ export function insightsView(main, route, scope) {
   let sort = { key: 'runs', descending: true };
   let last = null;
 
-  const period = h('select', { id: 'insights-days' }, PERIODS.map((d) => h('option', { value: d, selected: d === days }, d === 1 ? 'last day' : `last ${d} days`)));
+  const period = h(
+    'select',
+    { id: 'insights-days' },
+    PERIODS.map((d) => h('option', { value: d, selected: d === days }, d === 1 ? 'last day' : `last ${d} days`)),
+  );
   const groups = h('div', { class: 'table-wrap', id: 'insights-groups' });
   const pools = h('div', { class: 'table-wrap', id: 'insights-pools' });
   const status = h('p', { class: 'meta' }, 'Loading…');
@@ -53,7 +61,12 @@ export function insightsView(main, route, scope) {
   const header = (column) => {
     if (!column.value) return h('th', { scope: 'col' }, column.label);
     const active = sort.key === column.key;
-    const button = h('button', { type: 'button', class: 'sort' }, column.label, h('span', { 'aria-hidden': 'true' }, active ? (sort.descending ? ' ▾' : ' ▴') : ''));
+    const button = h(
+      'button',
+      { type: 'button', class: 'sort' },
+      column.label,
+      h('span', { 'aria-hidden': 'true' }, active ? (sort.descending ? ' ▾' : ' ▴') : ''),
+    );
     button.addEventListener('click', () => {
       sort = { key: column.key, descending: active ? !sort.descending : column.numeric === true };
       render();
@@ -71,7 +84,8 @@ export function insightsView(main, route, scope) {
       return sort.descending ? -order : order;
     });
     const body = h('tbody');
-    if (rows.length === 0) body.append(h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'empty' }, `No finished jobs in the last ${days} day${days === 1 ? '' : 's'}.`)));
+    if (rows.length === 0)
+      body.append(h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'empty' }, `No finished jobs in the last ${days} day${days === 1 ? '' : 's'}.`)));
     for (const g of rows) {
       const cells = [
         g.repository,
@@ -85,9 +99,24 @@ export function insightsView(main, route, scope) {
         g.suggestedTimeoutMinutes === null || g.suggestedTimeoutMinutes === undefined ? '–' : h('code', {}, String(g.suggestedTimeoutMinutes)),
         stepsCell(g.topFailingSteps),
       ];
-      body.append(h('tr', { dataset: { repository: g.repository, name: g.name ?? '' } }, cells.map((cell, i) => h('td', { class: COLUMNS[i].numeric ? 'num' : null }, cell))));
+      body.append(
+        h(
+          'tr',
+          { dataset: { repository: g.repository, name: g.name ?? '' } },
+          cells.map((cell, i) => h('td', { class: COLUMNS[i].numeric ? 'num' : null }, cell)),
+        ),
+      );
     }
-    fill(groups, h('table', { class: 'data insights' }, h('caption', { class: 'visually-hidden' }, 'Queue and run times, failure rate and suggested timeout per repository and job'), h('thead', {}, h('tr', {}, COLUMNS.map(header))), body));
+    fill(
+      groups,
+      h(
+        'table',
+        { class: 'data insights' },
+        h('caption', { class: 'visually-hidden' }, 'Queue and run times, failure rate and suggested timeout per repository and job'),
+        h('thead', {}, h('tr', {}, COLUMNS.map(header))),
+        body,
+      ),
+    );
     fill(
       pools,
       table({

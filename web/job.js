@@ -24,7 +24,13 @@ function stageList(stages) {
     { class: 'stage-times' },
     STAGES.map((stage) => {
       const at = stageAt(stages, stage);
-      return h('li', { class: at ? 'reached' : 'not-reached' }, h('span', { class: 'stage-name' }, STAGE_NAMES[stage]), ' ', at ? h('time', { datetime: at }, when(at)) : h('span', { class: 'sub' }, 'not yet'));
+      return h(
+        'li',
+        { class: at ? 'reached' : 'not-reached' },
+        h('span', { class: 'stage-name' }, STAGE_NAMES[stage]),
+        ' ',
+        at ? h('time', { datetime: at }, when(at)) : h('span', { class: 'sub' }, 'not yet'),
+      );
     }),
   );
 }
@@ -57,7 +63,15 @@ function logTail(jobId, scope) {
     if (typeof line?.seq !== 'number' || line.seq <= lastSeq) return; // a resumed stream may repeat
     lastSeq = line.seq;
     if (count === 0) lines.replaceChildren();
-    lines.append(h('div', { class: `line line-${line.stream === 'hearth' ? 'hearth' : 'runner'}` }, h('span', { class: 'ts' }, clock(line.at)), h('span', { class: 'src' }, line.stream), h('span', { class: 'text' }, line.text)));
+    lines.append(
+      h(
+        'div',
+        { class: `line line-${line.stream === 'hearth' ? 'hearth' : 'runner'}` },
+        h('span', { class: 'ts' }, clock(line.at)),
+        h('span', { class: 'src' }, line.stream),
+        h('span', { class: 'text' }, line.text),
+      ),
+    );
     count += 1;
     if (count > MAX_LINES) lines.firstChild?.remove();
   };
@@ -76,7 +90,9 @@ function logTail(jobId, scope) {
   const poll = () => {
     show('polling (the live stream was refused)', 'warn');
     poller = scope.poll(async () => {
-      const page = await api(`/jobs/${encodeURIComponent(jobId)}/logs${query({ after: lastSeq >= 0 ? lastSeq : undefined, limit: 1000 })}`, { signal: scope.signal });
+      const page = await api(`/jobs/${encodeURIComponent(jobId)}/logs${query({ after: lastSeq >= 0 ? lastSeq : undefined, limit: 1000 })}`, {
+        signal: scope.signal,
+      });
       page.lines.forEach(add);
       stick();
       if (page.done) {
@@ -133,7 +149,12 @@ export function jobView(main, route, scope) {
     h('div', { class: 'view-head' }, heading, subtitle),
     problem,
     h('section', { class: 'panel', 'aria-labelledby': 'stages-title' }, h('h2', { id: 'stages-title' }, 'Stages'), stagePanel),
-    h('div', { class: 'split' }, h('section', { class: 'panel', 'aria-labelledby': 'facts-title' }, h('h2', { id: 'facts-title' }, 'Details'), details), logTail(id, scope)),
+    h(
+      'div',
+      { class: 'split' },
+      h('section', { class: 'panel', 'aria-labelledby': 'facts-title' }, h('h2', { id: 'facts-title' }, 'Details'), details),
+      logTail(id, scope),
+    ),
     h('section', { class: 'panel', 'aria-labelledby': 'events-title' }, h('h2', { id: 'events-title' }, 'Events'), events),
   );
 
@@ -154,7 +175,21 @@ export function jobView(main, route, scope) {
     const title = jobTitle(job);
     heading.textContent = title;
     scope.title(title);
-    fill(subtitle, job.repository, ' · ', `${job.forge} #${job.forgeJobId}`, ' · ', stateChip(job.state), job.labels?.length ? h('span', { class: 'labels' }, job.labels.map((label) => h('code', {}, label))) : null);
+    fill(
+      subtitle,
+      job.repository,
+      ' · ',
+      `${job.forge} #${job.forgeJobId}`,
+      ' · ',
+      stateChip(job.state),
+      job.labels?.length
+        ? h(
+            'span',
+            { class: 'labels' },
+            job.labels.map((label) => h('code', {}, label)),
+          )
+        : null,
+    );
     fill(stagePanel, stageBar(job.stages, live), stageList(job.stages));
     fill(
       details,
@@ -184,7 +219,13 @@ export function jobView(main, route, scope) {
           caption: null,
           columns: [{ label: 'At' }, { label: 'Change' }, { label: 'Reason' }],
           // A note keeps the state (from = to): it shows as the state alone.
-          rows: timeline.map((event) => ({ cells: [h('time', { datetime: event.at }, clock(event.at)), event.from === event.to ? event.to : `${event.from ?? '–'} → ${event.to}`, event.reason] })),
+          rows: timeline.map((event) => ({
+            cells: [
+              h('time', { datetime: event.at }, clock(event.at)),
+              event.from === event.to ? event.to : `${event.from ?? '–'} → ${event.to}`,
+              event.reason,
+            ],
+          })),
           empty: 'No events yet.',
         }),
       );

@@ -28,7 +28,11 @@ function elapsed(job) {
 function select(id, label, options, value) {
   return [
     h('label', { for: id }, label),
-    h('select', { id, name: id.replace(/^filter-/, '') }, options.map(([optionValue, text]) => h('option', { value: optionValue, selected: optionValue === value }, text))),
+    h(
+      'select',
+      { id, name: id.replace(/^filter-/, '') },
+      options.map(([optionValue, text]) => h('option', { value: optionValue, selected: optionValue === value }, text)),
+    ),
   ];
 }
 
@@ -107,29 +111,73 @@ export function jobsView(main, route, scope) {
   const repos = new Set();
 
   const repoList = h('datalist', { id: 'repo-list' });
-  const repoInput = h('input', { id: 'filter-repo', name: 'repo', type: 'search', value: filters.repo, list: 'repo-list', placeholder: 'owner/name', autocomplete: 'off' });
+  const repoInput = h('input', {
+    id: 'filter-repo',
+    name: 'repo',
+    type: 'search',
+    value: filters.repo,
+    list: 'repo-list',
+    placeholder: 'owner/name',
+    autocomplete: 'off',
+  });
   const form = h(
     'form',
     { class: 'filters', role: 'search', 'aria-label': 'Filter jobs' },
-    h('div', { class: 'field' }, select('filter-forge', 'Forge', [['', 'Any'], ['github', 'GitHub'], ['gitlab', 'GitLab']], filters.forge)),
+    h(
+      'div',
+      { class: 'field' },
+      select(
+        'filter-forge',
+        'Forge',
+        [
+          ['', 'Any'],
+          ['github', 'GitHub'],
+          ['gitlab', 'GitLab'],
+        ],
+        filters.forge,
+      ),
+    ),
     h('div', { class: 'field field-wide' }, h('label', { for: 'filter-repo' }, 'Repository'), repoInput, repoList),
     h('div', { class: 'field' }, select('filter-state', 'State', [['', 'Any'], ...JOB_STATES.map((s) => [s, s.replace(/_/g, ' ')])], filters.state)),
     h('button', { type: 'reset', class: 'button-quiet' }, 'Clear'),
   );
   const status = h('p', { class: 'meta', id: 'jobs-status' }, 'Loading…');
   const tbody = h('tbody');
-  const emptyRow = h('tr', { class: 'empty-row' }, h('td', { colspan: 7, class: 'empty' }, 'No jobs yet. They appear here as soon as a forge asks for a runner.'));
+  const emptyRow = h(
+    'tr',
+    { class: 'empty-row' },
+    h('td', { colspan: 7, class: 'empty' }, 'No jobs yet. They appear here as soon as a forge asks for a runner.'),
+  );
   const more = h('button', { type: 'button', class: 'button-quiet', hidden: true }, 'Show more');
   const columns = ['Job', 'Repository', 'State', 'Stages', 'VM / host', 'Received', 'Took'];
   const tableElement = h(
     'table',
     { class: 'data jobs', id: 'jobs-table' },
     h('caption', { class: 'visually-hidden' }, 'Jobs, newest first'),
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        columns.map((c) => h('th', { scope: 'col' }, c)),
+      ),
+    ),
     tbody,
   );
-  const legend = h('p', { class: 'meta legend' }, 'Stages, left to right: queue, VM boot, runner registration, pickup, run, teardown. Solid: done; striped: under way; hatched: skipped. Open a job for the times.');
-  fill(main, h('div', { class: 'view-head' }, h('h1', {}, 'Jobs'), status), form, h('div', { class: 'table-wrap' }, tableElement), legend, h('p', { class: 'more' }, more));
+  const legend = h(
+    'p',
+    { class: 'meta legend' },
+    'Stages, left to right: queue, VM boot, runner registration, pickup, run, teardown. Solid: done; striped: under way; hatched: skipped. Open a job for the times.',
+  );
+  fill(
+    main,
+    h('div', { class: 'view-head' }, h('h1', {}, 'Jobs'), status),
+    form,
+    h('div', { class: 'table-wrap' }, tableElement),
+    legend,
+    h('p', { class: 'more' }, more),
+  );
 
   const cellsOf = (job) => {
     const stages = cache.stages(job.id);
@@ -137,13 +185,42 @@ export function jobsView(main, route, scope) {
     return [
       {
         key: `${job.id}|${job.name}|${job.forge}`,
-        render: () => h('div', { class: 'job-name' }, h('a', { href: jobHref(job.id) }, jobTitle(job)), h('span', { class: 'sub' }, `${job.forge} #${job.forgeJobId}`)),
+        render: () =>
+          h('div', { class: 'job-name' }, h('a', { href: jobHref(job.id) }, jobTitle(job)), h('span', { class: 'sub' }, `${job.forge} #${job.forgeJobId}`)),
       },
       { key: job.repository, render: () => job.repository },
-      { key: `${job.state}|${job.conclusion}`, render: () => h('span', {}, stateChip(job.state), job.conclusion && job.conclusion !== job.state ? h('span', { class: 'sub' }, ` ${job.conclusion}`) : null) },
-      { key: `${JSON.stringify(stages)}|${live}|${live ? Date.now() : ''}`, className: 'cell-stages', render: () => stageSlots(stages ?? { received: job.createdAt }, live) },
-      { key: `${job.vmId}|${job.host}|${job.pool}|${job.poolHit}`, render: () => h('div', {}, job.vmId ?? '–', job.host || job.pool ? h('span', { class: 'sub' }, [job.host, job.pool ? `pool ${job.pool}${job.poolHit === true ? ' (hit)' : job.poolHit === false ? ' (miss)' : ''}` : null].filter(Boolean).join(' · ')) : null) },
-      { key: `${job.createdAt}|${Math.floor(Date.now() / 1000)}`, render: () => h('time', { datetime: job.createdAt, title: when(job.createdAt) }, ago(job.createdAt)) },
+      {
+        key: `${job.state}|${job.conclusion}`,
+        render: () =>
+          h('span', {}, stateChip(job.state), job.conclusion && job.conclusion !== job.state ? h('span', { class: 'sub' }, ` ${job.conclusion}`) : null),
+      },
+      {
+        key: `${JSON.stringify(stages)}|${live}|${live ? Date.now() : ''}`,
+        className: 'cell-stages',
+        render: () => stageSlots(stages ?? { received: job.createdAt }, live),
+      },
+      {
+        key: `${job.vmId}|${job.host}|${job.pool}|${job.poolHit}`,
+        render: () =>
+          h(
+            'div',
+            {},
+            job.vmId ?? '–',
+            job.host || job.pool
+              ? h(
+                  'span',
+                  { class: 'sub' },
+                  [job.host, job.pool ? `pool ${job.pool}${job.poolHit === true ? ' (hit)' : job.poolHit === false ? ' (miss)' : ''}` : null]
+                    .filter(Boolean)
+                    .join(' · '),
+                )
+              : null,
+          ),
+      },
+      {
+        key: `${job.createdAt}|${Math.floor(Date.now() / 1000)}`,
+        render: () => h('time', { datetime: job.createdAt, title: when(job.createdAt) }, ago(job.createdAt)),
+      },
       { key: `${job.finishedAt}|${job.finishedAt ? '' : Math.floor(Date.now() / 1000)}`, className: 'num', render: () => elapsed(job) },
     ];
   };
@@ -152,7 +229,10 @@ export function jobsView(main, route, scope) {
     const page = await api(`/jobs${query({ limit, ...filters })}`, { signal: scope.signal });
     await cache.refresh(page.jobs, scope.signal);
     for (const job of page.jobs) repos.add(job.repository);
-    fill(repoList, [...repos].sort().map((repo) => h('option', { value: repo })));
+    fill(
+      repoList,
+      [...repos].sort().map((repo) => h('option', { value: repo })),
+    );
     if (page.jobs.length === 0) fill(tbody, emptyRow);
     else {
       emptyRow.remove();

@@ -61,14 +61,24 @@ export function stageBar(stages, live) {
   const total = parts.reduce((sum, p) => sum + Math.max(0, p.seconds ?? 0), 0);
   const bar = h('ol', { class: 'stagebar', 'aria-label': 'Stage timeline' });
   if (parts.length === 0) {
-    bar.append(h('li', { class: 'seg seg-none' }, h('span', { class: 'seg-name' }, stageAt(stages, 'received') ? 'received, waiting for placement' : 'no stage recorded yet')));
+    bar.append(
+      h(
+        'li',
+        { class: 'seg seg-none' },
+        h('span', { class: 'seg-name' }, stageAt(stages, 'received') ? 'received, waiting for placement' : 'no stage recorded yet'),
+      ),
+    );
     return bar;
   }
   for (const part of parts) {
     const text = `${part.name}: ${duration(part.seconds)}${part.current ? ' so far' : ''}`;
     const segment = h(
       'li',
-      { class: `seg seg-${part.to}${part.current ? ' seg-current' : ''}`, dataset: { from: part.from, to: part.to }, title: `${STAGE_NAMES[part.from]} → ${STAGE_NAMES[part.to]}: ${text}` },
+      {
+        class: `seg seg-${part.to}${part.current ? ' seg-current' : ''}`,
+        dataset: { from: part.from, to: part.to },
+        title: `${STAGE_NAMES[part.from]} → ${STAGE_NAMES[part.to]}: ${text}`,
+      },
       h('span', { class: 'seg-name' }, part.name),
       h('span', { class: 'seg-time' }, `${duration(part.seconds)}${part.current ? '…' : ''}`),
     );
@@ -97,7 +107,13 @@ export function stageSlots(stages, live) {
     else if (index === lastReached + 1 && live && lastReached >= 0) status = 'current';
     const seconds = at && previous ? secondsBetween(previous, at) : status === 'current' && previous ? secondsBetween(previous, null) : null;
     const label = `${INTERVAL_NAMES[stage]}: ${status === 'done' ? duration(seconds) : status === 'current' ? `under way, ${duration(seconds)}` : status}`;
-    list.append(h('li', { class: `slot slot-${status}`, dataset: { stage, status }, title: at ? `${label} (${STAGE_NAMES[stage]} at ${when(at)})` : label }, h('span', { class: 'visually-hidden' }, label)));
+    list.append(
+      h(
+        'li',
+        { class: `slot slot-${status}`, dataset: { stage, status }, title: at ? `${label} (${STAGE_NAMES[stage]} at ${when(at)})` : label },
+        h('span', { class: 'visually-hidden' }, label),
+      ),
+    );
     if (at) previous = at;
   }
   return list;

@@ -31,7 +31,12 @@ export async function createCliContext(env: NodeJS.ProcessEnv = process.env, dri
   const { paths, qemu: qemuSettings, cli } = host.config;
   const logger = createLogger();
   const settings = driverSettings(host);
-  const qemu = new QemuDriver({ paths, logger, accel: qemuSettings.accel === 'auto' ? undefined : qemuSettings.accel, ...(settings.qemuBinary ? { qemuBinary: settings.qemuBinary } : {}) });
+  const qemu = new QemuDriver({
+    paths,
+    logger,
+    accel: qemuSettings.accel === 'auto' ? undefined : qemuSettings.accel,
+    ...(settings.qemuBinary ? { qemuBinary: settings.qemuBinary } : {}),
+  });
   if (cli.driver === 'qemu') return { host, paths, logger, driver: qemu, qemu };
   const { createHostDriver } = await import('../vm/host-driver.ts');
   return { host, paths, logger, driver: createHostDriver(cli.driver, { paths, logger, ...settings }), qemu };

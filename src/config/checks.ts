@@ -34,7 +34,8 @@ export function cidr(value: string): Checked {
   if (family === 0 || extra.length > 0) return bad(`has ${JSON.stringify(value)}, which is not an IPv4 or IPv6 CIDR`);
   const maxPrefix = family === 4 ? 32 : 128;
   if (prefixText === undefined) return ok(`${address}/${maxPrefix}`);
-  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > maxPrefix) return bad(`has ${JSON.stringify(value)}, whose prefix length must be 0 to ${maxPrefix} for IPv${family}`);
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > maxPrefix)
+    return bad(`has ${JSON.stringify(value)}, whose prefix length must be 0 to ${maxPrefix} for IPv${family}`);
   try {
     new BlockList().addSubnet(address, Number(prefixText), family === 4 ? 'ipv4' : 'ipv6');
   } catch (error) {
@@ -76,7 +77,8 @@ export function signingSecret(value: string): Checked {
 
 export function egressEntry(value: string): Checked {
   const match = /^(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?(?::(\d{1,5}))?$/.exec(value);
-  if (!match || isIP(match[1]!) !== 4 || Number(match[2] ?? 32) > 32 || Number(match[3] ?? 1) < 1 || Number(match[3] ?? 1) > 65_535) return bad(`has ${JSON.stringify(value)}, which is not an IPv4 CIDR or CIDR:PORT`);
+  if (!match || isIP(match[1]!) !== 4 || Number(match[2] ?? 32) > 32 || Number(match[3] ?? 1) < 1 || Number(match[3] ?? 1) > 65_535)
+    return bad(`has ${JSON.stringify(value)}, which is not an IPv4 CIDR or CIDR:PORT`);
   return ok(value);
 }
 
@@ -102,7 +104,11 @@ export function readableFile(value: string): Checked {
     accessSync(value, constants.R_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    return bad(code === 'ENOENT' ? `is ${JSON.stringify(value)}, which does not exist` : `is ${JSON.stringify(value)}, which cannot be read (${code ?? (error as Error).message})`);
+    return bad(
+      code === 'ENOENT'
+        ? `is ${JSON.stringify(value)}, which does not exist`
+        : `is ${JSON.stringify(value)}, which cannot be read (${code ?? (error as Error).message})`,
+    );
   }
   return ok(value);
 }
@@ -110,7 +116,8 @@ export function readableFile(value: string): Checked {
 export function pemPrivateKey(value: string): Checked {
   const file = readableFile(value);
   if ('reason' in file) return file;
-  if (!/-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/.test(readFileSync(value, 'utf8'))) return bad(`is ${JSON.stringify(value)}, which does not look like a PEM private key (no -----BEGIN … PRIVATE KEY----- line)`);
+  if (!/-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/.test(readFileSync(value, 'utf8')))
+    return bad(`is ${JSON.stringify(value)}, which does not look like a PEM private key (no -----BEGIN … PRIVATE KEY----- line)`);
   return ok(value);
 }
 
@@ -145,11 +152,9 @@ export function storeUrl(value: string): Checked {
   return 'reason' in target ? bad(target.reason) : ok(value);
 }
 
-
 /** A Flintlock root image, NAME=IMAGE (debian=ghcr.io/acme/hearth-debian:12). */
 export function rootImage(value: string): Checked {
   const at = value.indexOf('=');
   if (at <= 0 || value.slice(at + 1).trim() === '') return bad(`has ${JSON.stringify(value)}, which is not NAME=IMAGE`);
   return ok(`${value.slice(0, at).trim()}=${value.slice(at + 1).trim()}`);
 }
-

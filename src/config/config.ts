@@ -36,7 +36,11 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
   const { debian } = loadImagesConfig({ path, env }).config.images;
   return {
     images: {
-      debian: { packages: debian.packages, ...(debian.mirror !== null ? { mirror: debian.mirror } : {}), ...(debian.suite !== null ? { suite: debian.suite } : {}) },
+      debian: {
+        packages: debian.packages,
+        ...(debian.mirror !== null ? { mirror: debian.mirror } : {}),
+        ...(debian.suite !== null ? { suite: debian.suite } : {}),
+      },
     },
   };
 }

@@ -57,12 +57,44 @@ export type SettingTable = Readonly<Record<string, Setting>>;
 type Extra = Partial<Pick<Setting, 'env' | 'flag' | 'secret' | 'integerAsText' | 'check'>>;
 type Described = { readonly description: string } & Extra;
 
-export const text = (expect: string, fallback: LeafValue | ((context: DefaultContext) => LeafValue), check: Check | undefined, extra: Described): Setting => ({ kind: 'text', expect, default: fallback, ...(check ? { check } : {}), ...extra });
-export const optionalText = (expect: string, check: Check | undefined, extra: Described): Setting => ({ kind: 'optionalText', expect, default: null, ...(check ? { check } : {}), ...extra });
+export const text = (expect: string, fallback: LeafValue | ((context: DefaultContext) => LeafValue), check: Check | undefined, extra: Described): Setting => ({
+  kind: 'text',
+  expect,
+  default: fallback,
+  ...(check ? { check } : {}),
+  ...extra,
+});
+export const optionalText = (expect: string, check: Check | undefined, extra: Described): Setting => ({
+  kind: 'optionalText',
+  expect,
+  default: null,
+  ...(check ? { check } : {}),
+  ...extra,
+});
 export const list = (expect: string, check: Check, extra: Described): Setting => ({ kind: 'list', expect, default: [], check, ...extra });
-export const integer = (min: number, max: number, fallback: number, extra: Described): Setting => ({ kind: 'integer', min, max, default: fallback, expect: `a whole number from ${min} to ${max}, e.g. ${fallback}`, ...extra });
-export const optionalInteger = (min: number, max: number, example: string, extra: Described): Setting => ({ kind: 'optionalInteger', min, max, default: null, expect: `a whole number from ${min} to ${max}, e.g. ${example}`, ...extra });
-export const choice = <const C extends string>(choices: readonly C[], fallback: C, extra: Described): Setting => ({ kind: 'choice', choices, default: fallback, expect: `one of ${choices.join(', ')}`, ...extra });
+export const integer = (min: number, max: number, fallback: number, extra: Described): Setting => ({
+  kind: 'integer',
+  min,
+  max,
+  default: fallback,
+  expect: `a whole number from ${min} to ${max}, e.g. ${fallback}`,
+  ...extra,
+});
+export const optionalInteger = (min: number, max: number, example: string, extra: Described): Setting => ({
+  kind: 'optionalInteger',
+  min,
+  max,
+  default: null,
+  expect: `a whole number from ${min} to ${max}, e.g. ${example}`,
+  ...extra,
+});
+export const choice = <const C extends string>(choices: readonly C[], fallback: C, extra: Described): Setting => ({
+  kind: 'choice',
+  choices,
+  default: fallback,
+  expect: `one of ${choices.join(', ')}`,
+  ...extra,
+});
 export const flag = (fallback: boolean, extra: Described): Setting => ({ kind: 'boolean', default: fallback, expect: 'true or false', ...extra });
 
 /** `github.app.privateKeyPath` → `HEARTH_GITHUB_APP_PRIVATE_KEY_PATH`, unless the setting names its own. */
@@ -118,7 +150,11 @@ function childrenOf(keys: readonly string[], prefix: string): string[] {
 // Checking one value
 
 /** Where a value came from, for `hearth config check` and for errors. */
-export type Source = { readonly from: 'default' } | { readonly from: 'file'; readonly path: string; readonly line: number } | { readonly from: 'env'; readonly name: string } | { readonly from: 'flag'; readonly name: string };
+export type Source =
+  | { readonly from: 'default' }
+  | { readonly from: 'file'; readonly path: string; readonly line: number }
+  | { readonly from: 'env'; readonly name: string }
+  | { readonly from: 'flag'; readonly name: string };
 
 /** A value as given, before it is checked: from the file (a JS value) or as text (environment, flag). */
 type Provided = { source: Source & { from: 'file' }; raw: unknown } | { source: Source & { from: 'env' | 'flag' }; text: string };
@@ -178,7 +214,9 @@ export function accept(setting: Setting, raw: unknown): { value: LeafValue } | {
     case 'boolean':
       return typeof raw === 'boolean' ? { value: raw } : bad(`must be true or false, got ${describe(raw, secret)}`);
     case 'choice':
-      return typeof raw === 'string' && setting.choices!.includes(raw) ? { value: raw } : bad(`must be one of ${setting.choices!.join(', ')}, got ${describe(raw, secret)}`);
+      return typeof raw === 'string' && setting.choices!.includes(raw)
+        ? { value: raw }
+        : bad(`must be one of ${setting.choices!.join(', ')}, got ${describe(raw, secret)}`);
     case 'optionalText':
       return raw === null || raw === '' ? { value: null } : acceptText(setting, raw);
     case 'text':
@@ -270,7 +308,13 @@ function collectFromFile(file: YamlFile, keys: readonly string[], node: unknown,
   };
   if (node === null || node === undefined || (isScalar(node) && node.value === null)) return;
   const where = prefix || 'the top level';
-  if (!isMap(node)) throw configError(file.path, prefix || '(top level)', `must be a mapping of key: value lines (line ${lineOf(node)})`, `write ${where} as indented key: value lines`);
+  if (!isMap(node))
+    throw configError(
+      file.path,
+      prefix || '(top level)',
+      `must be a mapping of key: value lines (line ${lineOf(node)})`,
+      `write ${where} as indented key: value lines`,
+    );
   const valid = childrenOf(keys, prefix);
   for (const pair of node.items) {
     const name = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
@@ -331,7 +375,9 @@ export function setPath(tree: Record<string, unknown>, key: string, value: unkno
 }
 
 export function getPath(tree: unknown, key: string): unknown {
-  return key.split('.').reduce<unknown>((node, segment) => (node === null || typeof node !== 'object' ? undefined : (node as Record<string, unknown>)[segment]), tree);
+  return key
+    .split('.')
+    .reduce<unknown>((node, segment) => (node === null || typeof node !== 'object' ? undefined : (node as Record<string, unknown>)[segment]), tree);
 }
 
 /** The table's defaults as a tree. */
@@ -352,7 +398,12 @@ export function resolve(table: SettingTable, inputs: ResolveInputs): Resolved {
     const section = prefixes.find((prefix) => name.startsWith(prefix));
     if (section === undefined || inputs.knownEnv.includes(name)) continue;
     const candidates = keys.map((key) => envNameOf(key, table[key]!)).filter((candidate) => candidate.startsWith(section));
-    throw configError(name, 'variable', `matches no configuration key, though it starts with ${section}`, `did you mean ${nearest(name, candidates)}? Rename or unset ${name}`);
+    throw configError(
+      name,
+      'variable',
+      `matches no configuration key, though it starts with ${section}`,
+      `did you mean ${nearest(name, candidates)}? Rename or unset ${name}`,
+    );
   }
   const overrides: string[] = [];
   for (const key of keys) {

@@ -21,9 +21,18 @@ export interface LoadedHostConfig {
 
 type HostFlags = Readonly<Partial<Record<HostConfigKey, string | undefined>>>;
 
-function resolveHost(table: Partial<typeof HOST_SETTINGS>, env: NodeJS.ProcessEnv, flags: HostFlags): { tree: Record<string, unknown>; sources: ReadonlyMap<string, Source>; overrides: readonly string[] } {
+function resolveHost(
+  table: Partial<typeof HOST_SETTINGS>,
+  env: NodeJS.ProcessEnv,
+  flags: HostFlags,
+): { tree: Record<string, unknown>; sources: ReadonlyMap<string, Source>; overrides: readonly string[] } {
   // Directory defaults do not depend on the data directory; the placeholder is never used.
-  return resolve(table as Record<string, (typeof HOST_SETTINGS)[HostConfigKey]>, { env, flags, defaults: { env, dataDir: '', hostname: hostname() }, knownEnv: KNOWN_ENV });
+  return resolve(table as Record<string, (typeof HOST_SETTINGS)[HostConfigKey]>, {
+    env,
+    flags,
+    defaults: { env, dataDir: '', hostname: hostname() },
+    knownEnv: KNOWN_ENV,
+  });
 }
 
 /** Throws HEARTH_ERR_CONFIG naming the variable (or flag), the key and the fix at the first problem. */
@@ -37,7 +46,12 @@ export function loadHostConfig(options: { env?: NodeJS.ProcessEnv; flags?: HostF
     const key = `jailer.${missing}` as const;
     const name = envNameOf(key, HOST_SETTINGS[key]);
     const turnedOnBy = envNameOf('jailer.binary', HOST_SETTINGS['jailer.binary']);
-    throw configError(name, key, `is not set, but ${turnedOnBy} turns the jailer on`, `create the unprivileged user and group Firecracker runs as (docs/hosts.md) and set ${name}, e.g. ${name}=$(id -${missing === 'uid' ? 'u' : 'g'} firecracker)`);
+    throw configError(
+      name,
+      key,
+      `is not set, but ${turnedOnBy} turns the jailer on`,
+      `create the unprivileged user and group Firecracker runs as (docs/hosts.md) and set ${name}, e.g. ${name}=$(id -${missing === 'uid' ? 'u' : 'g'} firecracker)`,
+    );
   }
   return { config, sources, overrides };
 }

@@ -42,13 +42,21 @@ function poolError(source: string, key: string, reason: string, hint: string): H
  */
 export function parsePools(raw: unknown, source: string): PoolConfig[] {
   if (raw === null || raw === undefined) return [];
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw poolError(source, 'pools', 'must be a mapping of pool name to settings', 'write pools: then one indented block per pool, e.g. pools: { fast: { mode: snapshot, minIdle: 2 } }');
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw poolError(
+      source,
+      'pools',
+      'must be a mapping of pool name to settings',
+      'write pools: then one indented block per pool, e.g. pools: { fast: { mode: snapshot, minIdle: 2 } }',
+    );
   const pools: PoolConfig[] = [];
   for (const [name, settings] of Object.entries(raw as Record<string, unknown>)) {
     const at = `pools.${name}`;
-    if (!/^[a-z][a-z0-9-]{0,30}$/.test(name)) throw poolError(source, at, 'is not a pool name', 'name pools with lower-case letters, digits and -, e.g. pools.fast');
+    if (!/^[a-z][a-z0-9-]{0,30}$/.test(name))
+      throw poolError(source, at, 'is not a pool name', 'name pools with lower-case letters, digits and -, e.g. pools.fast');
     const given = (settings ?? {}) as Record<string, unknown>;
-    if (typeof given !== 'object' || Array.isArray(given)) throw poolError(source, at, 'must be a mapping of settings', `write ${at}: with indented key: value lines`);
+    if (typeof given !== 'object' || Array.isArray(given))
+      throw poolError(source, at, 'must be a mapping of settings', `write ${at}: with indented key: value lines`);
     for (const key of Object.keys(given)) {
       if (!(KEYS as string[]).includes(key)) throw poolError(source, `${at}.${key}`, 'is not a known pool setting', `valid settings: ${KEYS.join(', ')}`);
     }
@@ -65,8 +73,15 @@ export function parsePools(raw: unknown, source: string): PoolConfig[] {
     }
     // POOL_SETTINGS names every setting of PoolConfig (its type says so) and each value passed its setting.
     const pool = values as unknown as PoolConfig;
-    if (pool.minIdle > pool.maxSize) throw poolError(source, `${at}.minIdle`, `is ${pool.minIdle}, more than maxSize ${pool.maxSize}`, `lower ${at}.minIdle or raise ${at}.maxSize`);
-    if (pool.autoscale && pool.maxIdle < pool.minIdle) throw poolError(source, `${at}.maxIdle`, `is ${pool.maxIdle}, less than minIdle ${pool.minIdle}`, `with autoscale, set ${at}.maxIdle to at least minIdle`);
+    if (pool.minIdle > pool.maxSize)
+      throw poolError(source, `${at}.minIdle`, `is ${pool.minIdle}, more than maxSize ${pool.maxSize}`, `lower ${at}.minIdle or raise ${at}.maxSize`);
+    if (pool.autoscale && pool.maxIdle < pool.minIdle)
+      throw poolError(
+        source,
+        `${at}.maxIdle`,
+        `is ${pool.maxIdle}, less than minIdle ${pool.minIdle}`,
+        `with autoscale, set ${at}.maxIdle to at least minIdle`,
+      );
     pools.push(pool);
   }
   return pools;

@@ -2,7 +2,19 @@ import { hostname } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { redactTree, redactUrl, secretValues } from '../redact.ts';
 import { parseStoreUrl, type StoreTarget } from './checks.ts';
-import { configError, defaultTree, describeSource, envNameOf, getPath, placeOf, readYamlFile, resolve, takeSection, type DefaultContext, type Source } from './engine.ts';
+import {
+  configError,
+  defaultTree,
+  describeSource,
+  envNameOf,
+  getPath,
+  placeOf,
+  readYamlFile,
+  resolve,
+  takeSection,
+  type DefaultContext,
+  type Source,
+} from './engine.ts';
 import type { HearthPaths } from './paths.ts';
 import { parsePools } from './pools-config.ts';
 import { KNOWN_ENV, secretKeys, SERVE_SETTINGS, type ServeConfig, type ServeConfigKey } from './schema.ts';
@@ -43,7 +55,9 @@ export function defaultServeConfig(paths: HearthPaths): ServeConfig {
 }
 
 /** Every key and its environment variable, in declaration order. */
-export const SERVE_CONFIG_ENV: ReadonlyMap<ServeConfigKey, string> = new Map((Object.keys(SERVE_SETTINGS) as ServeConfigKey[]).map((key) => [key, envNameOf(key, SERVE_SETTINGS[key])]));
+export const SERVE_CONFIG_ENV: ReadonlyMap<ServeConfigKey, string> = new Map(
+  (Object.keys(SERVE_SETTINGS) as ServeConfigKey[]).map((key) => [key, envNameOf(key, SERVE_SETTINGS[key])]),
+);
 
 /** `github.app.privateKeyPath` → `HEARTH_GITHUB_APP_PRIVATE_KEY_PATH`. */
 export function envVariableFor(key: ServeConfigKey): string {
@@ -66,7 +80,12 @@ export function storeTarget(url: string): StoreTarget {
  * Throws HEARTH_ERR_CONFIG for the first problem, naming its source (file, variable,
  * flag or 'defaults'), the dotted key and a fix.
  */
-export function loadServeConfig(options: { path?: string | undefined; env?: NodeJS.ProcessEnv; paths: HearthPaths; flags?: Readonly<Partial<Record<ServeConfigKey, string>>> }): LoadedConfig {
+export function loadServeConfig(options: {
+  path?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  paths: HearthPaths;
+  flags?: Readonly<Partial<Record<ServeConfigKey, string>>>;
+}): LoadedConfig {
   const env = options.env ?? process.env;
   const chosenPath = options.path ?? (env.HEARTH_SERVE_CONFIG || undefined);
   const source = chosenPath === undefined ? null : resolvePath(chosenPath);
@@ -74,7 +93,10 @@ export function loadServeConfig(options: { path?: string | undefined; env?: Node
 
   let pools: ServeConfig['pools'] = [];
   let poolsSource: Source = { from: 'default' };
-  const file = source === null ? null : readYamlFile(source, 'check the path given with --config or HEARTH_SERVE_CONFIG, or leave both unset to use the embedded defaults');
+  const file =
+    source === null
+      ? null
+      : readYamlFile(source, 'check the path given with --config or HEARTH_SERVE_CONFIG, or leave both unset to use the embedded defaults');
   if (file === null) {
     notes.push('no config file: using embedded defaults');
   } else {
@@ -90,7 +112,12 @@ export function loadServeConfig(options: { path?: string | undefined; env?: Node
     try {
       parsed = JSON.parse(env.HEARTH_POOLS);
     } catch {
-      throw configError('HEARTH_POOLS', 'pools', 'is not JSON', 'set HEARTH_POOLS to a JSON object of pool name to settings, e.g. {"fast":{"mode":"snapshot","minIdle":2}}');
+      throw configError(
+        'HEARTH_POOLS',
+        'pools',
+        'is not JSON',
+        'set HEARTH_POOLS to a JSON object of pool name to settings, e.g. {"fast":{"mode":"snapshot","minIdle":2}}',
+      );
     }
     pools = parsePools(parsed, 'HEARTH_POOLS');
     poolsSource = { from: 'env', name: 'HEARTH_POOLS' };
@@ -106,8 +133,14 @@ export function loadServeConfig(options: { path?: string | undefined; env?: Node
   const server = tree.server as { tls: { certPath: string | null; keyPath: string | null } | null };
   const tls = server.tls!;
   if ((tls.certPath === null) !== (tls.keyPath === null)) {
-    const [missing, present] = tls.certPath === null ? (['server.tls.certPath', 'server.tls.keyPath'] as const) : (['server.tls.keyPath', 'server.tls.certPath'] as const);
-    throw configError(sourceOf(present), missing, `is not set, but ${present} is`, `set both ${missing} and ${present} to serve HTTPS, or neither to serve plain HTTP behind a proxy`);
+    const [missing, present] =
+      tls.certPath === null ? (['server.tls.certPath', 'server.tls.keyPath'] as const) : (['server.tls.keyPath', 'server.tls.certPath'] as const);
+    throw configError(
+      sourceOf(present),
+      missing,
+      `is not set, but ${present} is`,
+      `set both ${missing} and ${present} to serve HTTPS, or neither to serve plain HTTP behind a proxy`,
+    );
   }
   // Both or neither, so one null means no TLS.
   if (tls.certPath === null) server.tls = null;
@@ -129,23 +162,41 @@ function checkGithub(config: ServeConfig, sourceOf: SourceOf, notes: string[]): 
   const appSet = appKeys.filter((key) => getPath(config, key) !== null);
   if (appSet.length > 0 && appSet.length < appKeys.length) {
     const missing = appKeys.filter((key) => !appSet.includes(key));
-    throw configError(sourceOf(appSet[0]!), missing[0]!, `is not set, but ${appSet.join(' and ')} ${appSet.length === 1 ? 'is' : 'are'}`, `set all of github.app.id, github.app.privateKeyPath and github.app.installationId to use a GitHub App, or none of them (missing: ${missing.join(', ')})`);
+    throw configError(
+      sourceOf(appSet[0]!),
+      missing[0]!,
+      `is not set, but ${appSet.join(' and ')} ${appSet.length === 1 ? 'is' : 'are'}`,
+      `set all of github.app.id, github.app.privateKeyPath and github.app.installationId to use a GitHub App, or none of them (missing: ${missing.join(', ')})`,
+    );
   }
   const hasAuth = github.token !== null || appSet.length === appKeys.length;
   const targets = github.repos.length > 0 ? 'github.repos' : github.orgs.length > 0 ? 'github.orgs' : null;
   if (targets && !hasAuth) {
-    throw configError(sourceOf(targets), 'github.token', `is not set and github.app is not configured, but ${targets} lists where to register runners`, 'set github.token (or HEARTH_GITHUB_TOKEN) to a fine-grained PAT with Administration: write on those repositories, or configure github.app (id, privateKeyPath, installationId)');
+    throw configError(
+      sourceOf(targets),
+      'github.token',
+      `is not set and github.app is not configured, but ${targets} lists where to register runners`,
+      'set github.token (or HEARTH_GITHUB_TOKEN) to a fine-grained PAT with Administration: write on those repositories, or configure github.app (id, privateKeyPath, installationId)',
+    );
   }
   if (github.webhookSecret.length === 0) notes.push('GitHub webhooks disabled (no github.webhookSecret)');
   else if (!hasAuth) notes.push('GitHub webhooks are accepted, but with no github.token or github.app Hearth cannot register runners for their jobs');
-  if (hasAuth) notes.push(`GitHub: authenticating with ${github.token !== null ? 'github.token' : `the App ${github.app.id}`}${github.token !== null && appSet.length > 0 ? ' (github.app is also set)' : ''} against ${github.apiUrl}`);
+  if (hasAuth)
+    notes.push(
+      `GitHub: authenticating with ${github.token !== null ? 'github.token' : `the App ${github.app.id}`}${github.token !== null && appSet.length > 0 ? ' (github.app is also set)' : ''} against ${github.apiUrl}`,
+    );
 }
 
 function checkGitlab(config: ServeConfig, sourceOf: SourceOf, notes: string[]): void {
   const { gitlab } = config;
   const targets = gitlab.projects.length > 0 ? 'gitlab.projects' : gitlab.groups.length > 0 ? 'gitlab.groups' : null;
   if (targets && gitlab.token === null) {
-    throw configError(sourceOf(targets), 'gitlab.token', `is not set, but ${targets} lists where to register runners`, 'set gitlab.token (or HEARTH_GITLAB_TOKEN) to a token with the create_runner scope on those projects or groups');
+    throw configError(
+      sourceOf(targets),
+      'gitlab.token',
+      `is not set, but ${targets} lists where to register runners`,
+      'set gitlab.token (or HEARTH_GITLAB_TOKEN) to a token with the create_runner scope on those projects or groups',
+    );
   }
   const webhooks = gitlab.webhookToken !== null || gitlab.signingSecret.length > 0;
   if (!webhooks) notes.push('GitLab webhooks disabled (no gitlab.webhookToken or gitlab.signingSecret)');
@@ -155,12 +206,23 @@ function checkGitlab(config: ServeConfig, sourceOf: SourceOf, notes: string[]): 
 function checkCluster(config: ServeConfig, sourceOf: SourceOf, notes: string[]): void {
   const { cluster } = config;
   if (cluster.role !== 'all' && storeTarget(config.store.url).kind !== 'postgres') {
-    throw configError(sourceOf('cluster.role'), 'cluster.role', `is ${cluster.role}, which shares the ledger with other processes, but store.url is a SQLite file`, 'set store.url to a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DATABASE) shared by every replica and host, or set cluster.role to all for a single machine');
+    throw configError(
+      sourceOf('cluster.role'),
+      'cluster.role',
+      `is ${cluster.role}, which shares the ledger with other processes, but store.url is a SQLite file`,
+      'set store.url to a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DATABASE) shared by every replica and host, or set cluster.role to all for a single machine',
+    );
   }
   if (cluster.heartbeatSeconds * 2 >= cluster.hostTimeoutSeconds) {
-    throw configError(sourceOf('cluster.hostTimeoutSeconds'), 'cluster.hostTimeoutSeconds', `(${cluster.hostTimeoutSeconds}) must be more than twice cluster.heartbeatSeconds (${cluster.heartbeatSeconds}), or one late heartbeat would lose a healthy host`, `set cluster.hostTimeoutSeconds to at least ${cluster.heartbeatSeconds * 3}`);
+    throw configError(
+      sourceOf('cluster.hostTimeoutSeconds'),
+      'cluster.hostTimeoutSeconds',
+      `(${cluster.hostTimeoutSeconds}) must be more than twice cluster.heartbeatSeconds (${cluster.heartbeatSeconds}), or one late heartbeat would lose a healthy host`,
+      `set cluster.hostTimeoutSeconds to at least ${cluster.heartbeatSeconds * 3}`,
+    );
   }
-  if (cluster.role !== 'all') notes.push(`cluster: role ${cluster.role}${cluster.role === 'host' ? ` as host ${cluster.hostId}` : ''}, ${cluster.placement} placement`);
+  if (cluster.role !== 'all')
+    notes.push(`cluster: role ${cluster.role}${cluster.role === 'host' ? ` as host ${cluster.hostId}` : ''}, ${cluster.placement} placement`);
 }
 
 /** Notes on defaults an operator may not expect. */
@@ -173,7 +235,9 @@ function describeChoices(config: ServeConfig): string[] {
     const url = new URL(store.url);
     notes.push(`store: PostgreSQL at ${url.host}${url.pathname}`);
   }
-  notes.push(`server: ${server.tls ? 'https' : 'http'} on ${server.host}:${server.port === 0 ? '(any free port)' : server.port}${server.tls ? '' : ' (no server.tls: put a TLS proxy in front)'}`);
+  notes.push(
+    `server: ${server.tls ? 'https' : 'http'} on ${server.host}:${server.port === 0 ? '(any free port)' : server.port}${server.tls ? '' : ' (no server.tls: put a TLS proxy in front)'}`,
+  );
   const open = (['webhooks', 'api', 'metrics'] as const).filter((group) => server.allow[group].length === 0);
   if (open.length > 0) notes.push(`server.allow: ${open.join(', ')} open to every address`);
   if (server.rateLimitPerMinute === 0) notes.push('server: rate limit disabled (server.rateLimitPerMinute is 0)');

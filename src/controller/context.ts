@@ -54,7 +54,21 @@ export interface ClusterSettings {
 }
 
 /** Each thing the reconcile loop does to close a gap between the ledger and the world. */
-export type ReconcileAction = 'claimed' | 'recovered' | 'enqueued_missed' | 'released' | 'retried' | 'failed' | 'unstuck' | 'orphan_vm' | 'orphan_runner' | 'logs_pruned' | 'host_lost' | 'lost_requeued' | 'lost_failed' | 'aborted';
+export type ReconcileAction =
+  | 'claimed'
+  | 'recovered'
+  | 'enqueued_missed'
+  | 'released'
+  | 'retried'
+  | 'failed'
+  | 'unstuck'
+  | 'orphan_vm'
+  | 'orphan_runner'
+  | 'logs_pruned'
+  | 'host_lost'
+  | 'lost_requeued'
+  | 'lost_failed'
+  | 'aborted';
 
 /** What the controller reports as it works; the server turns it into Prometheus metrics. */
 export interface ControllerObserver {

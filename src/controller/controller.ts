@@ -29,7 +29,15 @@ export class RunnerController {
   private readonly loop: StepLoop;
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
-  constructor(ledger: Ledger, driver: VmDriver, forges: ReadonlyMap<ForgeKind, Forge>, settings: ControllerSettings, logger: Logger, observer: ControllerObserver = {}, logs?: JobLogs) {
+  constructor(
+    ledger: Ledger,
+    driver: VmDriver,
+    forges: ReadonlyMap<ForgeKind, Forge>,
+    settings: ControllerSettings,
+    logger: Logger,
+    observer: ControllerObserver = {},
+    logs?: JobLogs,
+  ) {
     const ctx = new ControllerContext(ledger, driver, forges, settings, logger, observer, logs);
     this.ctx = ctx;
     this.leader = new LeaderSteps(ctx);
@@ -74,7 +82,10 @@ export class RunnerController {
     this.ctx.stopped = false;
     this.loop.start();
     if (this.ctx.runsVms) {
-      this.heartbeatTimer = setInterval(() => void this.host.heartbeat().catch((error: unknown) => this.ctx.logger.warn({ err: error }, 'heartbeat failed; retrying')), this.ctx.cluster.heartbeatSeconds * 1000);
+      this.heartbeatTimer = setInterval(
+        () => void this.host.heartbeat().catch((error: unknown) => this.ctx.logger.warn({ err: error }, 'heartbeat failed; retrying')),
+        this.ctx.cluster.heartbeatSeconds * 1000,
+      );
       this.heartbeatTimer.unref();
     }
   }
@@ -112,7 +123,11 @@ export class RunnerController {
     for (const pool of ctx.pools) await pool.close();
     // A clean stop hands this host's placement back at once instead of after the timeout.
     if (ctx.runsVms && this.host.isRegistered) {
-      await ctx.ledger.markHostLeft(ctx.hostId).catch((error: unknown) => ctx.logger.warn({ host: ctx.hostId, err: error }, 'could not mark this host as left; the leader finds it silent after the host timeout'));
+      await ctx.ledger
+        .markHostLeft(ctx.hostId)
+        .catch((error: unknown) =>
+          ctx.logger.warn({ host: ctx.hostId, err: error }, 'could not mark this host as left; the leader finds it silent after the host timeout'),
+        );
     }
   }
 

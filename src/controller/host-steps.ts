@@ -27,7 +27,10 @@ export class HostSteps {
       this.registered = true;
       return;
     }
-    const reserved = ctx.pools.reduce((sum, p) => ({ cpus: sum.cpus + p.reserved.cpus, memoryMib: sum.memoryMib + p.reserved.memoryMib }), { cpus: 0, memoryMib: 0 });
+    const reserved = ctx.pools.reduce((sum, p) => ({ cpus: sum.cpus + p.reserved.cpus, memoryMib: sum.memoryMib + p.reserved.memoryMib }), {
+      cpus: 0,
+      memoryMib: 0,
+    });
     const before = await ctx.ledger.heartbeatHost(ctx.hostId, reserved);
     if (before === undefined) this.registered = false;
     else if (before === 'lost') {
@@ -122,13 +125,17 @@ export class HostSteps {
       const job = jobs.get(duty.jobId);
       if (!job) {
         // A duty whose job is gone from the ledger: nothing can hold it any more.
-        if (duty.kind === 'vm' && (await ctx.destroyQuietly(duty.ref, `its job ${duty.jobId} is not in the ledger`, duty.jobId))) await ctx.ledger.finalized({ jobId: duty.jobId, kind: duty.kind, ref: duty.ref });
+        if (duty.kind === 'vm' && (await ctx.destroyQuietly(duty.ref, `its job ${duty.jobId} is not in the ledger`, duty.jobId)))
+          await ctx.ledger.finalized({ jobId: duty.jobId, kind: duty.kind, ref: duty.ref });
         continue;
       }
       if (isFinal(job.state)) continue;
       const stale = duty.kind === 'vm' ? !ctx.mine(job) || job.vm_id !== duty.ref : ctx.mine(job) && job.runner_id !== duty.ref;
       if (!stale) continue;
-      ctx.logger.info({ jobId: job.id, kind: duty.kind, ref: duty.ref, state: job.state, host: job.host }, 'carrying out a cleanup duty left from an earlier attempt');
+      ctx.logger.info(
+        { jobId: job.id, kind: duty.kind, ref: duty.ref, state: job.state, host: job.host },
+        'carrying out a cleanup duty left from an earlier attempt',
+      );
       await carryOut(ctx, job, [duty], 'left from an earlier attempt of its job');
     }
   }

@@ -14,7 +14,8 @@ export interface AdmissionRules {
   readonly poolConfigs?: readonly PoolConfig[] | undefined;
 }
 
-export type Admission = { readonly owned: false; readonly reason: string } | { readonly owned: true; readonly refused: string } | { readonly owned: true; readonly shape: JobShape };
+export type Admission =
+  { readonly owned: false; readonly reason: string } | { readonly owned: true; readonly refused: string } | { readonly owned: true; readonly shape: JobShape };
 
 /**
  * Whether a job is ours and, if so, its shape: computed here once (the webhook,
@@ -53,7 +54,8 @@ export interface IngestOutcome {
  */
 export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery): Promise<IngestOutcome> {
   const { payload } = delivery;
-  const record = (effect: WebhookEffect) => deps.ledger.recordWebhook({ forge: delivery.forge, deliveryId: delivery.deliveryId, event: delivery.event }, effect);
+  const record = (effect: WebhookEffect) =>
+    deps.ledger.recordWebhook({ forge: delivery.forge, deliveryId: delivery.deliveryId, event: delivery.event }, effect);
   if (payload.kind === 'ping') {
     await record({ kind: 'none' });
     return { status: 200, outcome: 'pong' };
@@ -85,14 +87,23 @@ export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery
       return { status: 202, outcome: 'not_ours' };
     }
     if ('refused' in admission) {
-      deps.logger.warn({ jobId: id, deliveryId: delivery.deliveryId, labels, reason: admission.refused }, 'refusing an owned job: its shape is outside the limits');
+      deps.logger.warn(
+        { jobId: id, deliveryId: delivery.deliveryId, labels, reason: admission.refused },
+        'refusing an owned job: its shape is outside the limits',
+      );
       await record({ kind: 'none' });
       return { status: 202, outcome: 'refused', jobId: id };
     }
     effect = { kind: 'enqueue', job: { ...payload.job, labels, shape: admission.shape }, reason: why };
     outcome = 'enqueued';
   } else if (payload.phase === 'running') {
-    effect = { kind: 'transition', id, to: 'running', reason: `${why}${payload.runnerName ? ` on ${payload.runnerName}` : ''}`, ranOn: payload.runnerName ?? undefined };
+    effect = {
+      kind: 'transition',
+      id,
+      to: 'running',
+      reason: `${why}${payload.runnerName ? ` on ${payload.runnerName}` : ''}`,
+      ranOn: payload.runnerName ?? undefined,
+    };
     outcome = 'updated';
   } else if (payload.phase === 'finished' || payload.phase === 'cancelled') {
     const to = payload.phase === 'finished' ? 'completed' : 'cancelled';
@@ -101,7 +112,10 @@ export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery
     // (A job whose shape would be refused was never ours to record.)
     const admission = !known && payload.labelsKnown ? admitJob(deps, payload.job.labels) : undefined;
     const verdict = { conclusion: payload.conclusion ?? (payload.phase === 'cancelled' ? 'cancelled' : undefined), failedStep: payload.failedStep };
-    effect = admission && 'shape' in admission ? { kind: 'finish', job: { ...payload.job, shape: admission.shape }, to, reason: why, verdict } : { kind: 'transition', id, to, reason: why, ranOn: payload.runnerName ?? undefined, verdict };
+    effect =
+      admission && 'shape' in admission
+        ? { kind: 'finish', job: { ...payload.job, shape: admission.shape }, to, reason: why, verdict }
+        : { kind: 'transition', id, to, reason: why, ranOn: payload.runnerName ?? undefined, verdict };
     outcome = 'updated';
   }
   const result = await record(effect);
@@ -111,7 +125,11 @@ export async function ingestDelivery(deps: IngestDeps, delivery: WebhookDelivery
 }
 
 /** The Job Hook has no tags; one quick API call gets them. On failure the reconcile loop finds the job instead. */
-async function fetchGitlabTags(deps: IngestDeps, forge: ForgeKind, job: { repository: string; forgeJobId: string }): Promise<{ tags: string[]; status: string } | undefined> {
+async function fetchGitlabTags(
+  deps: IngestDeps,
+  forge: ForgeKind,
+  job: { repository: string; forgeJobId: string },
+): Promise<{ tags: string[]; status: string } | undefined> {
   if (forge !== 'gitlab' || !deps.gitlab) return undefined;
   try {
     return await deps.gitlab.jobLabels(job, true);

@@ -36,10 +36,20 @@ export class LeaderSteps {
         const admission = admitJob(ctx.settings, found.labels);
         if (!admission.owned) continue;
         if ('refused' in admission) {
-          ctx.logger.warn({ forgeJobId: found.forgeJobId, labels: found.labels, reason: admission.refused }, 'refusing a queued job: its shape is outside the limits');
+          ctx.logger.warn(
+            { forgeJobId: found.forgeJobId, labels: found.labels, reason: admission.refused },
+            'refusing a queued job: its shape is outside the limits',
+          );
           continue;
         }
-        const job = { forge: found.forge, forgeJobId: found.forgeJobId, repository: found.repository, labels: found.labels, name: found.name, shape: admission.shape };
+        const job = {
+          forge: found.forge,
+          forgeJobId: found.forgeJobId,
+          repository: found.repository,
+          labels: found.labels,
+          name: found.name,
+          shape: admission.shape,
+        };
         const { created, id } = await ctx.ledger.enqueue(job, 'found queued at the forge by reconcile (its webhook was missed)');
         if (created) {
           ctx.observer.transition?.('queued', found.forge);
@@ -75,7 +85,12 @@ export class LeaderSteps {
           await ctx.move(job, 'failed', `${why} while the job ran`, { error: `${why} while the job ran` });
           ctx.observer.action?.('lost_failed');
         } else {
-          await carryOut(ctx, job, (await ctx.ledger.finalizers([job.id])).filter((d) => d.kind === 'runner'), why);
+          await carryOut(
+            ctx,
+            job,
+            (await ctx.ledger.finalizers([job.id])).filter((d) => d.kind === 'runner'),
+            why,
+          );
           if (await ctx.move(job, 'queued', `re-queued: ${why} before the job started`, { error: why, placement: null })) {
             await ctx.ledger.note(job.id, 'VM and registration left behind on the lost host', { vm_id: null, runner_id: null, runner_name: null });
             ctx.observer.action?.('lost_requeued');
@@ -109,7 +124,12 @@ export class LeaderSteps {
     }
     for (const job of await ctx.ledger.unreleasedFinalOffHosts(live)) {
       if (ctx.runsVms && ctx.mine(job)) continue; // this host tears its own jobs down
-      if (await ctx.ledger.release(job.id, `released by the controller: ${job.host ? `host ${job.host} is gone` : 'it never had a host'}${job.runner_id ? `, runner ${job.runner_id} removed` : ''}`)) {
+      if (
+        await ctx.ledger.release(
+          job.id,
+          `released by the controller: ${job.host ? `host ${job.host} is gone` : 'it never had a host'}${job.runner_id ? `, runner ${job.runner_id} removed` : ''}`,
+        )
+      ) {
         ctx.observer.action?.('released');
         const released = await ctx.ledger.job(job.id);
         if (released) ctx.observer.released?.(released, await ctx.ledger.timeline(job.id));
@@ -130,7 +150,15 @@ export class LeaderSteps {
     const committed = await ctx.ledger.committedByHost();
     const slots: HostSlot[] = hosts.map((h) => {
       const used = committed.get(h.id) ?? { cpus: 0, memoryMib: 0 };
-      return { id: h.id, cpus: h.cpus, memoryMib: h.memory_mib, usedCpus: used.cpus + h.pool_cpus, usedMemoryMib: used.memoryMib + h.pool_memory_mib, images: h.images, labels: h.labels };
+      return {
+        id: h.id,
+        cpus: h.cpus,
+        memoryMib: h.memory_mib,
+        usedCpus: used.cpus + h.pool_cpus,
+        usedMemoryMib: used.memoryMib + h.pool_memory_mib,
+        images: h.images,
+        labels: h.labels,
+      };
     });
     const placed = await ctx.ledger.placeQueued(500, async (jobs: Job[]) => {
       const decisions = placeJobs(
@@ -143,7 +171,12 @@ export class LeaderSteps {
         const decision = decisions.get(job.id);
         if (!decision || !('host' in decision)) continue;
         const { cpus, memoryMib, image } = job.shape;
-        choices.set(job.id, { host: decision.host, cpus, memoryMib, reason: `placed on host ${decision.host}: ${cpus} vCPU, ${memoryMib} MiB, image ${image}` });
+        choices.set(job.id, {
+          host: decision.host,
+          cpus,
+          memoryMib,
+          reason: `placed on host ${decision.host}: ${cpus} vCPU, ${memoryMib} MiB, image ${image}`,
+        });
       }
       return choices;
     });

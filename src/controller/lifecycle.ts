@@ -32,7 +32,13 @@ export async function launchRunner(ctx: ControllerContext, job: Job, launch: Lau
       startVm(ctx, shape, pool).then(async ({ vm: booted, how, hit }) => {
         launch.vmId = booted.id;
         const ready = `VM ${booted.id} ready ${how}`;
-        await ctx.ledger.hold(job.id, { kind: 'vm', ref: booted.id, host: ctx.hostId }, ready, { vm_id: booted.id, ...(pool ? { pool: pool.config.name, pool_hit: hit ? 1 : 0 } : {}) }, 'vm_ready');
+        await ctx.ledger.hold(
+          job.id,
+          { kind: 'vm', ref: booted.id, host: ctx.hostId },
+          ready,
+          { vm_id: booted.id, ...(pool ? { pool: pool.config.name, pool_hit: hit ? 1 : 0 } : {}) },
+          'vm_ready',
+        );
         ctx.logs?.write(job.id, 'hearth', ready);
         if (pool) ctx.kick(); // refill behind the job, never in front of it
         return booted;
@@ -42,7 +48,10 @@ export async function launchRunner(ctx: ControllerContext, job: Job, launch: Lau
         // The credential rides in argv: mask it should the runner ever print it.
         ctx.logs?.addSecrets(job.id, registered.argv.slice(1));
         const done = `runner ${registered.runnerName} (id ${registered.runnerId}) registered at ${job.forge}`;
-        await ctx.ledger.hold(job.id, { kind: 'runner', ref: registered.runnerId, host: null }, done, { runner_id: registered.runnerId, runner_name: registered.runnerName });
+        await ctx.ledger.hold(job.id, { kind: 'runner', ref: registered.runnerId, host: null }, done, {
+          runner_id: registered.runnerId,
+          runner_name: registered.runnerName,
+        });
         ctx.logs?.write(job.id, 'hearth', done);
         return registered;
       }),
@@ -54,7 +63,11 @@ export async function launchRunner(ctx: ControllerContext, job: Job, launch: Lau
       log.info({ state: current?.state }, 'job ended while its runner was being prepared');
       return;
     }
-    await ctx.move(job, 'runner_registered', `runner ${registration.value.runnerName} handed to VM ${vm.value.id}`, { vmId: vm.value.id, runnerName: registration.value.runnerName, runnerId: registration.value.runnerId });
+    await ctx.move(job, 'runner_registered', `runner ${registration.value.runnerName} handed to VM ${vm.value.id}`, {
+      vmId: vm.value.id,
+      runnerName: registration.value.runnerName,
+      runnerId: registration.value.runnerId,
+    });
     const vmLog = log.child({ vmId: vm.value.id });
     vmLog.info({ runner: registration.value.runnerName }, 'starting the runner in the VM');
     const tail: string[] = [];
@@ -68,7 +81,11 @@ export async function launchRunner(ctx: ControllerContext, job: Job, launch: Lau
       }
     };
     const result = await ctx.driver
-      .exec(vm.value.id, { argv: registration.value.argv, env: { RUNNER_ALLOW_RUNASROOT: '1' }, cwd: '/root', timeoutSeconds: ctx.settings.jobTimeoutMinutes * 60 }, { stdout: keep, stderr: keep })
+      .exec(
+        vm.value.id,
+        { argv: registration.value.argv, env: { RUNNER_ALLOW_RUNASROOT: '1' }, cwd: '/root', timeoutSeconds: ctx.settings.jobTimeoutMinutes * 60 },
+        { stdout: keep, stderr: keep },
+      )
       .catch((error: unknown) => ({ exitCode: -1, signal: 0, durationMs: 0, error: error as Error }));
     const how = 'error' in result ? `stopped: ${result.error.message.split('\n')[0]}` : `exited with code ${result.exitCode}`;
     await ctx.ledger.note(job.id, `runner ${how}`);
@@ -77,15 +94,16 @@ export async function launchRunner(ctx: ControllerContext, job: Job, launch: Lau
     vmLog.info({ exitCode: result.exitCode, tail: tail.slice(-5).map((line) => ctx.logs?.mask(job.id, line) ?? '[masked]') }, `runner ${how}`);
     await teardown(ctx, job.id, launch);
     const after = await ctx.ledger.job(job.id);
-    if (after && !isFinal(after.state) && !launch.disowned) await settleFromForge(ctx, after, await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id }), `the runner ${how}`);
+    if (after && !isFinal(after.state) && !launch.disowned)
+      await settleFromForge(ctx, after, await forge.jobStatus({ repository: job.repository, forgeJobId: job.forge_job_id }), `the runner ${how}`);
   } catch (error) {
     const reason = isHearthError(error) ? (error.message.split('\n')[0] ?? error.code) : (error as Error).message;
     log.warn({ err: isHearthError(error) ? { code: error.code, message: reason, fix: error.fix } : error }, 'provisioning failed');
     await teardown(ctx, job.id, launch);
     if (!launch.disowned) await ctx.retryOrFail((await ctx.ledger.job(job.id)) ?? job, reason || 'unknown error');
     // A failed attempt waits a little, so a broken forge or host is not hammered; a stop ends the wait.
-    await sleep(Math.min(30_000, 1000 * 2 ** job.attempts), undefined, ctx.settings.shutdown ? { signal: ctx.settings.shutdown } : {}).catch((aborted: unknown) =>
-      log.debug({ reason: (aborted as Error).message }, 'back-off cut short: the service is stopping'),
+    await sleep(Math.min(30_000, 1000 * 2 ** job.attempts), undefined, ctx.settings.shutdown ? { signal: ctx.settings.shutdown } : {}).catch(
+      (aborted: unknown) => log.debug({ reason: (aborted as Error).message }, 'back-off cut short: the service is stopping'),
     );
   } finally {
     const final = await ctx.ledger.job(job.id);
@@ -99,7 +117,11 @@ async function startVm(ctx: ControllerContext, shape: VmShape, pool: VmPool | un
     const idle = pool.take();
     if (idle) return { vm: idle, how: `at once from pool ${pool.config.name} (idle, ${pool.config.mode})`, hit: true };
     const vm = await pool.startForJob();
-    return { vm, how: `in ${(vm.startMs / 1000).toFixed(1)} s: pool ${pool.config.name} had none idle, ${vm.origin.kind === 'snapshot' ? 'restored from its template' : 'booted'} (${vm.accel})`, hit: false };
+    return {
+      vm,
+      how: `in ${(vm.startMs / 1000).toFixed(1)} s: pool ${pool.config.name} had none idle, ${vm.origin.kind === 'snapshot' ? 'restored from its template' : 'booted'} (${vm.accel})`,
+      hit: false,
+    };
   }
   const vm = await ctx.driver.boot({ image: shape.image, cpus: shape.cpus, memoryMib: shape.memoryMib, network: ctx.settings.network });
   return { vm, how: `in ${(vm.startMs / 1000).toFixed(1)} s (${vm.accel})`, hit: false };
@@ -107,7 +129,8 @@ async function startVm(ctx: ControllerContext, shape: VmShape, pool: VmPool | un
 
 /** Decides a job whose runner is gone from what the forge says of it, then tears it down. */
 export async function settleFromForge(ctx: ControllerContext, job: Job, status: ForgeJobStatus, lost: string): Promise<void> {
-  if (status.status === 'finished') await ctx.move(job, 'completed', `forge reports it finished: ${status.conclusion}`, { verdict: { conclusion: status.conclusion } });
+  if (status.status === 'finished')
+    await ctx.move(job, 'completed', `forge reports it finished: ${status.conclusion}`, { verdict: { conclusion: status.conclusion } });
   else if (status.status === 'cancelled') await ctx.move(job, 'cancelled', 'forge reports it cancelled', { verdict: { conclusion: 'cancelled' } });
   else if (status.status === 'running' && status.runnerName && status.runnerName !== job.runner_name && status.runnerName.startsWith(RUNNER_NAME_PREFIX)) {
     // With equal labels the forge gave this job another Hearth runner; that runner's VM carries it now.
@@ -169,7 +192,12 @@ export async function teardown(ctx: ControllerContext, id: string, launch?: Laun
  * Carries out `duties` of `job` (VMs on this host, registrations) and deletes
  * each one done. A registration the forge still calls busy stays, for a later pass.
  */
-export async function carryOut(ctx: ControllerContext, job: Job, duties: readonly Finalizer[], why: string): Promise<{ vms: string[]; runners: string[]; remaining: number }> {
+export async function carryOut(
+  ctx: ControllerContext,
+  job: Job,
+  duties: readonly Finalizer[],
+  why: string,
+): Promise<{ vms: string[]; runners: string[]; remaining: number }> {
   const out = { vms: [] as string[], runners: [] as string[], remaining: 0 };
   const log = ctx.logger.child({ jobId: job.id });
   for (const duty of duties) {

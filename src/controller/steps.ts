@@ -105,7 +105,10 @@ export class StepLoop {
       } catch (error) {
         this.options.onStepFailed?.(step.name);
         this.options.reconciled?.(step.name, false);
-        this.options.logger.warn({ step: step.name, err: isHearthError(error) ? { message: error.message, fix: error.fix } : error }, 'reconcile step failed; the next pass retries');
+        this.options.logger.warn(
+          { step: step.name, err: isHearthError(error) ? { message: error.message, fix: error.fix } : error },
+          'reconcile step failed; the next pass retries',
+        );
       }
     }
   }

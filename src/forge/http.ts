@@ -135,7 +135,10 @@ export class ForgeHttp {
     const jittered = Math.random() * exponential;
     const delay = Math.min(policy.maxDelayMs, Math.max(retryAfter ?? 0, jittered));
     if (retryAfter !== undefined) this.pausedUntil = Math.max(this.pausedUntil, Date.now() + retryAfter);
-    this.logger.warn({ forge: this.forge, method: request.method, path: request.path.split('?')[0], attempt, delayMs: Math.round(delay), reason }, 'forge API call failed; retrying');
+    this.logger.warn(
+      { forge: this.forge, method: request.method, path: request.path.split('?')[0], attempt, delayMs: Math.round(delay), reason },
+      'forge API call failed; retrying',
+    );
     await sleep(delay, undefined, this.retry.signal ? { signal: this.retry.signal } : {});
   }
 }
@@ -143,7 +146,8 @@ export class ForgeHttp {
 function hintFor(forge: ForgeKind, status: number): string {
   const token = forge === 'github' ? 'github.token or github.app' : 'gitlab.token';
   if (status === 401) return `check ${token}: the forge rejected the credentials`;
-  if (status === 403) return `give ${token} the permission this call needs (${forge === 'github' ? 'Administration: write for runners, Actions: read for jobs' : 'the create_runner scope, and Maintainer on the project'})`;
+  if (status === 403)
+    return `give ${token} the permission this call needs (${forge === 'github' ? 'Administration: write for runners, Actions: read for jobs' : 'the create_runner scope, and Maintainer on the project'})`;
   if (status === 404) return `check the repository, org or project in the config and that ${token} can see it`;
   if (status === 0) return `check that ${forge === 'github' ? 'github.apiUrl' : 'gitlab.url'} is reachable from this host`;
   if (status === 429 || status >= 500) return 'the forge is overloaded or rate limiting: Hearth retries on the next reconcile';

@@ -175,7 +175,8 @@ export class AgentChannel {
     return this.request<HelloMessage>(ping ? encodeFrame(FrameType.PING, 0) : undefined, (frame, settle, reject) => {
       if (frame.type !== FrameType.HELLO) return;
       const hello = decodeHello(frame.payload);
-      if (hello.version !== PROTOCOL_VERSION) reject(new AgentChannelError(`agent speaks protocol v${hello.version} (${hello.agent}), the host speaks v${PROTOCOL_VERSION}`, 'protocol'));
+      if (hello.version !== PROTOCOL_VERSION)
+        reject(new AgentChannelError(`agent speaks protocol v${hello.version} (${hello.agent}), the host speaks v${PROTOCOL_VERSION}`, 'protocol'));
       else settle(hello);
     });
   }

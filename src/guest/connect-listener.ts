@@ -61,7 +61,11 @@ export function parseHostPort(value: string, what: string): { host: string; port
   const host = match?.[1] ?? match?.[2] ?? '';
   const port = Number(match?.[3]);
   if (!match || isIP(host) === 0 || port > 65535) {
-    throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: what, reason: `"${value}" is not IP:PORT`, hint: 'give an address and a port, e.g. 0.0.0.0:7071 or [::]:7071' });
+    throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+      option: what,
+      reason: `"${value}" is not IP:PORT`,
+      hint: 'give an address and a port, e.g. 0.0.0.0:7071 or [::]:7071',
+    });
   }
   return { host, port };
 }
@@ -82,7 +86,11 @@ export function parseAgentUrl(url: string): { host: string; port: number } {
     });
   }
   if (host === '0.0.0.0' || host === '::') {
-    throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'agent advertised URL', reason: `"${url}" names no host a guest can dial`, hint: "advertise this host's address on the VM network, e.g. tcp://10.0.0.1:7071" });
+    throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+      option: 'agent advertised URL',
+      reason: `"${url}" names no host a guest can dial`,
+      hint: "advertise this host's address on the VM network, e.g. tcp://10.0.0.1:7071",
+    });
   }
   return { host, port };
 }
@@ -115,7 +123,17 @@ export class AgentConnectListener {
     const server = createServer({ pauseOnConnect: false });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error: NodeJS.ErrnoException) => {
-        reject(new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'agent listen address', reason: `cannot listen on ${options.listen}: ${error.code ?? error.message}`, hint: 'pick a free port on an address of this host, e.g. 0.0.0.0:7071' }, { cause: error }));
+        reject(
+          new HearthError(
+            'HEARTH_ERR_BAD_OPTION',
+            {
+              option: 'agent listen address',
+              reason: `cannot listen on ${options.listen}: ${error.code ?? error.message}`,
+              hint: 'pick a free port on an address of this host, e.g. 0.0.0.0:7071',
+            },
+            { cause: error },
+          ),
+        );
       });
       server.listen(port, host, () => resolve());
     });
@@ -140,7 +158,14 @@ export class AgentConnectListener {
     // A caller that gives up early (a failed create) may never await it.
     connected.catch(() => {});
     const timer = setTimeout(() => {
-      this.#drop(vmId)?.reject(new HearthError('HEARTH_ERR_AGENT_NO_CONNECT', { vmId, url: options.advertisedUrl, listen: this.address, seconds: Math.round(options.timeoutMs / 100) / 10 }));
+      this.#drop(vmId)?.reject(
+        new HearthError('HEARTH_ERR_AGENT_NO_CONNECT', {
+          vmId,
+          url: options.advertisedUrl,
+          listen: this.address,
+          seconds: Math.round(options.timeoutMs / 100) / 10,
+        }),
+      );
     }, options.timeoutMs);
     timer.unref();
     this.#pending.set(vmId, { vmId, digest: digestOf(token), resolve: settle!.resolve, reject: settle!.reject, timer });

@@ -174,8 +174,12 @@ const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1
 /** Throws RangeError unless every field is a dotted IPv4 address (the address with a /0-32 prefix). */
 export function checkIdentityNetwork(network: IdentityNetwork): void {
   const [address, prefix, ...rest] = network.address.split('/');
-  if (rest.length > 0 || !IPV4.test(address ?? '') || prefix === undefined || !/^(?:3[0-2]|[12]?\d)$/.test(prefix)) throw new RangeError(`identity network address ${network.address} is not A.B.C.D/PREFIX`);
-  for (const [name, value] of [['gateway', network.gateway], ['dns', network.dns]] as const) {
+  if (rest.length > 0 || !IPV4.test(address ?? '') || prefix === undefined || !/^(?:3[0-2]|[12]?\d)$/.test(prefix))
+    throw new RangeError(`identity network address ${network.address} is not A.B.C.D/PREFIX`);
+  for (const [name, value] of [
+    ['gateway', network.gateway],
+    ['dns', network.dns],
+  ] as const) {
     if (!IPV4.test(value)) throw new RangeError(`identity network ${name} ${value} is not an IPv4 address`);
   }
 }

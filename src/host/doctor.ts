@@ -44,7 +44,9 @@ async function checkQemu(binary: string): Promise<Check> {
 
 async function checkTool(name: string, binary: string, pkg: string, why: string): Promise<Check> {
   const path = await findExecutable(binary);
-  return path ? { name, status: 'ok', detail: path } : { name, status: 'fail', detail: `${binary} not found (${why})`, fix: `apt-get install -y --no-install-recommends ${pkg}` };
+  return path
+    ? { name, status: 'ok', detail: path }
+    : { name, status: 'fail', detail: `${binary} not found (${why})`, fix: `apt-get install -y --no-install-recommends ${pkg}` };
 }
 
 /** `firecracker --version` / `jailer --version` print e.g. "Firecracker v1.7.0" on their first line. */
@@ -58,15 +60,40 @@ async function versionOf(path: string): Promise<string> {
 
 async function checkFirecracker(binary: string): Promise<Check[]> {
   const path = binary.includes('/') ? binary : await findExecutable(binary);
-  if (!path) return [{ name: 'firecracker', status: 'warn', detail: 'not installed; only the QEMU driver is available', fix: 'optional: install a firecracker release binary on bare-metal hosts with KVM that want the Firecracker driver (--driver firecracker)' }];
-  const kvm = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false);
+  if (!path)
+    return [
+      {
+        name: 'firecracker',
+        status: 'warn',
+        detail: 'not installed; only the QEMU driver is available',
+        fix: 'optional: install a firecracker release binary on bare-metal hosts with KVM that want the Firecracker driver (--driver firecracker)',
+      },
+    ];
+  const kvm = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(
+    () => true,
+    () => false,
+  );
   const checks: Check[] = [
     kvm
       ? { name: 'firecracker', status: 'ok', detail: `${path} (${await versionOf(path)})` }
-      : { name: 'firecracker', status: 'warn', detail: `${path} (${await versionOf(path)}), but /dev/kvm is not usable: Firecracker needs KVM`, fix: 'run on a host with KVM and add this user to the kvm group, or use the qemu driver' },
+      : {
+          name: 'firecracker',
+          status: 'warn',
+          detail: `${path} (${await versionOf(path)}), but /dev/kvm is not usable: Firecracker needs KVM`,
+          fix: 'run on a host with KVM and add this user to the kvm group, or use the qemu driver',
+        },
   ];
   const jailer = await findExecutable('jailer');
-  checks.push(jailer ? { name: 'jailer', status: 'ok', detail: `${jailer} (${await versionOf(jailer)})` } : { name: 'jailer', status: 'warn', detail: 'not installed; Firecracker VMs run without its chroot and cgroup limits', fix: 'optional: install the jailer from the same Firecracker release' });
+  checks.push(
+    jailer
+      ? { name: 'jailer', status: 'ok', detail: `${jailer} (${await versionOf(jailer)})` }
+      : {
+          name: 'jailer',
+          status: 'warn',
+          detail: 'not installed; Firecracker VMs run without its chroot and cgroup limits',
+          fix: 'optional: install the jailer from the same Firecracker release',
+        },
+  );
   return checks;
 }
 
@@ -75,7 +102,13 @@ async function checkDisk(paths: HearthPaths): Promise<Check> {
   const fs = await statfs(paths.cache);
   const free = fs.bavail * fs.bsize;
   const detail = `${(free / GiB).toFixed(1)} GiB free under ${paths.cache}`;
-  if (free < 0.5 * GiB) return { name: 'disk', status: 'fail', detail, fix: 'free disk space, or point HEARTH_CACHE_DIR at a larger disk (images need ~200 MiB, each snapshot ~100 MiB)' };
+  if (free < 0.5 * GiB)
+    return {
+      name: 'disk',
+      status: 'fail',
+      detail,
+      fix: 'free disk space, or point HEARTH_CACHE_DIR at a larger disk (images need ~200 MiB, each snapshot ~100 MiB)',
+    };
   if (free < 2 * GiB) return { name: 'disk', status: 'warn', detail, fix: 'free disk space: snapshots take ~100 MiB each' };
   return { name: 'disk', status: 'ok', detail };
 }
@@ -122,12 +155,17 @@ export function kvmFix(facts: KvmFacts): string {
     const where = facts.device === 'absent' ? 'there is no /dev/kvm and ' : '';
     return `${where}/proc/cpuinfo shows no vmx/svm flag: this is likely a VM whose host does not offer nested virtualisation (enable it there, e.g. kvm_intel nested=1 or the cloud's nested-virtualisation option), or a CPU with virtualisation off in the firmware; ${tail}`;
   }
-  if (facts.device === 'absent') return `the CPU supports virtualisation but there is no /dev/kvm: load the module (sudo modprobe kvm_intel or kvm_amd); ${tail}`;
+  if (facts.device === 'absent')
+    return `the CPU supports virtualisation but there is no /dev/kvm: load the module (sudo modprobe kvm_intel or kvm_amd); ${tail}`;
   return `/dev/kvm is usable and the CPU has vmx/svm, yet the KVM guest failed (see the line above): check dmesg for kvm errors; ${tail}`;
 }
 
 /** Collects every check; `reprobe` boots a fresh KVM probe instead of trusting this boot's cached verdict. */
-export async function runDoctor(paths: HearthPaths, driver: QemuDriver, options: { reprobe?: boolean; firecrackerBinary?: string | null } = {}): Promise<DoctorReport> {
+export async function runDoctor(
+  paths: HearthPaths,
+  driver: QemuDriver,
+  options: { reprobe?: boolean; firecrackerBinary?: string | null } = {},
+): Promise<DoctorReport> {
   const checks: Check[] = [];
   const qemu = await checkQemu(driver.qemuBinary);
   checks.push(qemu);
@@ -146,7 +184,12 @@ export async function runDoctor(paths: HearthPaths, driver: QemuDriver, options:
     } catch (error) {
       // minimal is what every VM needs; debian only `hearth run`.
       if (name === 'minimal') imagesReady = false;
-      checks.push({ name: `image ${name}`, status: name === 'minimal' ? 'fail' : 'warn', detail: isHearthError(error) ? error.message : (error as Error).message, fix: `hearth image build ${name}` });
+      checks.push({
+        name: `image ${name}`,
+        status: name === 'minimal' ? 'fail' : 'warn',
+        detail: isHearthError(error) ? error.message : (error as Error).message,
+        fix: `hearth image build ${name}`,
+      });
     }
   }
 
@@ -156,10 +199,17 @@ export async function runDoctor(paths: HearthPaths, driver: QemuDriver, options:
       name: 'accelerator',
       status: decision.accel === 'kvm' ? 'ok' : 'warn',
       detail: `${decision.accel.toUpperCase()}: ${decision.reason}`,
-      ...(decision.accel === 'tcg' ? { fix: `VMs run under TCG (software emulation, slower). For KVM: ${kvmFix(await kvmFacts({ override: process.env.HEARTH_ACCEL }))}` } : {}),
+      ...(decision.accel === 'tcg'
+        ? { fix: `VMs run under TCG (software emulation, slower). For KVM: ${kvmFix(await kvmFacts({ override: process.env.HEARTH_ACCEL }))}` }
+        : {}),
     });
   } else {
-    checks.push({ name: 'accelerator', status: 'warn', detail: 'not probed: needs QEMU and the minimal image', fix: 'fix the failures above, then run hearth doctor again' });
+    checks.push({
+      name: 'accelerator',
+      status: 'warn',
+      detail: 'not probed: needs QEMU and the minimal image',
+      fix: 'fix the failures above, then run hearth doctor again',
+    });
   }
   const canRunVms = qemu.status === 'ok' && imagesReady && !checks.some((c) => (c.name === 'disk' || c.name === 'memory') && c.status === 'fail');
   return { checks, canRunVms };

@@ -33,6 +33,8 @@ export async function buildGuestAgent(cacheDir: string): Promise<{ path: string;
     }
     await rename(tmp, out);
   }
-  const sha256 = createHash('sha256').update(await readFile(out)).digest('hex');
+  const sha256 = createHash('sha256')
+    .update(await readFile(out))
+    .digest('hex');
   return { path: out, sha256 };
 }

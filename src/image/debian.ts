@@ -12,7 +12,20 @@ const DEBIAN_FORMAT = 1;
 export const DEBIAN_SUITE = 'bookworm';
 export const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
 /** What CI jobs expect to find. More come from config (images.debian.packages). */
-export const DEBIAN_PACKAGES = ['bash', 'ca-certificates', 'curl', 'git', 'build-essential', 'python3', 'nodejs', 'procps', 'xz-utils', 'zstd', 'unzip', 'file'];
+export const DEBIAN_PACKAGES = [
+  'bash',
+  'ca-certificates',
+  'curl',
+  'git',
+  'build-essential',
+  'python3',
+  'nodejs',
+  'procps',
+  'xz-utils',
+  'zstd',
+  'unzip',
+  'file',
+];
 
 export interface DebianImageOptions {
   readonly packages?: readonly string[];
@@ -57,15 +70,27 @@ export async function buildDebianImage(cacheDir: string, options: DebianImageOpt
   const mirror = options.mirror ?? DEBIAN_MIRROR;
   const packages = [...new Set([...DEBIAN_PACKAGES, ...(options.packages ?? [])])].sort();
   for (const pkg of packages) {
-    if (!/^[a-z0-9][a-z0-9+.-]*$/.test(pkg)) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `package "${pkg}"`, reason: 'is not a Debian package name', hint: 'use names as apt knows them, e.g. jq or libssl-dev' });
+    if (!/^[a-z0-9][a-z0-9+.-]*$/.test(pkg))
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+        option: `package "${pkg}"`,
+        reason: 'is not a Debian package name',
+        hint: 'use names as apt knows them, e.g. jq or libssl-dev',
+      });
   }
   const inputs: Record<string, string> = { format: String(DEBIAN_FORMAT), boot: minimal.id, suite, mirror, packages: packages.join(',') };
   const id = `debian-${createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16)}`;
   const root = imagesDir(cacheDir);
   const cached = await findBuiltImage(cacheDir, 'debian', id);
   if (cached) return { image: cached, built: false };
-  if (process.getuid?.() !== 0) throw new HearthError('HEARTH_ERR_NEEDS_ROOT', { what: 'building the debian image (debootstrap chroots into the new system)', command: 'sudo hearth image build debian' });
-  for (const [tool, pkg] of [['debootstrap', 'debootstrap'], ['mkfs.ext4', 'e2fsprogs']] as const) {
+  if (process.getuid?.() !== 0)
+    throw new HearthError('HEARTH_ERR_NEEDS_ROOT', {
+      what: 'building the debian image (debootstrap chroots into the new system)',
+      command: 'sudo hearth image build debian',
+    });
+  for (const [tool, pkg] of [
+    ['debootstrap', 'debootstrap'],
+    ['mkfs.ext4', 'e2fsprogs'],
+  ] as const) {
     if (!(await findExecutable(tool))) throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool, package: pkg });
   }
 
@@ -88,7 +113,9 @@ export async function buildDebianImage(cacheDir: string, options: DebianImageOpt
     // Sparse: the free space is what jobs can write; it costs no disk until used.
     const megabytes = Number(stdout.split('\t')[0]) + 4096;
     log(`writing rootfs.ext4 (${megabytes} MiB, sparse)`);
-    await runProgram('mkfs.ext4', ['-q', '-F', '-L', 'hearth-root', '-E', 'root_owner=0:0', '-d', tree, join(staging, 'rootfs.ext4'), `${megabytes}M`], { timeoutMs: 600_000 });
+    await runProgram('mkfs.ext4', ['-q', '-F', '-L', 'hearth-root', '-E', 'root_owner=0:0', '-d', tree, join(staging, 'rootfs.ext4'), `${megabytes}M`], {
+      timeoutMs: 600_000,
+    });
     await rm(tree, { recursive: true, force: true });
     await copyFile(minimal.kernelPath, join(staging, 'vmlinuz'));
     await copyFile(minimal.initrdPath, join(staging, 'initrd.cpio'));

@@ -37,7 +37,11 @@ export interface BuildResult {
   readonly built: boolean;
 }
 
-export async function buildMinimalImage(cacheDir: string, log: (line: string) => void = () => {}, options: { readonly kernelDeb?: string | null } = {}): Promise<BuildResult> {
+export async function buildMinimalImage(
+  cacheDir: string,
+  log: (line: string) => void = () => {},
+  options: { readonly kernelDeb?: string | null } = {},
+): Promise<BuildResult> {
   const kernel = await ensureGuestKernel(cacheDir, log, options.kernelDeb ?? null);
   let busybox: Buffer;
   try {
@@ -64,7 +68,24 @@ export async function buildMinimalImage(cacheDir: string, log: (line: string) =>
 
   log(`assembling initramfs ${id} (${modules.length} kernel modules)`);
   const entries: CpioEntry[] = [];
-  for (const d of ['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'tmp', 'run', 'etc', 'etc/hearth', 'root', 'lib', 'lib/modules', `lib/modules/${kernel.release}`]) {
+  for (const d of [
+    'bin',
+    'sbin',
+    'usr',
+    'usr/bin',
+    'usr/sbin',
+    'dev',
+    'proc',
+    'sys',
+    'tmp',
+    'run',
+    'etc',
+    'etc/hearth',
+    'root',
+    'lib',
+    'lib/modules',
+    `lib/modules/${kernel.release}`,
+  ]) {
     entries.push({ kind: 'dir', path: d, mode: d === 'tmp' ? 0o1777 : d === 'root' ? 0o700 : 0o755 });
   }
   entries.push({ kind: 'chardev', path: 'dev/console', major: 5, minor: 1, mode: 0o600 });

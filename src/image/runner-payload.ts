@@ -27,7 +27,9 @@ interface PayloadFile {
 }
 
 async function sha256File(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 async function requireFile(path: string, option: string, what: string): Promise<void> {
@@ -55,7 +57,12 @@ async function walk(root: string, dir: string, into: string, files: PayloadFile[
  * a second cpio archive appended (the kernel unpacks both); a rootfs image gets
  * the files written into its ext4 with debugfs (no mount, no root).
  */
-export async function addRunnersToImage(cacheDir: string, base: Image, options: RunnerPayloadOptions, publishAs: string): Promise<{ image: Image; built: boolean }> {
+export async function addRunnersToImage(
+  cacheDir: string,
+  base: Image,
+  options: RunnerPayloadOptions,
+  publishAs: string,
+): Promise<{ image: Image; built: boolean }> {
   const inputs: Record<string, string> = { base: base.id };
   if (options.githubRunner) {
     await requireFile(options.githubRunner, '--github-runner', 'the actions-runner-linux-x64-<version>.tar.gz from github.com/actions/runner/releases');
@@ -77,7 +84,12 @@ export async function addRunnersToImage(cacheDir: string, base: Image, options: 
       await mkdir(unpacked);
       await runProgram('tar', ['-xf', options.githubRunner, '-C', unpacked], { timeoutMs: 300_000 });
       const runSh = await stat(join(unpacked, 'run.sh')).catch(() => undefined);
-      if (!runSh) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--github-runner', reason: `${options.githubRunner} has no run.sh at its top level`, hint: 'give the actions-runner-linux-x64-<version>.tar.gz release tarball, unchanged' });
+      if (!runSh)
+        throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+          option: '--github-runner',
+          reason: `${options.githubRunner} has no run.sh at its top level`,
+          hint: 'give the actions-runner-linux-x64-<version>.tar.gz release tarball, unchanged',
+        });
       files.push({ path: 'opt', kind: 'dir', mode: 0o755 }, { path: GITHUB_RUNNER_DIR, kind: 'dir', mode: 0o755 });
       await walk(unpacked, unpacked, GITHUB_RUNNER_DIR, files);
     }
@@ -100,7 +112,11 @@ export async function addRunnersToImage(cacheDir: string, base: Image, options: 
       await runProgram('cp', ['--sparse=always', base.rootfsPath, join(staging, 'rootfs.ext4')], { timeoutMs: 600_000 });
       const quote = (p: string): string => `"${p.replaceAll('"', '\\"')}"`;
       const commands = files.map((f) =>
-        f.kind === 'dir' ? `mkdir ${quote('/' + f.path)}` : f.kind === 'symlink' ? `symlink ${quote('/' + f.path)} ${quote(f.target ?? '')}` : `write ${quote(f.hostPath ?? '')} ${quote('/' + f.path)}`,
+        f.kind === 'dir'
+          ? `mkdir ${quote('/' + f.path)}`
+          : f.kind === 'symlink'
+            ? `symlink ${quote('/' + f.path)} ${quote(f.target ?? '')}`
+            : `write ${quote(f.hostPath ?? '')} ${quote('/' + f.path)}`,
       );
       // debugfs `write` takes the host file's mode; directories get theirs set explicitly.
       for (const f of files) if (f.kind === 'dir') commands.push(`sif ${quote('/' + f.path)} mode 0${(0o040000 | f.mode).toString(8)}`);

@@ -69,7 +69,11 @@ export async function loadImage(cacheDir: string, name: string): Promise<Image> 
     ref = JSON.parse(await readFile(join(imagesDir(cacheDir), `${name}.json`), 'utf8')) as { id: string };
     return await readImageById(cacheDir, ref.id);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new HearthError('HEARTH_ERR_IMAGE_NOT_BUILT', { image: name, command: isImageName(name) ? `hearth image build ${name}` : `hearth image build debian --github-runner TARBALL --gitlab-runner BINARY --name ${name}` });
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new HearthError('HEARTH_ERR_IMAGE_NOT_BUILT', {
+        image: name,
+        command: isImageName(name) ? `hearth image build ${name}` : `hearth image build debian --github-runner TARBALL --gitlab-runner BINARY --name ${name}`,
+      });
     throw error;
   }
 }

@@ -102,7 +102,13 @@ export async function ensureVmlinux(image: { dir: string; kernelPath: string }):
   const { readFile, rename, stat, writeFile } = await import('node:fs/promises');
   const { join } = await import('node:path');
   const path = join(image.dir, 'vmlinux');
-  if (await stat(path).then(() => true, () => false)) return path;
+  if (
+    await stat(path).then(
+      () => true,
+      () => false,
+    )
+  )
+    return path;
   const elf = await vmlinuxFromBzImage(await readFile(image.kernelPath));
   const staging = `${path}.${process.pid}.tmp`;
   await writeFile(staging, elf);

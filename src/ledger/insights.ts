@@ -1,7 +1,10 @@
 import type { LedgerSchema } from './schema.ts';
 
 /** The columns of an ended job that Insights reads. */
-export type FinishedJob = Pick<LedgerSchema['jobs'], 'repository' | 'job_name' | 'state' | 'conclusion' | 'failed_step' | 'pool' | 'pool_hit' | 'created_at' | 'started_at' | 'finished_at'>;
+export type FinishedJob = Pick<
+  LedgerSchema['jobs'],
+  'repository' | 'job_name' | 'state' | 'conclusion' | 'failed_step' | 'pool' | 'pool_hit' | 'created_at' | 'started_at' | 'finished_at'
+>;
 
 export interface Percentiles {
   readonly p50: number | null;
@@ -68,7 +71,11 @@ function failed(job: FinishedJob): boolean {
  */
 export function suggestTimeoutMinutes(runSeconds: readonly number[]): number | null {
   if (runSeconds.length < MIN_RUNS_FOR_TIMEOUT) return null;
-  const p95 = percentile([...runSeconds].sort((a, b) => a - b), 95) ?? 0;
+  const p95 =
+    percentile(
+      [...runSeconds].sort((a, b) => a - b),
+      95,
+    ) ?? 0;
   return Math.max(5, Math.ceil((p95 * 1.5) / 60));
 }
 
@@ -114,7 +121,10 @@ export function computeInsights(jobs: readonly FinishedJob[]): Insights {
       queueSeconds: percentiles(queue),
       suggestedTimeoutMinutes: suggestTimeoutMinutes(run),
       runSeconds: percentiles(run),
-      topFailingSteps: [...steps].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 5).map(([step, count]) => ({ step, count })),
+      topFailingSteps: [...steps]
+        .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+        .slice(0, 5)
+        .map(([step, count]) => ({ step, count })),
     });
   }
   out.sort((a, b) => b.runs - a.runs || a.repository.localeCompare(b.repository) || a.name.localeCompare(b.name));

@@ -49,8 +49,15 @@ function forgeKind(value: string, id: string): ForgeKind {
 function decodeShape(text: string | null, id: string): JobShape {
   if (text === null) throw new Error(`ledger: job ${id} has no stored shape (migration 0005 computes one for every job)`);
   const value = JSON.parse(text) as Partial<JobShape>;
-  if (typeof value.cpus !== 'number' || typeof value.memoryMib !== 'number' || typeof value.image !== 'string') throw new Error(`ledger: job ${id} has a malformed shape: ${text.slice(0, 200)}`);
-  return { cpus: value.cpus, memoryMib: value.memoryMib, image: value.image, pool: typeof value.pool === 'string' ? value.pool : null, requires: Array.isArray(value.requires) ? value.requires.filter((r): r is string => typeof r === 'string') : [] };
+  if (typeof value.cpus !== 'number' || typeof value.memoryMib !== 'number' || typeof value.image !== 'string')
+    throw new Error(`ledger: job ${id} has a malformed shape: ${text.slice(0, 200)}`);
+  return {
+    cpus: value.cpus,
+    memoryMib: value.memoryMib,
+    image: value.image,
+    pool: typeof value.pool === 'string' ? value.pool : null,
+    requires: Array.isArray(value.requires) ? value.requires.filter((r): r is string => typeof r === 'string') : [],
+  };
 }
 
 export function encodeShape(shape: JobShape): string {
@@ -66,12 +73,19 @@ export function toJob(row: JobRow): Job {
 function decodeCapabilities(text: string | null, id: string): DriverCapabilities | null {
   if (text === null) return null;
   const value: unknown = JSON.parse(text);
-  if (value === null || typeof value !== 'object' || !('cpus' in value) || !('memoryMib' in value)) throw new Error(`ledger: host ${id} has malformed capabilities: ${text.slice(0, 200)}`);
+  if (value === null || typeof value !== 'object' || !('cpus' in value) || !('memoryMib' in value))
+    throw new Error(`ledger: host ${id} has malformed capabilities: ${text.slice(0, 200)}`);
   return value as DriverCapabilities;
 }
 
 export function toHost(row: HostRow): Host {
-  return { ...row, capabilities: decodeCapabilities(row.capabilities, row.id), drivers: stringList(row.drivers, `drivers of host ${row.id}`), images: stringList(row.images, `images of host ${row.id}`), labels: stringList(row.labels, `labels of host ${row.id}`) };
+  return {
+    ...row,
+    capabilities: decodeCapabilities(row.capabilities, row.id),
+    drivers: stringList(row.drivers, `drivers of host ${row.id}`),
+    images: stringList(row.images, `images of host ${row.id}`),
+    labels: stringList(row.labels, `labels of host ${row.id}`),
+  };
 }
 
 /**

@@ -53,7 +53,14 @@ export interface JobVerdict {
 /** What a webhook asks of the ledger, applied in the same transaction that records the delivery. */
 export type WebhookEffect =
   | { readonly kind: 'enqueue'; readonly job: NewJob; readonly reason: string }
-  | { readonly kind: 'transition'; readonly id: string; readonly to: JobState; readonly reason: string; readonly ranOn?: string | undefined; readonly verdict?: JobVerdict }
+  | {
+      readonly kind: 'transition';
+      readonly id: string;
+      readonly to: JobState;
+      readonly reason: string;
+      readonly ranOn?: string | undefined;
+      readonly verdict?: JobVerdict;
+    }
   /** Finished before its queued event arrived: recorded final, so a late `queued` starts nothing. */
   | { readonly kind: 'finish'; readonly job: NewJob; readonly to: JobState; readonly reason: string; readonly verdict?: JobVerdict }
   | { readonly kind: 'none' };
@@ -139,7 +146,17 @@ export class JobOperations {
   private async enqueueIn(tx: Transaction<LedgerSchema>, job: NewJob, reason: string): Promise<{ id: string; created: boolean }> {
     const id = jobId(job.forge, job.forgeJobId);
     const at = this.store.now();
-    const created = await insertQueuedJob(tx, { id, forge: job.forge, forge_job_id: job.forgeJobId, repository: job.repository, labels: JSON.stringify(job.labels), shape: encodeShape(job.shape), job_name: job.name ?? null, created_at: at, updated_at: at });
+    const created = await insertQueuedJob(tx, {
+      id,
+      forge: job.forge,
+      forge_job_id: job.forgeJobId,
+      repository: job.repository,
+      labels: JSON.stringify(job.labels),
+      shape: encodeShape(job.shape),
+      job_name: job.name ?? null,
+      created_at: at,
+      updated_at: at,
+    });
     if (created) await insertJobEvent(tx, { job_id: id, from_state: null, to_state: 'queued', reason, at, stage: 'received' });
     return { id, created };
   }
@@ -163,7 +180,9 @@ export class JobOperations {
       ...(extra.attempt ? { attempt: true } : {}),
       ...(extra.verdict?.conclusion !== undefined ? { conclusion: extra.verdict.conclusion } : {}),
       ...(extra.verdict?.failedStep !== undefined ? { failed_step: extra.verdict.failedStep } : {}),
-      ...(extra.placement !== undefined ? { host: extra.placement?.host ?? null, cpus: extra.placement?.cpus ?? null, memory_mib: extra.placement?.memoryMib ?? null } : {}),
+      ...(extra.placement !== undefined
+        ? { host: extra.placement?.host ?? null, cpus: extra.placement?.cpus ?? null, memory_mib: extra.placement?.memoryMib ?? null }
+        : {}),
     });
     if (from === undefined) return false;
     await insertJobEvent(tx, { job_id: id, from_state: from, to_state: to, reason, at, stage: stageOfTransition(from, to) });
@@ -179,7 +198,12 @@ export class JobOperations {
   }
 
   private async applyWebhook(tx: Transaction<LedgerSchema>, delivery: WebhookRecord, effect: WebhookEffect): Promise<WebhookResult> {
-    const fresh = await insertDelivery(tx, { id: `${delivery.forge}:${delivery.deliveryId}`, forge: delivery.forge, event: delivery.event, received_at: this.store.now() });
+    const fresh = await insertDelivery(tx, {
+      id: `${delivery.forge}:${delivery.deliveryId}`,
+      forge: delivery.forge,
+      event: delivery.event,
+      received_at: this.store.now(),
+    });
     if (!fresh) return { duplicate: true, changed: false };
     if (effect.kind === 'enqueue') {
       const { id, created } = await this.enqueueIn(tx, effect.job, effect.reason);
@@ -191,7 +215,15 @@ export class JobOperations {
       if (created && moved) await markJobReleased(tx, id, this.store.now());
       return { duplicate: false, changed: created || moved, jobId: id };
     }
-    if (effect.kind === 'transition') return { duplicate: false, changed: await this.transitionIn(tx, effect.id, effect.to, effect.reason, { ...(effect.ranOn ? { ranOn: effect.ranOn } : {}), verdict: effect.verdict }), jobId: effect.id };
+    if (effect.kind === 'transition')
+      return {
+        duplicate: false,
+        changed: await this.transitionIn(tx, effect.id, effect.to, effect.reason, {
+          ...(effect.ranOn ? { ranOn: effect.ranOn } : {}),
+          verdict: effect.verdict,
+        }),
+        jobId: effect.id,
+      };
     return { duplicate: false, changed: false };
   }
 
@@ -211,7 +243,13 @@ export class JobOperations {
    * columns, a timeline note and the cleanup duty are written in one transaction,
    * so whoever finds the job later (a restart, another replica) finds the duty.
    */
-  async hold(id: string, finalizer: { kind: FinalizerKind; ref: string; host: string | null }, reason: string, resources: JobResources, stage: Stage | null = null): Promise<void> {
+  async hold(
+    id: string,
+    finalizer: { kind: FinalizerKind; ref: string; host: string | null },
+    reason: string,
+    resources: JobResources,
+    stage: Stage | null = null,
+  ): Promise<void> {
     const at = this.store.now();
     await this.writes.write(async (tx) => {
       const job = await selectJob(tx, id);
@@ -293,7 +331,8 @@ export class JobOperations {
       for (const job of jobs) {
         const choice = choices.get(job.id);
         if (!choice) continue;
-        if (await this.transitionIn(tx, job.id, 'claimed', choice.reason, { placement: { host: choice.host, cpus: choice.cpus, memoryMib: choice.memoryMib } })) placed.push({ id: job.id, host: choice.host });
+        if (await this.transitionIn(tx, job.id, 'claimed', choice.reason, { placement: { host: choice.host, cpus: choice.cpus, memoryMib: choice.memoryMib } }))
+          placed.push({ id: job.id, host: choice.host });
       }
       return placed;
     });

@@ -1,7 +1,17 @@
 import type { Kysely } from 'kysely';
 import { HostOperations, type HostInfo } from './hosts.ts';
 import type { Host, Job } from './job.ts';
-import { JobOperations, type Finalizer, type NewJob, type PlacementChoice, type TimelineEntry, type TransitionExtra, type WebhookEffect, type WebhookRecord, type WebhookResult } from './jobs.ts';
+import {
+  JobOperations,
+  type Finalizer,
+  type NewJob,
+  type PlacementChoice,
+  type TimelineEntry,
+  type TransitionExtra,
+  type WebhookEffect,
+  type WebhookRecord,
+  type WebhookResult,
+} from './jobs.ts';
 import type { LedgerDialect } from './migrations.ts';
 import { Notifier, type WakeChannel } from './notifier.ts';
 import type { JobFilter, JobResources } from './plans.ts';
@@ -13,7 +23,18 @@ import { WriteQueue } from './write-queue.ts';
 
 export type { Host, HostRow, Job, JobRow, JobShape } from './job.ts';
 export type { HostInfo } from './hosts.ts';
-export { jobId, type Finalizer, type JobVerdict, type NewJob, type PlacementChoice, type TimelineEntry, type TransitionExtra, type WebhookEffect, type WebhookRecord, type WebhookResult } from './jobs.ts';
+export {
+  jobId,
+  type Finalizer,
+  type JobVerdict,
+  type NewJob,
+  type PlacementChoice,
+  type TimelineEntry,
+  type TransitionExtra,
+  type WebhookEffect,
+  type WebhookRecord,
+  type WebhookResult,
+} from './jobs.ts';
 
 /**
  * The durable store as callers see it: one facade over the roles, each in its
@@ -31,7 +52,10 @@ export class Ledger {
   private readonly hostOps: HostOperations;
   private readonly notifier: Notifier;
 
-  private constructor(private readonly store: LedgerStore, warn: StoreWarn) {
+  private constructor(
+    private readonly store: LedgerStore,
+    warn: StoreWarn,
+  ) {
     this.db = store.db;
     this.dialect = store.dialect;
     this.jobOps = new JobOperations(store, new WriteQueue(store.db));
@@ -74,7 +98,13 @@ export class Ledger {
     return this.jobOps.note(id, reason, resources, stage);
   }
 
-  hold(id: string, finalizer: { kind: FinalizerKind; ref: string; host: string | null }, reason: string, resources: JobResources, stage: Stage | null = null): Promise<void> {
+  hold(
+    id: string,
+    finalizer: { kind: FinalizerKind; ref: string; host: string | null },
+    reason: string,
+    resources: JobResources,
+    stage: Stage | null = null,
+  ): Promise<void> {
     return this.jobOps.hold(id, finalizer, reason, resources, stage);
   }
 

@@ -53,7 +53,11 @@ export type NewJobRow = Omit<LedgerSchema['jobs'], keyof typeof UNSET_JOB_COLUMN
 
 /** Inserts a delivery; false when it was recorded before (a redelivery). */
 export async function insertDelivery(db: Db, row: LedgerSchema['deliveries']): Promise<boolean> {
-  const result = await db.insertInto('deliveries').values(row).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
+  const result = await db
+    .insertInto('deliveries')
+    .values(row)
+    .onConflict((oc) => oc.column('id').doNothing())
+    .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
 }
 
@@ -68,7 +72,13 @@ export async function insertQueuedJob(db: Db, row: NewJobRow): Promise<boolean> 
 }
 
 /** The guarded transition: changes the row only from a state the machine allows. */
-export async function updateJobState(db: Db, id: string, to: JobState, at: string, extra: JobResources & { ran_on?: string; last_error?: string; conclusion?: string; failed_step?: string; attempt?: boolean } = {}): Promise<JobState | undefined> {
+export async function updateJobState(
+  db: Db,
+  id: string,
+  to: JobState,
+  at: string,
+  extra: JobResources & { ran_on?: string; last_error?: string; conclusion?: string; failed_step?: string; attempt?: boolean } = {},
+): Promise<JobState | undefined> {
   const current = await db.selectFrom('jobs').select(['state', 'started_at']).where('id', '=', id).executeTakeFirst();
   if (!current) return undefined;
   const result = await db
@@ -116,7 +126,8 @@ export function selectJobsPage(db: Db, limit: number, after?: { created_at: stri
   if (filter.forge) query = query.where('forge', '=', filter.forge);
   if (filter.repository) query = query.where('repository', '=', filter.repository);
   if (filter.state) query = query.where('state', '=', filter.state);
-  if (after) query = query.where((eb) => eb.or([eb('created_at', '<', after.created_at), eb.and([eb('created_at', '=', after.created_at), eb('id', '<', after.id)])]));
+  if (after)
+    query = query.where((eb) => eb.or([eb('created_at', '<', after.created_at), eb.and([eb('created_at', '=', after.created_at), eb('id', '<', after.id)])]));
   return query.execute();
 }
 
@@ -126,17 +137,32 @@ export function selectJobsStuckIn(db: Db, state: JobState, before: string) {
 }
 
 export function selectJobsInStates(db: Db, states: readonly JobState[]) {
-  return db.selectFrom('jobs').selectAll().where('state', 'in', [...states]).orderBy('created_at').orderBy('id').execute();
+  return db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('state', 'in', [...states])
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
 }
 
 /** Final jobs whose VM or registration may still exist: the teardown backlog. */
 export function selectUnreleasedFinalJobs(db: Db, finalStates: readonly JobState[]) {
-  return db.selectFrom('jobs').selectAll().where('state', 'in', [...finalStates]).where('released_at', 'is', null).execute();
+  return db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('state', 'in', [...finalStates])
+    .where('released_at', 'is', null)
+    .execute();
 }
 
 /** Records resources without a state change (a VM booted, a runner registered). */
 export async function updateJobResources(db: Db, id: string, at: string, resources: JobResources): Promise<void> {
-  await db.updateTable('jobs').set({ ...resources, updated_at: at }).where('id', '=', id).execute();
+  await db
+    .updateTable('jobs')
+    .set({ ...resources, updated_at: at })
+    .where('id', '=', id)
+    .execute();
 }
 
 export async function markJobReleased(db: Db, id: string, at: string): Promise<boolean> {
@@ -145,7 +171,11 @@ export async function markJobReleased(db: Db, id: string, at: string): Promise<b
 }
 
 export function countJobsByState(db: Db) {
-  return db.selectFrom('jobs').select(['state', (eb) => eb.fn.countAll<number>().as('count')]).groupBy('state').execute();
+  return db
+    .selectFrom('jobs')
+    .select(['state', (eb) => eb.fn.countAll<number>().as('count')])
+    .groupBy('state')
+    .execute();
 }
 
 /** Finished jobs since `since`, for Insights (queue and run times, failures, pool hits). */
@@ -160,16 +190,31 @@ export function selectFinishedJobsSince(db: Db, since: string, limit: number) {
 }
 
 export async function insertJobLogs(db: Db, rows: readonly Omit<LedgerSchema['job_logs'], 'id'>[]): Promise<void> {
-  if (rows.length > 0) await db.insertInto('job_logs').values([...rows]).execute();
+  if (rows.length > 0)
+    await db
+      .insertInto('job_logs')
+      .values([...rows])
+      .execute();
 }
 
 export function countJobLogs(db: Db, jobId: string) {
-  return db.selectFrom('job_logs').select((eb) => eb.fn.countAll<number>().as('count')).where('job_id', '=', jobId).executeTakeFirstOrThrow();
+  return db
+    .selectFrom('job_logs')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .where('job_id', '=', jobId)
+    .executeTakeFirstOrThrow();
 }
 
 /** A job's log lines after `afterId` (0: from the start), oldest first. */
 export function selectJobLogs(db: Db, jobId: string, afterId: number, limit: number) {
-  return db.selectFrom('job_logs').select(['id', 'at', 'stream', 'text']).where('job_id', '=', jobId).where('id', '>', afterId).orderBy('id').limit(limit).execute();
+  return db
+    .selectFrom('job_logs')
+    .select(['id', 'at', 'stream', 'text'])
+    .where('job_id', '=', jobId)
+    .where('id', '>', afterId)
+    .orderBy('id')
+    .limit(limit)
+    .execute();
 }
 
 /** Log rotation: drops lines written before `before`. */
@@ -183,7 +228,11 @@ export async function deleteJobLogsBefore(db: Db, before: string): Promise<numbe
 /** Registers a host, or updates it when it restarts: up, with a fresh heartbeat. */
 export async function upsertHost(db: Db, row: LedgerSchema['hosts']): Promise<void> {
   const { id, ...rest } = row;
-  await db.insertInto('hosts').values(row).onConflict((oc) => oc.column('id').doUpdateSet(rest)).execute();
+  await db
+    .insertInto('hosts')
+    .values(row)
+    .onConflict((oc) => oc.column('id').doUpdateSet(rest))
+    .execute();
 }
 
 /** A heartbeat: returns the state the host was in (lost: the controller gave its jobs away meanwhile). */
@@ -227,18 +276,35 @@ export function selectQueuedForPlacement(db: Db, limit: number, lock: boolean) {
 }
 
 export function selectJobsOnHost(db: Db, host: string, states: readonly JobState[]) {
-  return db.selectFrom('jobs').selectAll().where('host', '=', host).where('state', 'in', [...states]).orderBy('created_at').orderBy('id').execute();
+  return db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('host', '=', host)
+    .where('state', 'in', [...states])
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
 }
 
 /** Final jobs not torn down whose host is not `up` (or that never had one): the controller releases them. */
 export function selectUnreleasedFinalOffHosts(db: Db, finalStates: readonly JobState[], upHosts: readonly string[]) {
-  let query = db.selectFrom('jobs').selectAll().where('state', 'in', [...finalStates]).where('released_at', 'is', null);
+  let query = db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('state', 'in', [...finalStates])
+    .where('released_at', 'is', null);
   if (upHosts.length > 0) query = query.where((eb) => eb.or([eb('host', 'is', null), eb('host', 'not in', [...upHosts])]));
   return query.execute();
 }
 
 export function selectJobsByIds(db: Db, ids: readonly string[]) {
-  return ids.length === 0 ? Promise.resolve([]) : db.selectFrom('jobs').selectAll().where('id', 'in', [...ids]).execute();
+  return ids.length === 0
+    ? Promise.resolve([])
+    : db
+        .selectFrom('jobs')
+        .selectAll()
+        .where('id', 'in', [...ids])
+        .execute();
 }
 
 // ---- finalizers (cleanup duties) -------------------------------------------
@@ -247,7 +313,11 @@ export type FinalizerRow = LedgerSchema['finalizers'];
 
 /** Adds a cleanup duty; adding the same one twice is one duty. */
 export async function insertFinalizer(db: Db, row: FinalizerRow): Promise<void> {
-  await db.insertInto('finalizers').values(row).onConflict((oc) => oc.columns(['job_id', 'kind', 'ref']).doNothing()).execute();
+  await db
+    .insertInto('finalizers')
+    .values(row)
+    .onConflict((oc) => oc.columns(['job_id', 'kind', 'ref']).doNothing())
+    .execute();
 }
 
 /** Removes a duty once carried out; false when it was already gone (another process did it). */
@@ -267,6 +337,10 @@ export function selectFinalizers(db: Db, jobIds?: readonly string[]) {
 }
 
 export async function countFinalizers(db: Db, jobId: string): Promise<number> {
-  const row = await db.selectFrom('finalizers').select((eb) => eb.fn.countAll<number>().as('count')).where('job_id', '=', jobId).executeTakeFirstOrThrow();
+  const row = await db
+    .selectFrom('finalizers')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .where('job_id', '=', jobId)
+    .executeTakeFirstOrThrow();
   return Number(row.count);
 }

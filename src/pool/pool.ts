@@ -154,7 +154,10 @@ export class VmPool {
       const tooOld = now - entry.readyAt > this.config.maxIdleAgeSeconds * 1000;
       if (!this.driver.isAlive(entry.vm.id) || tooOld) {
         this.idle.splice(i, 1);
-        this.logger.info({ pool: this.config.name, vmId: entry.vm.id, reason: tooOld ? 'idle past maxIdleAgeSeconds' : 'failed its health check' }, 'recycling an idle pool VM');
+        this.logger.info(
+          { pool: this.config.name, vmId: entry.vm.id, reason: tooOld ? 'idle past maxIdleAgeSeconds' : 'failed its health check' },
+          'recycling an idle pool VM',
+        );
         await this.destroyQuietly(entry.vm.id, 'recycled');
       }
     }
@@ -165,7 +168,12 @@ export class VmPool {
       await this.templateBuild;
     }
     const target = this.targetIdle(now);
-    while (!this.closed && this.idle.length + this.starting < target && this.idle.length + this.starting + this.busy.size < this.config.maxSize && this.room(this.shape)) {
+    while (
+      !this.closed &&
+      this.idle.length + this.starting < target &&
+      this.idle.length + this.starting + this.busy.size < this.config.maxSize &&
+      this.room(this.shape)
+    ) {
       this.starting += 1;
       void this.startVm()
         .then(async (vm) => {
@@ -185,18 +193,29 @@ export class VmPool {
   /** The template exists, was taken from the image as it is now, and is younger than templateMaxAgeSeconds. */
   private async ensureTemplate(now: number): Promise<void> {
     const image = await loadImage(this.cacheDir, this.config.image);
-    const current = this.template ?? (await readSnapshot(this.dataDir, this.templateName).then((m) => ({ snapshot: m.name, imageId: m.imageId, createdAt: m.createdAt }), () => null));
+    const current =
+      this.template ??
+      (await readSnapshot(this.dataDir, this.templateName).then(
+        (m) => ({ snapshot: m.name, imageId: m.imageId, createdAt: m.createdAt }),
+        () => null,
+      ));
     const fresh = current && current.imageId === image.id && now - Date.parse(current.createdAt) < this.config.templateMaxAgeSeconds * 1000;
     if (fresh) {
       this.template = current;
       return;
     }
-    const reason = !current ? 'no template yet' : current.imageId !== image.id ? `image changed (${current.imageId} -> ${image.id})` : 'template past templateMaxAgeSeconds';
+    const reason = !current
+      ? 'no template yet'
+      : current.imageId !== image.id
+        ? `image changed (${current.imageId} -> ${image.id})`
+        : 'template past templateMaxAgeSeconds';
     this.logger.info({ pool: this.config.name, reason }, 'building the pool template snapshot');
     const vm = await this.boot();
     try {
       this.template = null;
-      await removeSnapshot(this.dataDir, this.templateName).catch((error: unknown) => this.logger.debug({ pool: this.config.name, err: error }, 'no old template snapshot to remove'));
+      await removeSnapshot(this.dataDir, this.templateName).catch((error: unknown) =>
+        this.logger.debug({ pool: this.config.name, err: error }, 'no old template snapshot to remove'),
+      );
       await this.driver.snapshot(vm.id, this.templateName);
     } finally {
       await this.destroyQuietly(vm.id, 'the template VM is done');
@@ -213,13 +232,25 @@ export class VmPool {
   }
 
   status(now: number = Date.now()): PoolStatus {
-    return { name: this.config.name, mode: this.config.mode, idle: this.idle.length, starting: this.starting, busy: this.busy.size, targetIdle: this.targetIdle(now), hits: this.hits, misses: this.misses, template: this.template };
+    return {
+      name: this.config.name,
+      mode: this.config.mode,
+      idle: this.idle.length,
+      starting: this.starting,
+      busy: this.busy.size,
+      targetIdle: this.targetIdle(now),
+      hits: this.hits,
+      misses: this.misses,
+      template: this.template,
+    };
   }
 
   /** Destroys the idle VMs (on shutdown); VMs held by jobs are their jobs' to destroy. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.templateBuild?.catch((error: unknown) => this.logger.debug({ pool: this.config.name, err: error }, 'the template build in progress failed as the pool closed'));
+    await this.templateBuild?.catch((error: unknown) =>
+      this.logger.debug({ pool: this.config.name, err: error }, 'the template build in progress failed as the pool closed'),
+    );
     for (const entry of this.idle.splice(0)) await this.destroyQuietly(entry.vm.id, 'the pool closed');
   }
 

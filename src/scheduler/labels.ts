@@ -64,7 +64,8 @@ function applyKeyValues(label: string, shape: { cpus: number; memoryMib: number;
     const eq = part.indexOf('=');
     const key = part.slice(0, eq).toLowerCase();
     const value = part.slice(eq + 1);
-    const bad = (reason: string): HearthError => new HearthError('HEARTH_ERR_BAD_OPTION', { option: `label "${label}"`, reason, hint: 'for example hearth/cpu=4/ram=8/image=debian/pool=default' });
+    const bad = (reason: string): HearthError =>
+      new HearthError('HEARTH_ERR_BAD_OPTION', { option: `label "${label}"`, reason, hint: 'for example hearth/cpu=4/ram=8/image=debian/pool=default' });
     if (eq <= 0) throw bad(`"${part}" is not key=value`);
     if (key === 'cpu') {
       if (!applyPart(`${value}cpu`, shape, label)) throw bad(`cpu=${value} is not a number`);
@@ -164,7 +165,9 @@ export type Ownership =
  * logged), not silently shrunk.
  */
 export function jobOwnership(labels: readonly string[], limits: ShapeLimits, defaults: VmShape = DEFAULT_SHAPE): Ownership {
-  const ours = labels.some((l) => l === 'hearth' || l.startsWith('hearth=') || l.startsWith('hearth-') || l.startsWith('hearth/') || /^firecracker-\d+cpu(-\d+(gb|mb))?$/i.test(l));
+  const ours = labels.some(
+    (l) => l === 'hearth' || l.startsWith('hearth=') || l.startsWith('hearth-') || l.startsWith('hearth/') || /^firecracker-\d+cpu(-\d+(gb|mb))?$/i.test(l),
+  );
   if (!ours) return { owned: false, reason: `no hearth label among [${labels.join(', ')}]` };
   let decision: ShapeDecision;
   try {

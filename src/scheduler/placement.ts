@@ -44,7 +44,13 @@ function headroomAfter(host: HostSlot, shape: VmShape): number {
 export function placeJobs(jobs: readonly PlacementRequest[], hosts: HostSlot[], strategy: PlacementStrategy): Map<string, PlacementDecision> {
   const decisions = new Map<string, PlacementDecision>();
   for (const job of jobs) {
-    const eligible = hosts.filter((h) => h.images.includes(job.shape.image) && job.requires.every((label) => h.labels.includes(label)) && h.cpus >= job.shape.cpus && h.memoryMib >= job.shape.memoryMib);
+    const eligible = hosts.filter(
+      (h) =>
+        h.images.includes(job.shape.image) &&
+        job.requires.every((label) => h.labels.includes(label)) &&
+        h.cpus >= job.shape.cpus &&
+        h.memoryMib >= job.shape.memoryMib,
+    );
     if (eligible.length === 0) {
       const needs = [`image ${job.shape.image}`, `${job.shape.cpus} vCPU`, `${job.shape.memoryMib} MiB`, ...job.requires].join(', ');
       decisions.set(job.id, { wait: hosts.length === 0 ? 'no VM host is up' : `no up host offers ${needs}` });

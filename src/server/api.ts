@@ -103,8 +103,10 @@ export function registerApi(scope: FastifyInstance, deps: ApiDeps, token: string
     if (limit === undefined) return badRequest(reply, `limit must be a whole number from 1 to ${MAX_LIMIT}`);
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     if (query.cursor !== undefined && !after) return badRequest(reply, 'cursor is not one this API gave out: pass nextCursor from the previous page');
-    if (query.forge !== undefined && query.forge !== '' && query.forge !== 'github' && query.forge !== 'gitlab') return badRequest(reply, 'forge must be github or gitlab');
-    if (query.state !== undefined && query.state !== '' && !(JOB_STATES as readonly string[]).includes(query.state)) return badRequest(reply, `state must be one of ${JOB_STATES.join(', ')}`);
+    if (query.forge !== undefined && query.forge !== '' && query.forge !== 'github' && query.forge !== 'gitlab')
+      return badRequest(reply, 'forge must be github or gitlab');
+    if (query.state !== undefined && query.state !== '' && !(JOB_STATES as readonly string[]).includes(query.state))
+      return badRequest(reply, `state must be one of ${JOB_STATES.join(', ')}`);
     const filter = { forge: query.forge || undefined, repository: query.repo || undefined, state: (query.state || undefined) as JobState | undefined };
     const rows = await deps.ledger.jobs(limit, after, filter);
     const last = rows.at(-1);
@@ -131,7 +133,8 @@ export function registerApi(scope: FastifyInstance, deps: ApiDeps, token: string
     const query = request.query as { after?: string; limit?: string };
     const after = wholeNumber(query.after, 0, 0, Number.MAX_SAFE_INTEGER);
     const limit = wholeNumber(query.limit, 1000, 1, MAX_LOG_PAGE);
-    if (after === undefined || limit === undefined) return badRequest(reply, `after must be a line's seq (0 for the start) and limit from 1 to ${MAX_LOG_PAGE}`);
+    if (after === undefined || limit === undefined)
+      return badRequest(reply, `after must be a line's seq (0 for the start) and limit from 1 to ${MAX_LOG_PAGE}`);
     if (!deps.logs) return { lines: [], done: true };
     await deps.logs.flush();
     const lines = await deps.logs.lines(job.id, after, limit);
@@ -159,7 +162,11 @@ export function registerApi(scope: FastifyInstance, deps: ApiDeps, token: string
 
   scope.get('/runners', async () => {
     const jobs = await deps.ledger.inStates(['provisioning', 'runner_registered', 'running']);
-    return { runners: jobs.filter((j) => j.runner_name).map((j) => ({ name: j.runner_name, id: j.runner_id, forge: j.forge, jobId: j.id, vmId: j.vm_id, state: j.state })) };
+    return {
+      runners: jobs
+        .filter((j) => j.runner_name)
+        .map((j) => ({ name: j.runner_name, id: j.runner_id, forge: j.forge, jobId: j.id, vmId: j.vm_id, state: j.state })),
+    };
   });
 
   scope.get('/status', async () => {
@@ -191,7 +198,16 @@ export function registerApi(scope: FastifyInstance, deps: ApiDeps, token: string
       jobs: { byState: Object.fromEntries(JOB_STATES.map((s) => [s, byState[s] ?? 0])) },
       queueDepth: byState.queued ?? 0,
       vms,
-      pools: pools.map((p) => ({ name: p.name, mode: p.mode, idle: p.idle, starting: p.starting, busy: p.busy, target: p.targetIdle, hits: p.hits, misses: p.misses })),
+      pools: pools.map((p) => ({
+        name: p.name,
+        mode: p.mode,
+        idle: p.idle,
+        starting: p.starting,
+        busy: p.busy,
+        target: p.targetIdle,
+        hits: p.hits,
+        misses: p.misses,
+      })),
     };
   });
 
@@ -203,5 +219,13 @@ export function registerApi(scope: FastifyInstance, deps: ApiDeps, token: string
 }
 
 function camelStages(times: ReturnType<typeof stageTimes>) {
-  return { received: times.received, placed: times.placed, vmReady: times.vm_ready, registered: times.registered, started: times.started, finished: times.finished, released: times.released };
+  return {
+    received: times.received,
+    placed: times.placed,
+    vmReady: times.vm_ready,
+    registered: times.registered,
+    started: times.started,
+    finished: times.finished,
+    released: times.released,
+  };
 }

@@ -35,7 +35,8 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 
 /** Only what the page itself loads, from this origin; nothing may frame it. */
 const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
   'x-frame-options': 'DENY',
@@ -95,7 +96,9 @@ function dashboardRoutes(scope: FastifyInstance, options: DashboardOptions): voi
     template = readFileSync(join(dir, 'index.html'), 'utf8');
   } catch (error) {
     // web/ ships with Hearth; without it the checkout or package is broken, not the configuration.
-    throw new Error(`the dashboard's files are missing: ${join(dir, 'index.html')} cannot be read (${(error as Error).message}); reinstall Hearth`, { cause: error });
+    throw new Error(`the dashboard's files are missing: ${join(dir, 'index.html')} cannot be read (${(error as Error).message}); reinstall Hearth`, {
+      cause: error,
+    });
   }
   const assets = loadAssets(dir);
   assets.delete('index.html');
@@ -140,7 +143,11 @@ function dashboardRoutes(scope: FastifyInstance, options: DashboardOptions): voi
       return sendPage(reply, 401, 'wrong-token');
     }
     logger.info({ ip: request.ip }, `dashboard login from ${request.ip}`);
-    return reply.code(303).header('set-cookie', sessionSetCookie(issueSession(token), secure)).header('location', '/').send();
+    return reply
+      .code(303)
+      .header('set-cookie', sessionSetCookie(issueSession(token), secure))
+      .header('location', '/')
+      .send();
   });
 
   scope.post('/logout', async (_request, reply) => {

@@ -19,11 +19,20 @@ function event(line: LogLine): string {
  * once the job is torn down. Level-triggered: each wake reads the ledger, so a
  * reconnecting client loses nothing and lines from other replicas arrive too.
  */
-export async function streamJobLog(request: FastifyRequest, reply: FastifyReply, options: { ledger: Ledger; logs: JobLogs; jobId: string; after: number }): Promise<void> {
+export async function streamJobLog(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  options: { ledger: Ledger; logs: JobLogs; jobId: string; after: number },
+): Promise<void> {
   const { ledger, logs, jobId } = options;
   reply.hijack();
   const raw = reply.raw;
-  raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  raw.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
   raw.write('retry: 2000\n\n');
   const closed = new AbortController();
   request.raw.on('close', () => closed.abort());

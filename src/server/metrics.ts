@@ -44,10 +44,31 @@ export function webhookResult(outcome: IngestOutcome['outcome'] | 'bad_signature
 /** Every metric Hearth exports, in one registry per server (tests run several). */
 export class HearthMetrics {
   readonly registry = new Registry();
-  readonly webhooks = new Counter({ name: 'hearth_webhooks_total', help: 'Webhook deliveries by forge and result: accepted, duplicate, bad_signature, malformed, ignored (not ours or not a job event)', labelNames: ['forge', 'result'], registers: [this.registry] });
-  readonly ingestSeconds = new Histogram({ name: 'hearth_webhook_ingest_seconds', help: 'Time from a webhook request to its durable record and answer', labelNames: ['forge'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5], registers: [this.registry] });
-  readonly jobs = new Counter({ name: 'hearth_jobs_total', help: 'Jobs ended and torn down, by forge and result (success, failure, cancelled, error: Hearth gave it no runner or lost it)', labelNames: ['forge', 'result'], registers: [this.registry] });
-  readonly transitions = new Counter({ name: 'hearth_job_transitions_total', help: 'Job state changes made by this controller, by target state', labelNames: ['to', 'forge'], registers: [this.registry] });
+  readonly webhooks = new Counter({
+    name: 'hearth_webhooks_total',
+    help: 'Webhook deliveries by forge and result: accepted, duplicate, bad_signature, malformed, ignored (not ours or not a job event)',
+    labelNames: ['forge', 'result'],
+    registers: [this.registry],
+  });
+  readonly ingestSeconds = new Histogram({
+    name: 'hearth_webhook_ingest_seconds',
+    help: 'Time from a webhook request to its durable record and answer',
+    labelNames: ['forge'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [this.registry],
+  });
+  readonly jobs = new Counter({
+    name: 'hearth_jobs_total',
+    help: 'Jobs ended and torn down, by forge and result (success, failure, cancelled, error: Hearth gave it no runner or lost it)',
+    labelNames: ['forge', 'result'],
+    registers: [this.registry],
+  });
+  readonly transitions = new Counter({
+    name: 'hearth_job_transitions_total',
+    help: 'Job state changes made by this controller, by target state',
+    labelNames: ['to', 'forge'],
+    registers: [this.registry],
+  });
   readonly stageSeconds = new Histogram({
     name: 'hearth_job_stage_seconds',
     help: 'Seconds each job spent in each stage: webhook_to_placed, placed_to_vm_ready, vm_ready_to_runner_registered, registered_to_started, started_to_finished, teardown',
@@ -55,15 +76,56 @@ export class HearthMetrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120, 300, 900, 3600],
     registers: [this.registry],
   });
-  readonly provisionFailures = new Counter({ name: 'hearth_provision_failures_total', help: 'Failed provisioning attempts; final="true" when the job was failed for good', labelNames: ['forge', 'final'], registers: [this.registry] });
-  readonly forgeRequests = new Counter({ name: 'hearth_forge_api_requests_total', help: 'Forge API requests by answer status (0: no answer)', labelNames: ['forge', 'status'], registers: [this.registry] });
-  readonly forgeRateLimit = new Gauge({ name: 'hearth_forge_rate_limit_remaining', help: 'Requests left in the forge API rate-limit window, from its last answer', labelNames: ['forge'], registers: [this.registry] });
-  readonly reconcileSteps = new Counter({ name: 'hearth_reconcile_steps_total', help: 'Reconcile steps run, by step and result', labelNames: ['step', 'result'], registers: [this.registry] });
-  readonly reconcileActions = new Counter({ name: 'hearth_reconcile_actions_total', help: 'What reconcile did to close a gap: claimed, released, retried, failed, recovered, enqueued_missed, unstuck, orphan_vm, orphan_runner, logs_pruned', labelNames: ['kind'], registers: [this.registry] });
+  readonly provisionFailures = new Counter({
+    name: 'hearth_provision_failures_total',
+    help: 'Failed provisioning attempts; final="true" when the job was failed for good',
+    labelNames: ['forge', 'final'],
+    registers: [this.registry],
+  });
+  readonly forgeRequests = new Counter({
+    name: 'hearth_forge_api_requests_total',
+    help: 'Forge API requests by answer status (0: no answer)',
+    labelNames: ['forge', 'status'],
+    registers: [this.registry],
+  });
+  readonly forgeRateLimit = new Gauge({
+    name: 'hearth_forge_rate_limit_remaining',
+    help: 'Requests left in the forge API rate-limit window, from its last answer',
+    labelNames: ['forge'],
+    registers: [this.registry],
+  });
+  readonly reconcileSteps = new Counter({
+    name: 'hearth_reconcile_steps_total',
+    help: 'Reconcile steps run, by step and result',
+    labelNames: ['step', 'result'],
+    registers: [this.registry],
+  });
+  readonly reconcileActions = new Counter({
+    name: 'hearth_reconcile_actions_total',
+    help: 'What reconcile did to close a gap: claimed, released, retried, failed, recovered, enqueued_missed, unstuck, orphan_vm, orphan_runner, logs_pruned',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
 
-  readonly poolAssignments = new Counter({ name: 'hearth_pool_assignments_total', help: 'Jobs routed to a pool: result="hit" took an idle VM at once, "miss" started its own', labelNames: ['pool', 'result'], registers: [this.registry] });
-  readonly poolStarts = new Histogram({ name: 'hearth_pool_vm_start_seconds', help: 'Seconds to make a pool VM ready, by how (boot or restore from the template)', labelNames: ['pool', 'how'], buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21], registers: [this.registry] });
-  readonly poolFailures = new Counter({ name: 'hearth_pool_vm_failures_total', help: 'Pool VMs that failed to start (never handed out)', labelNames: ['pool'], registers: [this.registry] });
+  readonly poolAssignments = new Counter({
+    name: 'hearth_pool_assignments_total',
+    help: 'Jobs routed to a pool: result="hit" took an idle VM at once, "miss" started its own',
+    labelNames: ['pool', 'result'],
+    registers: [this.registry],
+  });
+  readonly poolStarts = new Histogram({
+    name: 'hearth_pool_vm_start_seconds',
+    help: 'Seconds to make a pool VM ready, by how (boot or restore from the template)',
+    labelNames: ['pool', 'how'],
+    buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21],
+    registers: [this.registry],
+  });
+  readonly poolFailures = new Counter({
+    name: 'hearth_pool_vm_failures_total',
+    help: 'Pool VMs that failed to start (never handed out)',
+    labelNames: ['pool'],
+    registers: [this.registry],
+  });
 
   constructor(ledger: Ledger, host: HostView) {
     collectDefaultMetrics({ register: this.registry, prefix: 'hearth_process_' });

@@ -45,8 +45,18 @@ function createDriver(config: ServeConfig, host: LoadedHostConfig, paths: Hearth
   // auto: QEMU, which runs everywhere (KVM where a probe boot proves it works, else TCG).
   const name = config.driver.name === 'auto' ? 'qemu' : config.driver.name;
   // With an allowlist, networked runners get TAP devices and nftables instead of QEMU's user-mode NAT.
-  const egress = config.runners.egress.length > 0 || name === 'firecracker' ? { allow: config.runners.egress, hostPorts: config.runners.egressHostPorts.map(Number), dns: config.runners.dns } : undefined;
-  return createHostDriver(name, { paths, logger, bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000, ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}), ...driverSettings(host), egress });
+  const egress =
+    config.runners.egress.length > 0 || name === 'firecracker'
+      ? { allow: config.runners.egress, hostPorts: config.runners.egressHostPorts.map(Number), dns: config.runners.dns }
+      : undefined;
+  return createHostDriver(name, {
+    paths,
+    logger,
+    bootTimeoutMs: config.runners.bootTimeoutSeconds * 1000,
+    ...(config.driver.accel !== 'auto' ? { accel: config.driver.accel } : {}),
+    ...driverSettings(host),
+    egress,
+  });
 }
 
 function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics, shutdown: AbortSignal): Map<ForgeKind, Forge> {
@@ -55,10 +65,37 @@ function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetric
   const onResponse = (forge: ForgeKind, status: number, headers?: Headers): void => metrics.forgeResponse(forge, status, headers);
   const auth = GithubAuth.fromConfig(config.github.apiUrl, config.github.token, config.github.app);
   if (auth.configured) {
-    forges.set('github', new GithubForge({ apiUrl: config.github.apiUrl, auth, repos: config.github.repos, orgs: config.github.orgs, runnerGroupId: config.github.runnerGroupId, runnerCommand: config.github.runnerCommand, logger: logger.child({ forge: 'github' }), onResponse, retry }));
+    forges.set(
+      'github',
+      new GithubForge({
+        apiUrl: config.github.apiUrl,
+        auth,
+        repos: config.github.repos,
+        orgs: config.github.orgs,
+        runnerGroupId: config.github.runnerGroupId,
+        runnerCommand: config.github.runnerCommand,
+        logger: logger.child({ forge: 'github' }),
+        onResponse,
+        retry,
+      }),
+    );
   }
   if (config.gitlab.token) {
-    forges.set('gitlab', new GitlabForge({ url: config.gitlab.url, runnerUrl: config.gitlab.runnerUrl ?? config.gitlab.url, token: config.gitlab.token, projects: config.gitlab.projects, groups: config.gitlab.groups, runnerCommand: config.gitlab.runnerCommand, waitTimeoutSeconds: config.gitlab.waitTimeoutSeconds, logger: logger.child({ forge: 'gitlab' }), onResponse, retry }));
+    forges.set(
+      'gitlab',
+      new GitlabForge({
+        url: config.gitlab.url,
+        runnerUrl: config.gitlab.runnerUrl ?? config.gitlab.url,
+        token: config.gitlab.token,
+        projects: config.gitlab.projects,
+        groups: config.gitlab.groups,
+        runnerCommand: config.gitlab.runnerCommand,
+        waitTimeoutSeconds: config.gitlab.waitTimeoutSeconds,
+        logger: logger.child({ forge: 'gitlab' }),
+        onResponse,
+        retry,
+      }),
+    );
   }
   return forges;
 }
@@ -69,7 +106,14 @@ async function describeHost(config: ServeConfig, paths: HearthPaths, driver: Hos
   const bootable: string[] = [];
   for (const image of images) {
     // Local drivers boot images from this host's cache; remote ones (flintlock) name them elsewhere.
-    if (!fromCache || (await loadImage(paths.cache, image).then(() => true, () => false))) bootable.push(image);
+    if (
+      !fromCache ||
+      (await loadImage(paths.cache, image).then(
+        () => true,
+        () => false,
+      ))
+    )
+      bootable.push(image);
   }
   let diskGib = 0;
   try {
@@ -95,7 +139,14 @@ async function describeHost(config: ServeConfig, paths: HearthPaths, driver: Hos
  * Wires `hearth serve`: ledger, driver, forges, controller and HTTP server,
  * then listens. `close` stops taking work and tears down what this process holds.
  */
-export async function startHearthService(options: { config: ServeConfig; paths: HearthPaths; logger: Logger; capacity?: Capacity; driver?: HostDriver; host?: LoadedHostConfig }): Promise<HearthService> {
+export async function startHearthService(options: {
+  config: ServeConfig;
+  paths: HearthPaths;
+  logger: Logger;
+  capacity?: Capacity;
+  driver?: HostDriver;
+  host?: LoadedHostConfig;
+}): Promise<HearthService> {
   const { config, paths, logger } = options;
   const choices: string[] = [];
   // The CLI passes the host settings it resolved; an embedder that does not gets them from the environment.
@@ -107,7 +158,9 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const capacity = options.capacity ?? hostCapacity();
   const cores = cpus().length;
   const counted = options.capacity ? '' : ` (${cores} cores x ${capacity.cpus / cores} overcommit)`;
-  choices.push(`capacity: ${capacity.cpus} vCPU${counted}, ${capacity.memoryMib} MiB${config.runners.maxConcurrent > 0 ? `, at most ${config.runners.maxConcurrent} runners` : ''}`);
+  choices.push(
+    `capacity: ${capacity.cpus} vCPU${counted}, ${capacity.memoryMib} MiB${config.runners.maxConcurrent > 0 ? `, at most ${config.runners.maxConcurrent} runners` : ''}`,
+  );
 
   const controllerRef: { current?: RunnerController } = {};
   const target = storeTarget(config.store.url);
@@ -115,7 +168,10 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     target.kind === 'postgres' ? target.url : null,
     (leading) => {
       // On one machine (SQLite) this process always leads: worth saying only where replicas compete.
-      logger[target.kind === 'postgres' ? 'info' : 'debug']({ host: config.cluster.hostId }, leading ? 'leading: this replica now places jobs and watches hosts' : 'no longer leading');
+      logger[target.kind === 'postgres' ? 'info' : 'debug'](
+        { host: config.cluster.hostId },
+        leading ? 'leading: this replica now places jobs and watches hosts' : 'no longer leading',
+      );
       controllerRef.current?.kick();
     },
     config.cluster.role !== 'host',
@@ -127,7 +183,10 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const host: HostView = {
     capacity,
     used: () => controllerRef.current?.used() ?? { cpus: 0, memoryMib: 0 },
-    vms: () => [...(controllerRef.current?.jobVms() ?? []), ...poolStatus().flatMap((p) => (['idle', 'starting', 'busy'] as const).map((state) => ({ state, pool: p.name, count: p[state] })))],
+    vms: () => [
+      ...(controllerRef.current?.jobVms() ?? []),
+      ...poolStatus().flatMap((p) => (['idle', 'starting', 'busy'] as const).map((state) => ({ state, pool: p.name, count: p[state] }))),
+    ],
     pools: poolStatus,
     activeJobs: () => controllerRef.current?.activeJobs ?? 0,
   };
@@ -135,15 +194,23 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   const logs = new JobLogs(ledger, { maxLinesPerJob: config.log.jobMaxLines, retentionDays: config.log.jobRetentionDays, secrets: serveSecrets(config) });
   const shutdown = new AbortController();
   const forges = createForges(config, logger, metrics, shutdown.signal);
-  choices.push(forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)');
+  choices.push(
+    forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)',
+  );
   // Admission asks the drivers that could run a job (this host's, and with scale-out the registered hosts') before any forge registration.
-  const admission = new DriverAdmission(config.cluster.role === 'controller' ? undefined : { name: driver.name, capabilities: driver.capabilities }, logger.child({ component: 'admission' }));
+  const admission = new DriverAdmission(
+    config.cluster.role === 'controller' ? undefined : { name: driver.name, capabilities: driver.capabilities },
+    logger.child({ component: 'admission' }),
+  );
   const refreshAdmission = (): Promise<void> =>
     ledger.liveHosts(config.cluster.hostTimeoutSeconds * 1000).then(
       (hosts) => admission.update(hosts),
       (error: unknown) => logger.warn({ err: error }, 'could not read the registered hosts for admission; keeping the last known drivers'),
     );
-  const admissionTimer = target.kind === 'postgres' || config.cluster.role === 'controller' ? setInterval(() => void refreshAdmission(), config.cluster.heartbeatSeconds * 1000) : undefined;
+  const admissionTimer =
+    target.kind === 'postgres' || config.cluster.role === 'controller'
+      ? setInterval(() => void refreshAdmission(), config.cluster.heartbeatSeconds * 1000)
+      : undefined;
   admissionTimer?.unref();
   const limits = {
     maxCpus: config.runners.maxCpus,
@@ -156,9 +223,16 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   for (const pool of config.pools) {
     // A pool of a size this host's driver cannot boot would fail every boot: refused here, with the sizes that would do.
     const unbootable = config.cluster.role === 'controller' ? undefined : shapeProblem(pool, driver.capabilities, driver.name);
-    if (unbootable) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `pools.${pool.name}.${unbootable.cpus ? 'cpus' : 'memoryMib'}`, reason: unbootable.reason, hint: unbootable.cpus ? `set it to ${unbootable.cpus.join(' or ')}` : `set it to ${unbootable.memoryMib ?? VM_BOUNDS.memoryMib.min}` });
+    if (unbootable)
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+        option: `pools.${pool.name}.${unbootable.cpus ? 'cpus' : 'memoryMib'}`,
+        reason: unbootable.reason,
+        hint: unbootable.cpus ? `set it to ${unbootable.cpus.join(' or ')}` : `set it to ${unbootable.memoryMib ?? VM_BOUNDS.memoryMib.min}`,
+      });
     await loadImage(paths.cache, pool.image); // a pool of an image never built fails here, with the build command
-    choices.push(`pool ${pool.name}: ${pool.mode}, ${pool.cpus} vCPU, ${pool.memoryMib} MiB, ${pool.image}, ${pool.autoscale ? `idle ${pool.minIdle}-${pool.maxIdle} following demand` : `${pool.minIdle} idle`}, at most ${pool.maxSize}`);
+    choices.push(
+      `pool ${pool.name}: ${pool.mode}, ${pool.cpus} vCPU, ${pool.memoryMib} MiB, ${pool.image}, ${pool.autoscale ? `idle ${pool.minIdle}-${pool.maxIdle} following demand` : `${pool.minIdle} idle`}, at most ${pool.maxSize}`,
+    );
   }
   const defaultShape = { cpus: 2, memoryMib: 2048, image: config.runners.image };
   const controller = new RunnerController(
@@ -195,7 +269,18 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
   controllerRef.current = controller;
   // Pools run where VMs run; a controller only needs their shapes.
   for (const pool of config.cluster.role === 'controller' ? [] : config.pools) {
-    pools.push(new VmPool(pool, driver, paths.cache, paths.data, config.runners.network, logger.child({ pool: pool.name }), (shape) => controller.roomFor(shape), metrics.poolObserver()));
+    pools.push(
+      new VmPool(
+        pool,
+        driver,
+        paths.cache,
+        paths.data,
+        config.runners.network,
+        logger.child({ pool: pool.name }),
+        (shape) => controller.roomFor(shape),
+        metrics.poolObserver(),
+      ),
+    );
   }
 
   const gitlab = forges.get('gitlab');
@@ -212,12 +297,18 @@ export async function startHearthService(options: { config: ServeConfig; paths: 
     onChange: () => {
       controller.kick();
       // Other replicas (the leader, which places jobs) hear of it too.
-      void ledger.notify('hearth_jobs').catch((error: unknown) => logger.warn({ err: error }, 'could not wake the other replicas; the leader finds the job on its next pass'));
+      void ledger
+        .notify('hearth_jobs')
+        .catch((error: unknown) => logger.warn({ err: error }, 'could not wake the other replicas; the leader finds the job on its next pass'));
     },
     pools: poolStatus,
     logs,
     host: { name: hostname(), driver: driver.name, view: host },
-    secrets: { github: config.github.webhookSecret, gitlabTokens: config.gitlab.webhookToken ? [config.gitlab.webhookToken] : [], gitlabSigning: config.gitlab.signingSecret },
+    secrets: {
+      github: config.github.webhookSecret,
+      gitlabTokens: config.gitlab.webhookToken ? [config.gitlab.webhookToken] : [],
+      gitlabSigning: config.gitlab.signingSecret,
+    },
     ready: async () => {
       const checks: Record<string, string> = {};
       let ok = true;

@@ -7,16 +7,25 @@ export interface RunResult {
 }
 
 /** Runs a program to completion; rejects with its stderr in the message so failures explain themselves. */
-export function runProgram(file: string, args: readonly string[], options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+export function runProgram(
+  file: string,
+  args: readonly string[],
+  options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    execFile(file, args, { cwd: options.cwd, timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024, env: options.env }, (error, stdout, stderr) => {
-      if (error) {
-        const detail = stderr.toString().trim() || error.message;
-        reject(new Error(`${file} ${args.join(' ')}: ${detail}`, { cause: error }));
-        return;
-      }
-      resolve({ stdout: stdout.toString(), stderr: stderr.toString() });
-    });
+    execFile(
+      file,
+      args,
+      { cwd: options.cwd, timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024, env: options.env },
+      (error, stdout, stderr) => {
+        if (error) {
+          const detail = stderr.toString().trim() || error.message;
+          reject(new Error(`${file} ${args.join(' ')}: ${detail}`, { cause: error }));
+          return;
+        }
+        resolve({ stdout: stdout.toString(), stderr: stderr.toString() });
+      },
+    );
   });
 }
 

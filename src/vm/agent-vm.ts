@@ -25,7 +25,12 @@ export const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 export function validateVmSpec(spec: VmSpec, bounds: ShapeBounds = VM_BOUNDS, driver = 'Hearth'): void {
   const problem = shapeProblem(spec, bounds, driver);
   if (!problem) return;
-  if (problem.cpus) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--cpus', reason: problem.reason, hint: `for example ${problem.cpus.map((n) => `--cpus ${n}`).join(' or ')}` });
+  if (problem.cpus)
+    throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+      option: '--cpus',
+      reason: problem.reason,
+      hint: `for example ${problem.cpus.map((n) => `--cpus ${n}`).join(' or ')}`,
+    });
   throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--memory', reason: problem.reason, hint: `for example --memory ${problem.memoryMib ?? 512}` });
 }
 
@@ -35,7 +40,13 @@ export function validateVmSpec(spec: VmSpec, bounds: ShapeBounds = VM_BOUNDS, dr
  * device of its own (an agent that announces HELLO_FLAG_IDENTITY_NETWORK applies it).
  */
 export function freshIdentity(vmId: string, network?: IdentityNetwork): IdentityMessage {
-  return { unixTimeUs: BigInt(Date.now()) * 1000n, hostname: `hearth-${vmId.slice(3)}`, machineId: randomBytes(16).toString('hex'), seed: randomBytes(64), ...(network ? { network } : {}) };
+  return {
+    unixTimeUs: BigInt(Date.now()) * 1000n,
+    hostname: `hearth-${vmId.slice(3)}`,
+    machineId: randomBytes(16).toString('hex'),
+    seed: randomBytes(64),
+    ...(network ? { network } : {}),
+  };
 }
 
 export async function tail(path: string, lines = 15): Promise<string> {
@@ -61,7 +72,11 @@ export async function makeSourceDisk(source: string, dir: string): Promise<strin
  * directory and its registry entry, written before anything runs so that a
  * process killed from here on leaves an entry `hearth vm gc` finds.
  */
-export async function registerNewVm(registry: VmRegistry, logger: Logger, vm: Omit<Parameters<typeof newRegistryEntry>[0], 'id'>): Promise<{ id: string; dir: string; entry: RegistryEntry; log: Logger }> {
+export async function registerNewVm(
+  registry: VmRegistry,
+  logger: Logger,
+  vm: Omit<Parameters<typeof newRegistryEntry>[0], 'id'>,
+): Promise<{ id: string; dir: string; entry: RegistryEntry; log: Logger }> {
   const id = `vm-${randomBytes(6).toString('hex')}`;
   const dir = await registry.create(id);
   const entry = newRegistryEntry({ id, ...vm });
@@ -83,7 +98,13 @@ export interface StartedVmm {
  * in order), its output appended to `logFile`, and its pid and start time
  * recorded in the registry entry.
  */
-export async function startVmm(registry: VmRegistry, entry: RegistryEntry, command: string, args: readonly string[], output: { readonly logFile: string; readonly stdout: boolean }): Promise<StartedVmm> {
+export async function startVmm(
+  registry: VmRegistry,
+  entry: RegistryEntry,
+  command: string,
+  args: readonly string[],
+  output: { readonly logFile: string; readonly stdout: boolean },
+): Promise<StartedVmm> {
   const logFd = openSync(output.logFile, 'a');
   let child: ChildProcess;
   try {
@@ -131,17 +152,19 @@ export async function execOverAgent(
   const vmId = live.vm.id;
   const channel = live.channel;
   if (!channel) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'no agent connection' });
-  if (request.argv.length === 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'command', reason: 'is empty', hint: 'give a command after --, e.g. hearth vm run -- uname -a' });
+  if (request.argv.length === 0)
+    throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'command', reason: 'is empty', hint: 'give a command after --, e.g. hearth vm run -- uname -a' });
   live.vm.state = 'running';
   const timeoutSeconds = request.timeoutSeconds ?? 0;
   let timedOut = false;
-  const timer = timeoutSeconds > 0
-    ? setTimeout(() => {
-        timedOut = true;
-        live.log.warn({ timeoutSeconds }, 'command timed out; destroying the VM');
-        destroy().catch((error: unknown) => live.log.error({ err: error }, 'destroying the timed-out VM failed'));
-      }, timeoutSeconds * 1000)
-    : undefined;
+  const timer =
+    timeoutSeconds > 0
+      ? setTimeout(() => {
+          timedOut = true;
+          live.log.warn({ timeoutSeconds }, 'command timed out; destroying the VM');
+          destroy().catch((error: unknown) => live.log.error({ err: error }, 'destroying the timed-out VM failed'));
+        }, timeoutSeconds * 1000)
+      : undefined;
   const started = performance.now();
   live.log.info({ argv0: request.argv[0], envKeys: Object.keys(request.env ?? {}), cwd: request.cwd }, 'exec');
   try {
@@ -225,7 +248,12 @@ export class AgentVms<T extends AgentVm> {
     const live = this.vms.get(vmId);
     if (!live) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'this process does not own a live VM with that id' });
     if (live.vm.state !== 'ready') {
-      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action, state: live.vm.state, hint: live.vm.state === 'running' ? 'wait for the running command to finish' : 'start a new VM' });
+      throw new HearthError('HEARTH_ERR_VM_STATE', {
+        vmId,
+        action,
+        state: live.vm.state,
+        hint: live.vm.state === 'running' ? 'wait for the running command to finish' : 'start a new VM',
+      });
     }
     return live;
   }

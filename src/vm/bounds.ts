@@ -87,7 +87,11 @@ export interface ShapeProblem {
   readonly memoryMib?: number;
 }
 
-export function shapeProblem(shape: { readonly cpus: number; readonly memoryMib: number }, bounds: ShapeBounds = VM_BOUNDS, who = 'Hearth'): ShapeProblem | undefined {
+export function shapeProblem(
+  shape: { readonly cpus: number; readonly memoryMib: number },
+  bounds: ShapeBounds = VM_BOUNDS,
+  who = 'Hearth',
+): ShapeProblem | undefined {
   const cpus = cpuProblem(shape.cpus, bounds.cpus, who);
   if (cpus) return { reason: cpus, cpus: nearestCpus(shape.cpus, bounds.cpus) };
   const memory = memoryProblem(shape.memoryMib, bounds.memoryMib, who);

@@ -50,8 +50,24 @@ export function flintlockOptionsFromEnv(env: NodeJS.ProcessEnv): FlintlockHostOp
  * with its binary) or `flintlock` (VMs on a flintlockd host; needs `flintlock`).
  */
 export function createHostDriver(name: string, options: HostDriverOptions): HostDriver {
-  if (name === 'qemu') return new QemuDriver({ paths: options.paths, logger: options.logger, accel: options.accel, ...(options.qemuBinary ? { qemuBinary: options.qemuBinary } : {}), ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}), egress: options.egress });
-  if (name === 'firecracker') return new FirecrackerDriver({ paths: options.paths, logger: options.logger, ...(options.firecrackerBinary ? { binary: options.firecrackerBinary } : {}), ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}), egress: options.egress, jailer: options.jailer });
+  if (name === 'qemu')
+    return new QemuDriver({
+      paths: options.paths,
+      logger: options.logger,
+      accel: options.accel,
+      ...(options.qemuBinary ? { qemuBinary: options.qemuBinary } : {}),
+      ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}),
+      egress: options.egress,
+    });
+  if (name === 'firecracker')
+    return new FirecrackerDriver({
+      paths: options.paths,
+      logger: options.logger,
+      ...(options.firecrackerBinary ? { binary: options.firecrackerBinary } : {}),
+      ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}),
+      egress: options.egress,
+      jailer: options.jailer,
+    });
   if (name === 'flintlock') {
     if (!options.flintlock) {
       throw new HearthError('HEARTH_ERR_BAD_OPTION', {
@@ -60,7 +76,12 @@ export function createHostDriver(name: string, options: HostDriverOptions): Host
         hint: 'set HEARTH_FLINTLOCK_ENDPOINT, HEARTH_FLINTLOCK_AGENT_URL, HEARTH_FLINTLOCK_KERNEL_IMAGE and HEARTH_FLINTLOCK_ROOT_IMAGES (docs/hosts.md lists them all)',
       });
     }
-    return new FlintlockDriver({ paths: options.paths, logger: options.logger, ...options.flintlock, ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}) });
+    return new FlintlockDriver({
+      paths: options.paths,
+      logger: options.logger,
+      ...options.flintlock,
+      ...(options.bootTimeoutMs ? { bootTimeoutMs: options.bootTimeoutMs } : {}),
+    });
   }
   throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--driver', reason: `"${name}" is not a driver`, hint: `use one of ${HOST_DRIVERS.join(', ')}` });
 }

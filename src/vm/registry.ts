@@ -100,7 +100,21 @@ export class VmRegistry {
       const runtimeDir = this.dirOf(id);
       if (!entry) {
         // A directory without vm.json: a boot that died before registering.
-        records.push({ id, driver: 'unknown', pid: 0, ownerPid: 0, image: '?', cpus: 0, memoryMib: 0, network: false, accel: 'tcg', createdAt: '', runtimeDir, alive: false, leaked: true });
+        records.push({
+          id,
+          driver: 'unknown',
+          pid: 0,
+          ownerPid: 0,
+          image: '?',
+          cpus: 0,
+          memoryMib: 0,
+          network: false,
+          accel: 'tcg',
+          createdAt: '',
+          runtimeDir,
+          alive: false,
+          leaked: true,
+        });
         continue;
       }
       const { pidStart: _p, ownerStart: _o, ...rest } = entry;

@@ -63,7 +63,13 @@ export async function takeSnapshot(request: TakeSnapshot): Promise<SnapshotInfo>
   // check-name
   validateSnapshotName(name);
   // check-vm
-  if (live.vm.spec.source) throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', state: 'attached to a source disk', hint: 'snapshot a VM booted without --source; give the source to the clones instead' });
+  if (live.vm.spec.source)
+    throw new HearthError('HEARTH_ERR_VM_STATE', {
+      vmId,
+      action: 'be snapshotted',
+      state: 'attached to a source disk',
+      hint: 'snapshot a VM booted without --source; give the source to the clones instead',
+    });
   const refused = await vmm.refuse?.();
   if (refused) throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action: 'be snapshotted', ...refused });
   if (await snapshotExists(dataDir, name)) throw new HearthError('HEARTH_ERR_SNAPSHOT_EXISTS', { name });

@@ -26,7 +26,11 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export function validateSnapshotName(name: string): void {
   if (!NAME.test(name)) {
-    throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `snapshot name "${name}"`, reason: 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit', hint: 'pick a name like ci-base or node20' });
+    throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+      option: `snapshot name "${name}"`,
+      reason: 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit',
+      hint: 'pick a name like ci-base or node20',
+    });
   }
 }
 

@@ -52,7 +52,13 @@ export interface GithubJobBody {
   /** This expansion's matrix values; {} without a matrix. */
   readonly matrix: Readonly<Record<string, unknown>>;
   /** Expansions of one matrix share a group; fail-fast and max-parallel apply within it. */
-  readonly strategy: { readonly group: string; readonly failFast: boolean; readonly maxParallel?: number; readonly jobIndex: number; readonly jobTotal: number };
+  readonly strategy: {
+    readonly group: string;
+    readonly failFast: boolean;
+    readonly maxParallel?: number;
+    readonly jobIndex: number;
+    readonly jobTotal: number;
+  };
   /** Expression text without the `${{ }}` wrapper, or undefined (means success()). */
   readonly if?: string;
   readonly workflowEnv: Readonly<Record<string, string>>;

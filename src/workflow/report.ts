@@ -26,7 +26,9 @@ export function describePlan(plan: Plan): string {
     for (const key of keys) {
       const job = plan.jobs.find((j) => j.key === key)!;
       const { shape } = shapeFromLabels(job.labels);
-      lines.push(`  ${key}  [${shape.cpus} vCPU, ${shape.memoryMib} MiB, ${shape.image}; timeout ${job.timeoutMinutes} min${job.allowFailure ? '; may fail' : ''}]  ${formatLocation(job.location)}`);
+      lines.push(
+        `  ${key}  [${shape.cpus} vCPU, ${shape.memoryMib} MiB, ${shape.image}; timeout ${job.timeoutMinutes} min${job.allowFailure ? '; may fail' : ''}]  ${formatLocation(job.location)}`,
+      );
       if (job.needs.length) lines.push(`    needs: ${job.needs.join(', ')}`);
       if (job.body.kind === 'github') {
         if (Object.keys(job.body.matrix).length) lines.push(`    matrix: ${JSON.stringify(job.body.matrix)}`);
@@ -87,8 +89,15 @@ export function summaryTable(results: readonly FinishedJob[]): string {
     rows.push([MARKS[r.result], r.key, result, ran ? formatDuration(r.durationMs) : '-', formatDuration(r.bootMs), stepsCell(r)]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  const lines = rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
-  const tally = (['success', 'failure', 'cancelled', 'skipped'] as const).map((result) => [result, results.filter((r) => r.result === result)] as const).filter(([, jobs]) => jobs.length);
+  const lines = rows.map((row) =>
+    row
+      .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
+  const tally = (['success', 'failure', 'cancelled', 'skipped'] as const)
+    .map((result) => [result, results.filter((r) => r.result === result)] as const)
+    .filter(([, jobs]) => jobs.length);
   const words: Record<FinishedJob['result'], string> = { success: 'passed', failure: 'failed', cancelled: 'cancelled', skipped: 'skipped' };
   const allowed = results.filter((r) => r.result === 'failure' && r.allowFailure).length;
   const totals = tally.map(([result, jobs]) => `${jobs.length} ${words[result]}${result === 'failure' && allowed ? ` (${allowed} allowed)` : ''}`);

@@ -50,10 +50,18 @@ export class YamlSource {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') {
         const nearby = await ciFilesNear(dirname(file));
-        const hint = nearby.length > 0 ? `did you mean ${nearby.join(' or ')}?` : `give the path of a GitHub workflow (.github/workflows/*.yml) or a .gitlab-ci.yml; none is in ${dirname(file)} or the directories above it`;
+        const hint =
+          nearby.length > 0
+            ? `did you mean ${nearby.join(' or ')}?`
+            : `give the path of a GitHub workflow (.github/workflows/*.yml) or a .gitlab-ci.yml; none is in ${dirname(file)} or the directories above it`;
         throw new HearthError('HEARTH_ERR_WORKFLOW', { location: 'no such file', reason: displayPath(file), hint, file });
       }
-      throw new HearthError('HEARTH_ERR_WORKFLOW', { location: displayPath(file), reason: `cannot read the file (${code ?? (error as Error).message})`, hint: 'check its permissions', file });
+      throw new HearthError('HEARTH_ERR_WORKFLOW', {
+        location: displayPath(file),
+        reason: `cannot read the file (${code ?? (error as Error).message})`,
+        hint: 'check its permissions',
+        file,
+      });
     }
     return YamlSource.parse(file, text, options);
   }
@@ -71,7 +79,12 @@ export class YamlSource {
   }
 
   at(node: Node | Pair | null | undefined): SourceLocation {
-    const range = node && 'range' in node ? node.range : node && 'key' in node && node.key && typeof node.key === 'object' && 'range' in node.key ? (node.key as Node).range : undefined;
+    const range =
+      node && 'range' in node
+        ? node.range
+        : node && 'key' in node && node.key && typeof node.key === 'object' && 'range' in node.key
+          ? (node.key as Node).range
+          : undefined;
     if (!range) return { file: this.file, line: 1, column: 1 };
     const pos = this.lines.linePos(range[0]);
     return { file: this.file, line: pos.line, column: pos.col };

@@ -40,8 +40,14 @@ describe('serve start-up lines', () => {
 
 describe('KVM probe and doctor', () => {
   it('tells a guest that stopped early from one that timed out', () => {
-    assert.equal(kvmProbeFailure(93.4, 8000, 'QEMU exited during boot (1)'), 'a KVM guest stopped after 93 ms without answering (QEMU exited during boot (1)); using TCG');
-    assert.equal(kvmProbeFailure(8001, 8000, 'the guest agent did not answer within 8 s'), 'a KVM guest did not answer within 8 s (the guest agent did not answer within 8 s); using TCG');
+    assert.equal(
+      kvmProbeFailure(93.4, 8000, 'QEMU exited during boot (1)'),
+      'a KVM guest stopped after 93 ms without answering (QEMU exited during boot (1)); using TCG',
+    );
+    assert.equal(
+      kvmProbeFailure(8001, 8000, 'the guest agent did not answer within 8 s'),
+      'a KVM guest did not answer within 8 s (the guest agent did not answer within 8 s); using TCG',
+    );
   });
 
   it("names what is missing for KVM instead of 'a host with usable /dev/kvm'", () => {
@@ -87,7 +93,10 @@ describe('a missing workflow file', () => {
   it('hearth run prints it with the fix and exit status 125', () => {
     const run = spawnSync(process.execPath, [HEARTH_BIN, 'run', join(root, 'project', 'ci.yml'), '--dry-run'], { encoding: 'utf8', timeout: 180_000 });
     assert.equal(run.status, 125, run.stderr);
-    assert.match(run.stderr, /HEARTH_ERR_WORKFLOW: no such file: \S+\/project\/ci\.yml\n\s+fix: did you mean \S+\/\.github\/workflows\/ci\.yml or \S+\/\.gitlab-ci\.yml\?/);
+    assert.match(
+      run.stderr,
+      /HEARTH_ERR_WORKFLOW: no such file: \S+\/project\/ci\.yml\n\s+fix: did you mean \S+\/\.github\/workflows\/ci\.yml or \S+\/\.gitlab-ci\.yml\?/,
+    );
     assert.doesNotMatch(run.stderr, /:1:1|ENOENT/);
   });
 });

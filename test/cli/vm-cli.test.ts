@@ -15,7 +15,10 @@ async function vmsOnDisk(host: TestHost): Promise<string[]> {
 
 /** Starts `hearth vm run -- sleep 600` and resolves once its VM is booted and running the command. */
 async function startLongRun(host: TestHost) {
-  const child = spawn(process.execPath, [HEARTH_BIN, 'vm', 'run', '--', 'sh', '-c', 'echo started; sleep 600'], { env: host.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [HEARTH_BIN, 'vm', 'run', '--', 'sh', '-c', 'echo started; sleep 600'], {
+    env: host.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
   await new Promise<void>((resolve, reject) => {
@@ -36,7 +39,7 @@ describe('hearth vm (CLI)', () => {
     await host.cleanup();
   });
 
-  it('exits with the command\'s status and streams stdout and stderr separately', () => {
+  it("exits with the command's status and streams stdout and stderr separately", () => {
     const run = hearth(host, ['vm', 'run', '--', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 7']);
     assert.equal(run.status, 7, run.stderr);
     assert.equal(run.stdout, 'to-out\n');
@@ -81,7 +84,22 @@ describe('hearth vm (CLI)', () => {
   });
 
   it('prints --help for every command', () => {
-    for (const command of [[], ['doctor'], ['image'], ['image', 'build'], ['image', 'ls'], ['vm'], ['vm', 'run'], ['vm', 'ls'], ['vm', 'gc'], ['vm', 'rm'], ['vm', 'snapshot'], ['vm', 'snapshot', 'create'], ['vm', 'snapshot', 'ls'], ['vm', 'snapshot', 'rm']]) {
+    for (const command of [
+      [],
+      ['doctor'],
+      ['image'],
+      ['image', 'build'],
+      ['image', 'ls'],
+      ['vm'],
+      ['vm', 'run'],
+      ['vm', 'ls'],
+      ['vm', 'gc'],
+      ['vm', 'rm'],
+      ['vm', 'snapshot'],
+      ['vm', 'snapshot', 'create'],
+      ['vm', 'snapshot', 'ls'],
+      ['vm', 'snapshot', 'rm'],
+    ]) {
       const help = hearth(host, [...command, '--help']);
       assert.equal(help.status, 0, `hearth ${command.join(' ')} --help: ${help.stderr}`);
       assert.match(help.stdout, /^Usage: hearth/, `hearth ${command.join(' ')} --help`);
@@ -116,7 +134,10 @@ describe('hearth vm (CLI)', () => {
     assert.ok(processStartTime(record.pid), 'QEMU should survive its owner being killed with -9');
     const ls = hearth(host, ['vm', 'ls', '--json']);
     const listed = JSON.parse(ls.stdout) as { id: string; leaked: boolean; alive: boolean }[];
-    assert.deepEqual(listed.map((r) => [r.id, r.leaked, r.alive]), [[record.id, true, true]]);
+    assert.deepEqual(
+      listed.map((r) => [r.id, r.leaked, r.alive]),
+      [[record.id, true, true]],
+    );
     const gc = hearth(host, ['vm', 'gc']);
     assert.equal(gc.status, 0, gc.stderr);
     assert.match(gc.stdout, new RegExp(`destroyed ${record.id}`));

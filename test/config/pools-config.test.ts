@@ -13,9 +13,18 @@ test('pools from YAML get defaults, and print back as a mapping', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'hearth-pools-'));
   try {
     const file = join(dir, 'hearth.yaml');
-    await writeFile(file, 'pools:\n  fast:\n    labels: [hearth-fast]\n    mode: snapshot\n    minIdle: 2\n    image: minimal\n  big:\n    cpus: 8\n    memoryMib: 16384\n');
+    await writeFile(
+      file,
+      'pools:\n  fast:\n    labels: [hearth-fast]\n    mode: snapshot\n    minIdle: 2\n    image: minimal\n  big:\n    cpus: 8\n    memoryMib: 16384\n',
+    );
     const { config } = loadServeConfig({ path: file, env: {}, paths });
-    assert.deepEqual(config.pools.map((p) => [p.name, p.mode, p.minIdle, p.cpus]), [['fast', 'snapshot', 2, 2], ['big', 'booted', 1, 8]]);
+    assert.deepEqual(
+      config.pools.map((p) => [p.name, p.mode, p.minIdle, p.cpus]),
+      [
+        ['fast', 'snapshot', 2, 2],
+        ['big', 'booted', 1, 8],
+      ],
+    );
     assert.deepEqual(Object.keys((redactedConfig(config) as { pools: object }).pools), ['fast', 'big']);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -27,11 +36,18 @@ test('HEARTH_POOLS (JSON) replaces the pools; bad JSON names the fix', () => {
   assert.equal(config.pools[0]?.name, 'warm');
   assert.equal(config.pools[0]?.minIdle, 3);
   assert.ok(overrides.includes('HEARTH_POOLS'));
-  assert.throws(() => loadServeConfig({ env: { HEARTH_POOLS: '{warm' }, paths }), (e) => isHearthError(e, 'HEARTH_ERR_CONFIG') && /JSON/.test(e.fix));
+  assert.throws(
+    () => loadServeConfig({ env: { HEARTH_POOLS: '{warm' }, paths }),
+    (e) => isHearthError(e, 'HEARTH_ERR_CONFIG') && /JSON/.test(e.fix),
+  );
 });
 
 test('bad pool settings name the pool, the key and the fix', () => {
-  const fails = (raw: unknown, key: RegExp) => assert.throws(() => parsePools(raw, 'test'), (e) => isHearthError(e, 'HEARTH_ERR_CONFIG') && key.test(e.message));
+  const fails = (raw: unknown, key: RegExp) =>
+    assert.throws(
+      () => parsePools(raw, 'test'),
+      (e) => isHearthError(e, 'HEARTH_ERR_CONFIG') && key.test(e.message),
+    );
   fails({ fast: { minidle: 2 } }, /pools\.fast\.minidle is not a known pool setting/);
   fails({ fast: { minIdle: 5, maxSize: 2 } }, /pools\.fast\.minIdle is 5, more than maxSize 2/);
   fails({ fast: { mode: 'warm' } }, /pools\.fast\.mode must be one of booted, snapshot/);

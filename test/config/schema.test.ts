@@ -24,7 +24,10 @@ test('every setting has its own environment variable and a description', () => {
 });
 
 test('the host settings come from the environment and flags, each saying where it came from', () => {
-  const loaded = loadHostConfig({ env: { HEARTH_CACHE_DIR: '/c', HEARTH_ACCEL: 'tcg', HOME: '/home/u', XDG_DATA_HOME: '/xdg' }, flags: { 'cli.driver': 'firecracker' } });
+  const loaded = loadHostConfig({
+    env: { HEARTH_CACHE_DIR: '/c', HEARTH_ACCEL: 'tcg', HOME: '/home/u', XDG_DATA_HOME: '/xdg' },
+    flags: { 'cli.driver': 'firecracker' },
+  });
   assert.equal(loaded.config.paths.cache, '/c');
   assert.equal(loaded.config.paths.data, '/xdg/hearth');
   assert.equal(loaded.config.qemu.accel, 'tcg');
@@ -41,20 +44,36 @@ test('the host settings come from the environment and flags, each saying where i
     }
     return undefined;
   })();
-  assert.ok(isHearthError(accel, 'HEARTH_ERR_CONFIG') && accel.context.source === 'HEARTH_ACCEL' && /set HEARTH_ACCEL to one of auto, kvm, tcg/.test(accel.fix), String(accel));
+  assert.ok(
+    isHearthError(accel, 'HEARTH_ERR_CONFIG') && accel.context.source === 'HEARTH_ACCEL' && /set HEARTH_ACCEL to one of auto, kvm, tcg/.test(accel.fix),
+    String(accel),
+  );
 });
 
 test('the jailer is on with HEARTH_JAILER and then needs both ids; a typo in a driver variable names the nearest', () => {
   assert.equal(driverSettings(loadHostConfig({ env: {} })).jailer, undefined);
-  const on = driverSettings(loadHostConfig({ env: { HEARTH_JAILER: '/usr/local/bin/jailer', HEARTH_JAILER_UID: '123', HEARTH_JAILER_GID: '456', HEARTH_JAILER_CHROOT: '/srv/jailer' } }));
+  const on = driverSettings(
+    loadHostConfig({
+      env: { HEARTH_JAILER: '/usr/local/bin/jailer', HEARTH_JAILER_UID: '123', HEARTH_JAILER_GID: '456', HEARTH_JAILER_CHROOT: '/srv/jailer' },
+    }),
+  );
   assert.deepEqual(on.jailer, { binary: '/usr/local/bin/jailer', uid: 123, gid: 456, chrootBaseDir: '/srv/jailer' });
   assert.throws(
     () => loadHostConfig({ env: { HEARTH_JAILER: '/usr/local/bin/jailer', HEARTH_JAILER_UID: '123' } }),
     (error) => isHearthError(error, 'HEARTH_ERR_CONFIG') && error.context.key === 'jailer.gid' && /HEARTH_JAILER_GID=\$\(id -g firecracker\)/.test(error.fix),
   );
-  assert.throws(() => loadHostConfig({ env: { HEARTH_JAILER_UID: 'firecracker' } }), (error) => isHearthError(error, 'HEARTH_ERR_CONFIG') && /jailer\.uid must be a whole number/.test(error.message));
-  assert.throws(() => loadHostConfig({ env: { HEARTH_FLINTLOCK_ENDPIONT: 'x:1' } }), (error) => isHearthError(error, 'HEARTH_ERR_CONFIG') && /did you mean HEARTH_FLINTLOCK_ENDPOINT\?/.test(error.fix));
-  assert.throws(() => loadHostConfig({ env: { HEARTH_FLINTLOCK_ROOT_IMAGES: 'debian' } }), (error) => isHearthError(error, 'HEARTH_ERR_CONFIG') && /not NAME=IMAGE/.test(error.message));
+  assert.throws(
+    () => loadHostConfig({ env: { HEARTH_JAILER_UID: 'firecracker' } }),
+    (error) => isHearthError(error, 'HEARTH_ERR_CONFIG') && /jailer\.uid must be a whole number/.test(error.message),
+  );
+  assert.throws(
+    () => loadHostConfig({ env: { HEARTH_FLINTLOCK_ENDPIONT: 'x:1' } }),
+    (error) => isHearthError(error, 'HEARTH_ERR_CONFIG') && /did you mean HEARTH_FLINTLOCK_ENDPOINT\?/.test(error.fix),
+  );
+  assert.throws(
+    () => loadHostConfig({ env: { HEARTH_FLINTLOCK_ROOT_IMAGES: 'debian' } }),
+    (error) => isHearthError(error, 'HEARTH_ERR_CONFIG') && /not NAME=IMAGE/.test(error.message),
+  );
   // Flintlock settings exist only when one of its variables is given; then its defaults fill the rest.
   assert.equal(driverSettings(loadHostConfig({ env: {} })).flintlock, undefined);
   assert.equal(driverSettings(loadHostConfig({ env: { HEARTH_FLINTLOCK_OWNER: 'ci' } })).flintlock?.endpoint, 'localhost:9090');
@@ -62,7 +81,10 @@ test('the jailer is on with HEARTH_JAILER and then needs both ids; a typo in a d
 
 test('one redactor: trees by secret key, URLs by password, free text by value', () => {
   const tree = { a: { token: 't0ps3cret', list: ['x1', 'x2'], unset: null }, plain: 'visible' };
-  assert.deepEqual(redactTree(tree, ['a.token', 'a.list', 'a.unset']), { a: { token: '[redacted]', list: ['[redacted]', '[redacted]'], unset: null }, plain: 'visible' });
+  assert.deepEqual(redactTree(tree, ['a.token', 'a.list', 'a.unset']), {
+    a: { token: '[redacted]', list: ['[redacted]', '[redacted]'], unset: null },
+    plain: 'visible',
+  });
   assert.equal(tree.a.token, 't0ps3cret', 'the original is left alone');
   assert.deepEqual(secretValues(tree, ['a.token', 'a.list', 'a.unset']), ['t0ps3cret', 'x1', 'x2']);
   assert.equal(redactUrl('postgres://hearth:pw@db:5432/hearth?password=pw2'), 'postgres://hearth:[redacted]@db:5432/hearth?password=redacted');

@@ -56,7 +56,10 @@ test('HEARTH_SERVE_CONFIG names the file when no path is given', () => {
   const loaded = loadServeConfig({ env: { HEARTH_SERVE_CONFIG: path }, paths });
   assert.equal(loaded.source, path);
   assert.equal(loaded.config.server.port, 9000);
-  assert.throws(() => loadServeConfig({ path: join(dir, 'missing.yaml'), env: {}, paths }), (error: HearthError) => error.context.key === 'file' && /does not exist/.test(error.message));
+  assert.throws(
+    () => loadServeConfig({ path: join(dir, 'missing.yaml'), env: {}, paths }),
+    (error: HearthError) => error.context.key === 'file' && /does not exist/.test(error.message),
+  );
 });
 
 test('values from the YAML file replace the defaults, the rest stay', () => {
@@ -115,7 +118,15 @@ test('environment variables win over the file and are parsed by type', () => {
   assert.equal(config.github.app.privateKeyPath, null);
   assert.equal(config.api.token, 'a-token-of-32-characters-0123456');
   assert.equal(config.github.apiUrl, 'https://ghe.example.com/api/v3');
-  assert.deepEqual(loaded.overrides, ['HEARTH_SERVER_PORT', 'HEARTH_SERVER_ALLOW_WEBHOOKS', 'HEARTH_API_TOKEN', 'HEARTH_RUNNERS_NETWORK', 'HEARTH_GITHUB_API_URL', 'HEARTH_GITHUB_WEBHOOK_SECRET', 'HEARTH_GITHUB_APP_PRIVATE_KEY_PATH']);
+  assert.deepEqual(loaded.overrides, [
+    'HEARTH_SERVER_PORT',
+    'HEARTH_SERVER_ALLOW_WEBHOOKS',
+    'HEARTH_API_TOKEN',
+    'HEARTH_RUNNERS_NETWORK',
+    'HEARTH_GITHUB_API_URL',
+    'HEARTH_GITHUB_WEBHOOK_SECRET',
+    'HEARTH_GITHUB_APP_PRIVATE_KEY_PATH',
+  ]);
 
   const notANumber = configError(null, { HEARTH_SERVER_PORT: '80.5' });
   assert.equal(notANumber.context.source, 'HEARTH_SERVER_PORT');
@@ -127,7 +138,15 @@ test('environment variables win over the file and are parsed by type', () => {
 test('every key has its own environment variable', () => {
   const names = [...SERVE_CONFIG_ENV.values()];
   assert.equal(new Set(names).size, names.length);
-  for (const name of ['HEARTH_SERVER_PORT', 'HEARTH_STORE_URL', 'HEARTH_API_TOKEN', 'HEARTH_GITLAB_WEBHOOK_TOKEN', 'HEARTH_GITLAB_URL', 'HEARTH_SERVER_TLS_CERT_PATH']) assert.ok(names.includes(name), name);
+  for (const name of [
+    'HEARTH_SERVER_PORT',
+    'HEARTH_STORE_URL',
+    'HEARTH_API_TOKEN',
+    'HEARTH_GITLAB_WEBHOOK_TOKEN',
+    'HEARTH_GITLAB_URL',
+    'HEARTH_SERVER_TLS_CERT_PATH',
+  ])
+    assert.ok(names.includes(name), name);
 });
 
 test('an unknown key names itself, its line and the valid keys of its section', () => {
@@ -179,7 +198,10 @@ test('a GitHub App needs all three settings and a PEM key', () => {
   assert.match(partial.fix, /missing: github\.app\.privateKeyPath, github\.app\.installationId/);
   const notPem = join(dir, 'not-a-key.txt');
   writeFileSync(notPem, 'hello\n');
-  assert.match(configError(`github:\n  app:\n    id: 1\n    privateKeyPath: ${notPem}\n    installationId: 2\n`).message, /does not look like a PEM private key/);
+  assert.match(
+    configError(`github:\n  app:\n    id: 1\n    privateKeyPath: ${notPem}\n    installationId: 2\n`).message,
+    /does not look like a PEM private key/,
+  );
 });
 
 test('repositories or projects without credentials are errors naming the missing token', () => {
@@ -209,7 +231,8 @@ store:
   url: postgres://hearth:pg-password@db.internal:5432/hearth
 `).config;
   const printed = JSON.stringify(redactedConfig(config));
-  for (const secret of ['api-token-0123456789', 'gh-secret', 'github_pat_secret', 'gl-hook-secret', 'whsec_', 'glpat-secret', 'pg-password']) assert.ok(!printed.includes(secret), secret);
+  for (const secret of ['api-token-0123456789', 'gh-secret', 'github_pat_secret', 'gl-hook-secret', 'whsec_', 'glpat-secret', 'pg-password'])
+    assert.ok(!printed.includes(secret), secret);
   const redacted = redactedConfig(config) as { github: { webhookSecret: string[] }; store: { url: string }; api: { token: string } };
   assert.deepEqual(redacted.github.webhookSecret, ['[redacted]', '[redacted]']);
   assert.equal(redacted.api.token, '[redacted]');
@@ -246,7 +269,11 @@ test('the example config in deploy/ is valid and shows every key', () => {
 /** The real CLI, with no HEARTH_* configuration leaking in from the test's own environment. */
 function hearthConfigCheck(configPath: string) {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('HEARTH_')));
-  return spawnSync(process.execPath, [HEARTH_BIN, 'config', 'check', '--config', configPath], { env: { ...env, HEARTH_DATA_DIR: paths.data }, encoding: 'utf8', timeout: 60_000 });
+  return spawnSync(process.execPath, [HEARTH_BIN, 'config', 'check', '--config', configPath], {
+    env: { ...env, HEARTH_DATA_DIR: paths.data },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
 }
 
 test('hearth config check prints the effective config without secrets, and exits 125 on a bad file', () => {
@@ -263,7 +290,10 @@ test('hearth config check prints the effective config without secrets, and exits
 });
 
 test('cluster roles other than all need a shared PostgreSQL store; the host timeout must outlast missed heartbeats', () => {
-  assert.match(configError('cluster:\n  role: host\n').message, /cluster\.role is host, which shares the ledger with other processes, but store\.url is a SQLite file/);
+  assert.match(
+    configError('cluster:\n  role: host\n').message,
+    /cluster\.role is host, which shares the ledger with other processes, but store\.url is a SQLite file/,
+  );
   assert.match(configError(null, { HEARTH_CLUSTER_ROLE: 'controller' }).fix, /set store\.url to a PostgreSQL URL/);
   const loaded = load('store:\n  url: postgres://hearth@db/hearth\ncluster:\n  role: host\n  hostId: vm-host-1\n  placement: spread\n');
   assert.deepEqual([loaded.config.cluster.role, loaded.config.cluster.hostId, loaded.config.cluster.placement], ['host', 'vm-host-1', 'spread']);

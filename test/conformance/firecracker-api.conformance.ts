@@ -15,7 +15,11 @@ const DOCUMENTATION = new Set(['description', 'example', 'default', 'summary']);
 function withoutDocumentation(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(withoutDocumentation);
   if (node === null || typeof node !== 'object') return node;
-  return Object.fromEntries(Object.entries(node).filter(([key]) => !DOCUMENTATION.has(key)).map(([key, value]) => [key, withoutDocumentation(value)]));
+  return Object.fromEntries(
+    Object.entries(node)
+      .filter(([key]) => !DOCUMENTATION.has(key))
+      .map(([key, value]) => [key, withoutDocumentation(value)]),
+  );
 }
 
 function refs(node: unknown, into: Set<string>): Set<string> {
@@ -42,7 +46,8 @@ function differences(ours: unknown, theirs: unknown): string | undefined {
 /** Every way the in-repo schema says something the official spec does not, one line each. */
 function disagreements(official: ApiDocument, ours: ApiDocument): string[] {
   const problems: string[] = [];
-  if (ours.info.version !== official.info.version) problems.push(`info.version: ours ${ours.info.version}, the spec ${official.info.version} (check the entries below, then update it)`);
+  if (ours.info.version !== official.info.version)
+    problems.push(`info.version: ours ${ours.info.version}, the spec ${official.info.version} (check the entries below, then update it)`);
   for (const [path, methods] of Object.entries(ours.paths)) {
     for (const [method, operation] of Object.entries(methods)) {
       const theirs = official.paths[path]?.[method];
@@ -50,7 +55,8 @@ function disagreements(official: ApiDocument, ours: ApiDocument): string[] {
         problems.push(`${method.toUpperCase()} ${path}: not in the spec`);
         continue;
       }
-      if (theirs.operationId !== operation.operationId) problems.push(`${method.toUpperCase()} ${path}: operationId ours ${operation.operationId}, the spec ${theirs.operationId}`);
+      if (theirs.operationId !== operation.operationId)
+        problems.push(`${method.toUpperCase()} ${path}: operationId ours ${operation.operationId}, the spec ${theirs.operationId}`);
       const differs = differences(operation.parameters ?? [], withoutDocumentation(theirs.parameters ?? []));
       if (differs) problems.push(`${method.toUpperCase()} ${path}: parameters ${differs}`);
     }
@@ -64,7 +70,8 @@ function disagreements(official: ApiDocument, ours: ApiDocument): string[] {
     const differs = differences(schema, withoutDocumentation(theirs));
     if (differs) problems.push(`definitions.${name}: ${differs}`);
   }
-  for (const name of refs(ours.paths, refs(ours.definitions, new Set()))) if (!(name in ours.definitions)) problems.push(`#/definitions/${name} is referenced but not defined in the schema`);
+  for (const name of refs(ours.paths, refs(ours.definitions, new Set())))
+    if (!(name in ours.definitions)) problems.push(`#/definitions/${name} is referenced but not defined in the schema`);
   return problems;
 }
 
@@ -75,7 +82,11 @@ it('the Firecracker API schema in the repository agrees with the official spec',
 
 it('the comparison finds a changed type, a missing required field, a wrong operationId and an unknown definition', () => {
   const official = parse(readFileSync(SPEC, 'utf8')) as ApiDocument;
-  const changed = structuredClone(FIRECRACKER_API) as { info: { version: string }; paths: Record<string, Record<string, { operationId: string }>>; definitions: Record<string, SchemaNode> };
+  const changed = structuredClone(FIRECRACKER_API) as {
+    info: { version: string };
+    paths: Record<string, Record<string, { operationId: string }>>;
+    definitions: Record<string, SchemaNode>;
+  };
   (changed.definitions.Vsock as { properties: Record<string, SchemaNode> }).properties.guest_cid = { type: 'string' };
   changed.definitions.BootSource = { ...changed.definitions.BootSource, required: [] };
   changed.paths['/vm']!.patch!.operationId = 'pauseVm';

@@ -20,14 +20,18 @@ const EXPECTED: Record<string, { jobs: number; failing: number } | { refused: Re
   'actions__starter-workflows__jekyll-gh-pages.yml': { jobs: 2, failing: 2 },
   'cli__cli__go.yml': { jobs: 6, failing: 6 },
   'discourse__discourse__tests.yml': { refused: /^discourse__discourse__tests\.yml:23:16: jobs\.build\.container is not supported yet: hearth run execut/ },
-  'django__django__schedule_tests.yml': { refused: /^django__django__schedule_tests\.yml:119:7: jobs\.selenium-postgresql\.services is not supported yet: hear/ },
+  'django__django__schedule_tests.yml': {
+    refused: /^django__django__schedule_tests\.yml:119:7: jobs\.selenium-postgresql\.services is not supported yet: hear/,
+  },
   'etcd-io__etcd__tests-template.yaml': { jobs: 5, failing: 5 },
   'facebook__docusaurus__tests.yml': { jobs: 5, failing: 5 },
   'fmtlib__fmt__linux.yml': { jobs: 8, failing: 0 },
   'git__git__main.yml': { refused: /^git__git__main\.yml:258:16: jobs\.dockerized\.container is not supported yet: hearth run e/ },
   'github__docs__test.yml': { refused: /^github__docs__test\.yml:79:18: matrix\.include is an expression \(\$\{\{ fromJSON\(needs\.figureOu/ },
   'go-gitea__gitea__files-changed.yml': { jobs: 1, failing: 1 },
-  'go-gitea__gitea__pull-db-tests.yml': { refused: /^go-gitea__gitea__pull-db-tests\.yml:12:11: jobs\.files-changed calls a reusable workflow, which hearth r/ },
+  'go-gitea__gitea__pull-db-tests.yml': {
+    refused: /^go-gitea__gitea__pull-db-tests\.yml:12:11: jobs\.files-changed calls a reusable workflow, which hearth r/,
+  },
   'gohugoio__hugo__test.yml': { jobs: 6, failing: 6 },
   'google__guava__ci.yml': { jobs: 6, failing: 6 },
   'hashicorp__terraform__checks.yml': { jobs: 4, failing: 4 },
@@ -59,7 +63,9 @@ const EXPECTED: Record<string, { jobs: number; failing: number } | { refused: Re
 };
 
 it('every GitHub workflow fixture plans or is refused with its expected message', async () => {
-  const files = readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
+  const files = readdirSync(DIR)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort();
   assert.deepEqual(files, Object.keys(EXPECTED).sort(), 'the fixture set changed: update EXPECTED');
   let planned = 0;
   let refused = 0;
@@ -92,15 +98,41 @@ const ACTIONS_DIR = `${DIR}/actions`;
  * this message) or is refused with this message.
  */
 const EXPECTED_ACTIONS: Record<string, { steps: number; inputs: number; outputs: number; unsupported: number; first?: RegExp } | { refused: RegExp }> = {
-  'aquasecurity__trivy-action__action.yaml': { steps: 8, inputs: 29, outputs: 0, unsupported: 2, first: /^aquasecurity__trivy-action__action\.yaml:129:13: the action aquasecurity\/setup-trivy@e6c2c5e\S+ cannot run under hearth run/ },
+  'aquasecurity__trivy-action__action.yaml': {
+    steps: 8,
+    inputs: 29,
+    outputs: 0,
+    unsupported: 2,
+    first: /^aquasecurity__trivy-action__action\.yaml:129:13: the action aquasecurity\/setup-trivy@e6c2c5e\S+ cannot run under hearth run/,
+  },
   'dtolnay__rust-toolchain__action.yml': { steps: 12, inputs: 3, outputs: 2, unsupported: 0 },
-  'github__docs__action.yml': { steps: 3, inputs: 0, outputs: 0, unsupported: 2, first: /^github__docs__action\.yml:9:13: the action actions\/cache@9b0c1fc\S+ cannot run under hearth run/ },
-  'neovim__neovim__action.yml': { steps: 6, inputs: 1, outputs: 0, unsupported: 2, first: /^neovim__neovim__action\.yml:30:13: the action mlugg\/setup-zig@d1434d0\S+ cannot run under hearth run/ },
-  'spring-projects__spring-boot__action.yml': { steps: 3, inputs: 11, outputs: 2, unsupported: 1, first: /^spring-projects__spring-boot__action\.yml:54:13: local action \.\/\.github\/actions\/prepare-gradle-build has no action\.yml/ },
+  'github__docs__action.yml': {
+    steps: 3,
+    inputs: 0,
+    outputs: 0,
+    unsupported: 2,
+    first: /^github__docs__action\.yml:9:13: the action actions\/cache@9b0c1fc\S+ cannot run under hearth run/,
+  },
+  'neovim__neovim__action.yml': {
+    steps: 6,
+    inputs: 1,
+    outputs: 0,
+    unsupported: 2,
+    first: /^neovim__neovim__action\.yml:30:13: the action mlugg\/setup-zig@d1434d0\S+ cannot run under hearth run/,
+  },
+  'spring-projects__spring-boot__action.yml': {
+    steps: 3,
+    inputs: 11,
+    outputs: 2,
+    unsupported: 1,
+    first: /^spring-projects__spring-boot__action\.yml:54:13: local action \.\/\.github\/actions\/prepare-gradle-build has no action\.yml/,
+  },
 };
 
 it('every composite action fixture loads through the composite loader or is refused with its expected message', async () => {
-  const files = readdirSync(ACTIONS_DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
+  const files = readdirSync(ACTIONS_DIR)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort();
   assert.deepEqual(files, Object.keys(EXPECTED_ACTIONS).sort(), 'the action fixture set changed: update EXPECTED_ACTIONS');
   let loaded = 0;
   let refused = 0;
@@ -109,7 +141,12 @@ it('every composite action fixture loads through the composite loader or is refu
     try {
       const action = await parseCompositeAction(`${ACTIONS_DIR}/${file}`, { repoRoot: ACTIONS_DIR });
       assert.ok('steps' in expected, `${file} loaded but should be refused`);
-      const shape = { steps: action.steps.length, inputs: Object.keys(action.inputs).length, outputs: Object.keys(action.outputs).length, unsupported: action.steps.filter((step) => step.action.kind === 'unsupported').length };
+      const shape = {
+        steps: action.steps.length,
+        inputs: Object.keys(action.inputs).length,
+        outputs: Object.keys(action.outputs).length,
+        unsupported: action.steps.filter((step) => step.action.kind === 'unsupported').length,
+      };
       assert.deepEqual(shape, { steps: expected.steps, inputs: expected.inputs, outputs: expected.outputs, unsupported: expected.unsupported }, file);
       const first = firstUnsupported(action.steps);
       if (expected.first) assert.match((first ?? '').replace(`${ACTIONS_DIR}/`, ''), expected.first);

@@ -15,21 +15,27 @@ const EXPECTED: Record<string, { jobs: number; skipped: number } | { refused: Re
   'GNOME__gnome-shell__gitlab-ci.yml': { refused: /^GNOME__gnome-shell__gitlab-ci\.yml:2:5: include: project is not supported by hearth run \(only includ/ },
   'GNOME__gtk__gitlab-ci.yml': { jobs: 1, skipped: 1 },
   'GNOME__librsvg__gitlab-ci.yml': { refused: /^GNOME__librsvg__gitlab-ci\.yml:4:5: include: local file ci\/conta/ },
-  'GStreamer__gstreamer__gitlab-ci.yml': { refused: /^GStreamer__gstreamer__gitlab-ci\.yml:2:5: include: remote is not supported by hearth run \(only include/ },
+  'GStreamer__gstreamer__gitlab-ci.yml': {
+    refused: /^GStreamer__gstreamer__gitlab-ci\.yml:2:5: include: remote is not supported by hearth run \(only include/,
+  },
   'KDE__kdenlive__gitlab-ci.yml': { refused: /^KDE__kdenlive__gitlab-ci\.yml:5:5: include: remote is not supported by hearth run \(only include/ },
   'NVIDIA__k8s-device-plugin__gitlab-ci.yml': { refused: /^NVIDIA__k8s-device-plugin__gitlab-ci\.yml:16:5: include: local file \.common-/ },
   'NVIDIA__nvidia-container-toolkit__gitlab-ci.yml': { refused: /^NVIDIA__nvidia-container-toolkit__gitlab-ci\.yml:16:5: include: local file \.common-/ },
   'PipeWire__pipewire__gitlab-ci.yml': { refused: /^PipeWire__pipewire__gitlab-ci\.yml:28:5: include: project is not supported by hearth run \(only includ/ },
   'alpinelinux__aports__gitlab-ci.yml': { jobs: 0, skipped: 9 },
   'f-droid__fdroidclient__gitlab-ci.yml': { jobs: 4, skipped: 0 },
-  'gitlabhq__gitlab-runner__gitlab-ci.yml': { refused: /^gitlabhq__gitlab-runner__gitlab-ci\.yml:2:3: include: template is not supported by hearth run \(only inclu/ },
+  'gitlabhq__gitlab-runner__gitlab-ci.yml': {
+    refused: /^gitlabhq__gitlab-runner__gitlab-ci\.yml:2:3: include: template is not supported by hearth run \(only inclu/,
+  },
   'gitlabhq__gitlab-shell__gitlab-ci.yml': { jobs: 5, skipped: 0 },
   'gitlabhq__gitlabhq__gitlab-ci.yml': { refused: /^gitlabhq__gitlabhq__gitlab-ci\.yml:404:1: job compile-assets uses services:, which hearth run does not/ },
   'libvirt__libvirt__gitlab-ci.yml': { jobs: 13, skipped: 13 },
   'qemu__qemu__gitlab-ci.yml': { refused: /^qemu__qemu__gitlab-ci\.yml:11:5: include: local file \.gitlab-/ },
   'u-boot__u-boot__gitlab-ci.yml': { jobs: 54, skipped: 26 },
   'veloren__veloren__gitlab-ci.yml': { jobs: 6, skipped: 6 },
-  'xen-project__xen__gitlab-ci.yml': { refused: /^xen-project__xen__gitlab-ci\.yml:22:5: include: local file automation\/gitlab-ci\/analyze\.yaml does not exist/ },
+  'xen-project__xen__gitlab-ci.yml': {
+    refused: /^xen-project__xen__gitlab-ci\.yml:22:5: include: local file automation\/gitlab-ci\/analyze\.yaml does not exist/,
+  },
   'xiph__opus__gitlab-ci.yml': { refused: /^xiph__opus__gitlab-ci\.yml:2:5: include: template is not supported by hearth run \(only inclu/ },
 };
 

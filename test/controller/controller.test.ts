@@ -18,7 +18,10 @@ import { OWNED_LABELS, REPO, SECRETS } from '../support/serve-host.ts';
 
 const logger = createLogger({ level: 'silent' });
 const HOST = 'h1';
-const RULES = { limits: { maxCpus: 8, maxMemoryMib: 16_384, images: ['hearth-stand-ins'] }, defaultShape: { cpus: 1, memoryMib: 512, image: 'hearth-stand-ins' } };
+const RULES = {
+  limits: { maxCpus: 8, maxMemoryMib: 16_384, images: ['hearth-stand-ins'] },
+  defaultShape: { cpus: 1, memoryMib: 512, image: 'hearth-stand-ins' },
+};
 
 let root: string;
 let sim: ForgeSimulator;
@@ -29,7 +32,15 @@ const running: { controller: RunnerController; ledger: Ledger; driver: FakeDrive
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'hearth-controller-'));
   sim = await ForgeSimulator.start({ ...SECRETS, jobDurationMs: 100, seed: 5 });
-  const github = new GithubForge({ apiUrl: sim.githubApiUrl, auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }), repos: [REPO], orgs: [], runnerGroupId: 1, runnerCommand: '/opt/actions-runner/run.sh', logger });
+  const github = new GithubForge({
+    apiUrl: sim.githubApiUrl,
+    auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
+    repos: [REPO],
+    orgs: [],
+    runnerGroupId: 1,
+    runnerCommand: '/opt/actions-runner/run.sh',
+    logger,
+  });
   forges = new Map<ForgeKind, Forge>([['github', github]]);
 });
 afterEach(async () => {
@@ -74,7 +85,15 @@ async function world(options: { driver?: FakeDriver; ledgerPath?: string; maxAtt
     intervalSeconds: 0.2,
     stuckAfterSeconds: 600,
     maxAttempts: options.maxAttempts ?? 3,
-    cluster: { role: 'all', hostId: HOST, placement: 'binpack', heartbeatSeconds: 1, hostTimeoutSeconds: 30, leader, describeHost: async () => ({ id: HOST, cpus: 8, memoryMib: 8192, diskGib: 10, drivers: ['fake'], images: ['hearth-stand-ins'], labels: [] }) },
+    cluster: {
+      role: 'all',
+      hostId: HOST,
+      placement: 'binpack',
+      heartbeatSeconds: 1,
+      hostTimeoutSeconds: 30,
+      leader,
+      describeHost: async () => ({ id: HOST, cpus: 8, memoryMib: 8192, diskGib: 10, drivers: ['fake'], images: ['hearth-stand-ins'], labels: [] }),
+    },
   };
   const controller = new RunnerController(ledger, driver, forges, settings, logger);
   running.push({ controller, ledger, driver });
@@ -89,7 +108,10 @@ async function enqueue(ledger: Ledger): Promise<{ id: string; forgeJobId: number
   const queued = await sim.queueGithubJob({ repo: REPO, labels: OWNED_LABELS });
   const admission = admitJob(RULES, OWNED_LABELS);
   assert.ok('shape' in admission);
-  const { id } = await ledger.enqueue({ forge: 'github', forgeJobId: String(queued.id), repository: REPO, labels: OWNED_LABELS, shape: admission.shape }, 'test: queued');
+  const { id } = await ledger.enqueue(
+    { forge: 'github', forgeJobId: String(queued.id), repository: REPO, labels: OWNED_LABELS, shape: admission.shape },
+    'test: queued',
+  );
   return { id, forgeJobId: queued.id };
 }
 
@@ -146,7 +168,10 @@ test('cleanup duties left by a controller that died are carried out by the next 
   await first.ledger.transition(id, 'claimed', 'placed on h1', { placement: { host: HOST, cpus: 1, memoryMib: 512 } });
   await first.ledger.transition(id, 'provisioning', 'booting');
   await first.ledger.hold(id, { kind: 'vm', ref: vm.id, host: HOST }, `VM ${vm.id} ready`, { vm_id: vm.id });
-  await first.ledger.hold(id, { kind: 'runner', ref: registration.runnerId, host: null }, 'runner registered', { runner_id: registration.runnerId, runner_name: registration.runnerName });
+  await first.ledger.hold(id, { kind: 'runner', ref: registration.runnerId, host: null }, 'runner registered', {
+    runner_id: registration.runnerId,
+    runner_name: registration.runnerName,
+  });
   await first.ledger.transition(id, 'cancelled', 'cancelled at the forge');
   assert.equal(first.driver.isAlive(vm.id), true);
   assert.equal(sim.github.runners.has(Number(registration.runnerId)), true);
@@ -163,25 +188,49 @@ test('cleanup duties left by a controller that died are carried out by the next 
 test('a job the forge cancels while its runner waits is aborted: VM destroyed, registration removed, released', async () => {
   const slow = await ForgeSimulator.start({ ...SECRETS, jobDurationMs: 60_000, seed: 6 });
   try {
-    const github = new GithubForge({ apiUrl: slow.githubApiUrl, auth: GithubAuth.fromConfig(slow.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }), repos: [REPO], orgs: [], runnerGroupId: 1, runnerCommand: '/opt/actions-runner/run.sh', logger });
+    const github = new GithubForge({
+      apiUrl: slow.githubApiUrl,
+      auth: GithubAuth.fromConfig(slow.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
+      repos: [REPO],
+      orgs: [],
+      runnerGroupId: 1,
+      runnerCommand: '/opt/actions-runner/run.sh',
+      logger,
+    });
     forges.set('github', github);
     const driver = new FakeDriver({ runtimeDir: join(root, 'slow'), rewriteUrl: (url) => url.replace(slow.guestUrl, slow.url), pollIntervalMs: 50 });
     const { ledger } = await world({ driver });
     const queued = await slow.queueGithubJob({ repo: REPO, labels: OWNED_LABELS });
     const admission = admitJob(RULES, OWNED_LABELS);
     assert.ok('shape' in admission);
-    const { id } = await ledger.enqueue({ forge: 'github', forgeJobId: String(queued.id), repository: REPO, labels: OWNED_LABELS, shape: admission.shape }, 'test: queued');
-    const vmId = await waitFor(`${id} to hold a VM`, async () => ((await ledger.finalizers([id])).find((d) => d.kind === 'vm')?.ref));
+    const { id } = await ledger.enqueue(
+      { forge: 'github', forgeJobId: String(queued.id), repository: REPO, labels: OWNED_LABELS, shape: admission.shape },
+      'test: queued',
+    );
+    const vmId = await waitFor(`${id} to hold a VM`, async () => (await ledger.finalizers([id])).find((d) => d.kind === 'vm')?.ref);
     await slow.cancelGithubJob(queued.id);
     // What the webhook would record: the job cancelled at the forge.
-    await waitFor(`${id} to be recorded cancelled`, async () => ((await ledger.transition(id, 'cancelled', 'forge: cancelled')) || (await ledger.job(id))?.state === 'cancelled' ? true : undefined));
+    await waitFor(`${id} to be recorded cancelled`, async () =>
+      (await ledger.transition(id, 'cancelled', 'forge: cancelled')) || (await ledger.job(id))?.state === 'cancelled' ? true : undefined,
+    );
     const done = await waitFor(`${id} to be released`, released(ledger, id));
     assert.equal(done.state, 'cancelled');
     assert.equal(driver.isAlive(vmId), false);
     assert.equal(slow.github.runners.size, 0);
     assert.deepEqual(await ledger.finalizers([id]), []);
   } finally {
-    forges.set('github', new GithubForge({ apiUrl: sim.githubApiUrl, auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }), repos: [REPO], orgs: [], runnerGroupId: 1, runnerCommand: '/opt/actions-runner/run.sh', logger }));
+    forges.set(
+      'github',
+      new GithubForge({
+        apiUrl: sim.githubApiUrl,
+        auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
+        repos: [REPO],
+        orgs: [],
+        runnerGroupId: 1,
+        runnerCommand: '/opt/actions-runner/run.sh',
+        logger,
+      }),
+    );
     for (const { controller, ledger, driver } of running.splice(0)) {
       await controller.stop('test done');
       await driver.destroyAll();

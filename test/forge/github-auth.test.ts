@@ -16,7 +16,12 @@ let sim: ForgeSimulator;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hearth-app-'));
   await writeFile(join(dir, 'app.pem'), privateKey.export({ type: 'pkcs1', format: 'pem' }));
-  sim = await ForgeSimulator.start({ ...SECRETS, githubAppId: '4242', githubAppPublicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), githubInstallationId: '777' });
+  sim = await ForgeSimulator.start({
+    ...SECRETS,
+    githubAppId: '4242',
+    githubAppPublicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    githubInstallationId: '777',
+  });
 });
 after(async () => {
   await sim.close();
@@ -25,17 +30,32 @@ after(async () => {
 
 test('a GitHub App signs an RS256 JWT, gets an installation token once and reuses it', async () => {
   const auth = GithubAuth.fromConfig(sim.githubApiUrl, null, { id: '4242', privateKeyPath: join(dir, 'app.pem'), installationId: '777' });
-  const forge = new GithubForge({ apiUrl: sim.githubApiUrl, auth, repos: [REPO], orgs: [], runnerGroupId: 1, runnerCommand: 'run.sh', logger: createLogger({ level: 'silent' }) });
+  const forge = new GithubForge({
+    apiUrl: sim.githubApiUrl,
+    auth,
+    repos: [REPO],
+    orgs: [],
+    runnerGroupId: 1,
+    runnerCommand: 'run.sh',
+    logger: createLogger({ level: 'silent' }),
+  });
   await forge.listRunners();
   await forge.listRunners();
   const tokenCalls = sim.apiLog.filter((e) => e.path === '/app/installations/777/access_tokens');
-  assert.deepEqual(tokenCalls.map((c) => c.status), [201], 'one installation token for both calls');
+  assert.deepEqual(
+    tokenCalls.map((c) => c.status),
+    [201],
+    'one installation token for both calls',
+  );
   assert.ok(sim.apiLog.filter((e) => e.path.endsWith('/actions/runners')).every((e) => e.status === 200));
 });
 
 test('the JWT claims: issued a minute back for clock skew, expiring within ten minutes, issuer the app', () => {
   const jwt = appJwt('4242', privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), 1_000_000);
-  const [header, payload] = jwt.split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p!, 'base64url').toString('utf8')) as Record<string, unknown>);
+  const [header, payload] = jwt
+    .split('.')
+    .slice(0, 2)
+    .map((p) => JSON.parse(Buffer.from(p!, 'base64url').toString('utf8')) as Record<string, unknown>);
   assert.deepEqual(header, { alg: 'RS256', typ: 'JWT' });
   assert.deepEqual(payload, { iat: 999_940, exp: 1_000_540, iss: '4242' });
 });
@@ -44,5 +64,8 @@ test('a wrong key is refused by the forge with a fix that names the app settings
   const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
   await writeFile(join(dir, 'wrong.pem'), other.export({ type: 'pkcs1', format: 'pem' }));
   const auth = GithubAuth.fromConfig(sim.githubApiUrl, null, { id: '4242', privateKeyPath: join(dir, 'wrong.pem'), installationId: '777' });
-  await assert.rejects(auth.headers(), (error: Error & { code?: string; fix?: string }) => error.code === 'HEARTH_ERR_FORGE_API' && /github\.app/.test(error.fix ?? ''));
+  await assert.rejects(
+    auth.headers(),
+    (error: Error & { code?: string; fix?: string }) => error.code === 'HEARTH_ERR_FORGE_API' && /github\.app/.test(error.fix ?? ''),
+  );
 });

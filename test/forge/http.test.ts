@@ -12,7 +12,16 @@ describe('forge API calls under rate limiting and errors', () => {
   let github: GithubForge;
   before(async () => {
     sim = await ForgeSimulator.start({ ...SECRETS });
-    github = new GithubForge({ apiUrl: sim.githubApiUrl, auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }), repos: [REPO], orgs: [], runnerGroupId: 1, runnerCommand: '/opt/actions-runner/run.sh', logger: createLogger({ level: 'silent' }), retry: { attempts: 5, baseDelayMs: 50, maxDelayMs: 5000 } });
+    github = new GithubForge({
+      apiUrl: sim.githubApiUrl,
+      auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
+      repos: [REPO],
+      orgs: [],
+      runnerGroupId: 1,
+      runnerCommand: '/opt/actions-runner/run.sh',
+      logger: createLogger({ level: 'silent' }),
+      retry: { attempts: 5, baseDelayMs: 50, maxDelayMs: 5000 },
+    });
   });
   after(() => sim.close());
 
@@ -22,8 +31,12 @@ describe('forge API calls under rate limiting and errors', () => {
     const runners = await github.listRunners();
     assert.deepEqual(runners, []);
     const calls = sim.apiLog.filter((e) => e.path.endsWith('/actions/runners'));
-    assert.deepEqual(calls.map((c) => c.status), [429, 429, 429, 200]);
-    for (let i = 1; i < calls.length; i += 1) assert.ok(calls[i]!.at - calls[i - 1]!.at >= 950, `call ${i} came ${calls[i]!.at - calls[i - 1]!.at} ms after the 429`);
+    assert.deepEqual(
+      calls.map((c) => c.status),
+      [429, 429, 429, 200],
+    );
+    for (let i = 1; i < calls.length; i += 1)
+      assert.ok(calls[i]!.at - calls[i - 1]!.at >= 950, `call ${i} came ${calls[i]!.at - calls[i - 1]!.at} ms after the 429`);
     assert.ok(Date.now() - started >= 2900);
   });
 
@@ -32,7 +45,10 @@ describe('forge API calls under rate limiting and errors', () => {
     const started = Date.now();
     assert.deepEqual(await github.listQueuedJobs(), []);
     assert.ok(Date.now() - started >= 950);
-    assert.deepEqual(sim.apiLog.filter((e) => e.path.endsWith('/actions/runs')).map((e) => e.status), [403, 200]);
+    assert.deepEqual(
+      sim.apiLog.filter((e) => e.path.endsWith('/actions/runs')).map((e) => e.status),
+      [403, 200],
+    );
   });
 
   test('5xx is retried with backoff; a 401 is not retried and names the fix', async () => {
@@ -40,9 +56,20 @@ describe('forge API calls under rate limiting and errors', () => {
     const registration = await github.registerRunner({ id: 'github:1', repository: REPO, forgeJobId: '1', labels: ['self-hosted', 'hearth'] });
     assert.match(registration.runnerName, /^hearth-github-1-[0-9a-f]{6}$/);
     assert.equal(registration.argv[1], '--jitconfig');
-    const bad = new GithubForge({ apiUrl: sim.githubApiUrl, auth: GithubAuth.fromConfig(sim.githubApiUrl, 'wrong-token', { id: null, privateKeyPath: null, installationId: null }), repos: [REPO], orgs: [], runnerGroupId: 1, runnerCommand: 'run.sh', logger: createLogger({ level: 'silent' }) });
+    const bad = new GithubForge({
+      apiUrl: sim.githubApiUrl,
+      auth: GithubAuth.fromConfig(sim.githubApiUrl, 'wrong-token', { id: null, privateKeyPath: null, installationId: null }),
+      repos: [REPO],
+      orgs: [],
+      runnerGroupId: 1,
+      runnerCommand: 'run.sh',
+      logger: createLogger({ level: 'silent' }),
+    });
     const before = sim.apiLog.length;
-    await assert.rejects(bad.listRunners(), (error: Error & { code?: string; fix?: string }) => error.code === 'HEARTH_ERR_FORGE_API' && /github.token/.test(error.fix ?? ''));
+    await assert.rejects(
+      bad.listRunners(),
+      (error: Error & { code?: string; fix?: string }) => error.code === 'HEARTH_ERR_FORGE_API' && /github.token/.test(error.fix ?? ''),
+    );
     assert.equal(sim.apiLog.length - before, 1, 'one request, no retries');
     assert.equal(await github.removeRunner({ repository: REPO, runnerId: registration.runnerId }), 'removed');
     assert.equal(await github.removeRunner({ repository: REPO, runnerId: registration.runnerId }), 'gone');

@@ -11,7 +11,10 @@ it('verifies GitHub signatures over the raw body, with rotation and precise reas
   const body = Buffer.from('Hello, World!');
   assert.deepEqual(verifyGithubSignature(body, GITHUB_SIGNATURE, [GITHUB_SECRET]), { ok: true, secretIndex: 0 });
   assert.deepEqual(verifyGithubSignature(body, GITHUB_SIGNATURE, ['new-secret', GITHUB_SECRET]), { ok: true, secretIndex: 1 });
-  assert.deepEqual(verifyGithubSignature(Buffer.from('Hello, World?'), GITHUB_SIGNATURE, [GITHUB_SECRET]), { ok: false, reason: 'signature does not match any configured secret' });
+  assert.deepEqual(verifyGithubSignature(Buffer.from('Hello, World?'), GITHUB_SIGNATURE, [GITHUB_SECRET]), {
+    ok: false,
+    reason: 'signature does not match any configured secret',
+  });
   assert.deepEqual(verifyGithubSignature(body, undefined, [GITHUB_SECRET]), { ok: false, reason: 'missing X-Hub-Signature-256 header' });
   assert.equal(verifyGithubSignature(body, 'sha1=abc', [GITHUB_SECRET]).ok, false);
   assert.equal(verifyGithubSignature(body, GITHUB_SIGNATURE, []).ok, false);

@@ -7,7 +7,9 @@ import { WebhookRejection } from '../../src/forge/webhook.ts';
 
 // The forges' adapters without HTTP: the headers they read, the policy they apply, the deliveries they parse.
 
-const BODY = Buffer.from(JSON.stringify({ action: 'queued', workflow_job: { id: 42, labels: ['hearth'], name: 'build' }, repository: { full_name: 'octo/app' } }));
+const BODY = Buffer.from(
+  JSON.stringify({ action: 'queued', workflow_job: { id: 42, labels: ['hearth'], name: 'build' }, repository: { full_name: 'octo/app' } }),
+);
 
 function githubHeaders(body: Buffer, secret: string): Record<string, string> {
   return {
@@ -24,7 +26,11 @@ describe('GitHub webhook adapter', () => {
   });
 
   it('is off (404) without a secret, and refuses a bad or missing signature with 401', () => {
-    assert.deepEqual(githubWebhookAdapter([]).verify(githubHeaders(BODY, 's'), BODY), { ok: false, status: 404, reason: 'GitHub webhooks are not configured (set github.webhookSecret)' });
+    assert.deepEqual(githubWebhookAdapter([]).verify(githubHeaders(BODY, 's'), BODY), {
+      ok: false,
+      status: 404,
+      reason: 'GitHub webhooks are not configured (set github.webhookSecret)',
+    });
     const adapter = githubWebhookAdapter(['current', 'previous']);
     assert.deepEqual(adapter.verify(githubHeaders(BODY, 'previous'), BODY), { ok: true, secretIndex: 1 });
     assert.deepEqual(adapter.verify(githubHeaders(BODY, 'wrong'), BODY), { ok: false, status: 401, reason: 'signature does not match any configured secret' });
@@ -39,7 +45,10 @@ describe('GitHub webhook adapter', () => {
     const delivery = adapter.parse(githubHeaders(BODY, 'current'), BODY);
     assert.equal(delivery.deliveryId, 'd-1');
     assert.equal(delivery.payload.kind, 'job');
-    assert.throws(() => adapter.parse({ ...githubHeaders(BODY, 'current'), [GITHUB_HEADERS.delivery]: 'not valid!' }, BODY), (error) => error instanceof WebhookRejection && error.status === 400 && /X-GitHub-Delivery/.test(error.message));
+    assert.throws(
+      () => adapter.parse({ ...githubHeaders(BODY, 'current'), [GITHUB_HEADERS.delivery]: 'not valid!' }, BODY),
+      (error) => error instanceof WebhookRejection && error.status === 400 && /X-GitHub-Delivery/.test(error.message),
+    );
   });
 });
 
@@ -50,7 +59,12 @@ const NOW = 1_700_000_000;
 function signedHeaders(body: Buffer, secret: string, timestamp = NOW): Record<string, string> {
   const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
   const signature = createHmac('sha256', key).update(`msg_1.${timestamp}.${body.toString()}`).digest('base64');
-  return { [GITLAB_HEADERS.event]: 'Job Hook', [GITLAB_HEADERS.webhookId]: 'msg_1', [GITLAB_HEADERS.webhookTimestamp]: String(timestamp), [GITLAB_HEADERS.webhookSignature]: `v1,${signature}` };
+  return {
+    [GITLAB_HEADERS.event]: 'Job Hook',
+    [GITLAB_HEADERS.webhookId]: 'msg_1',
+    [GITLAB_HEADERS.webhookTimestamp]: String(timestamp),
+    [GITLAB_HEADERS.webhookSignature]: `v1,${signature}`,
+  };
 }
 
 describe('GitLab webhook adapter', () => {
@@ -72,27 +86,45 @@ describe('GitLab webhook adapter', () => {
   it('compares the secret token, with rotation', () => {
     const adapter = gitlabWebhookAdapter({ tokens: ['new-token', 'old-token'], signing: [] });
     assert.deepEqual(adapter.verify({ [GITLAB_HEADERS.token]: 'old-token' }, GITLAB_BODY), { ok: true, secretIndex: 1 });
-    assert.deepEqual(adapter.verify({ [GITLAB_HEADERS.token]: 'guess' }, GITLAB_BODY), { ok: false, status: 401, reason: 'X-Gitlab-Token does not match any configured token' });
+    assert.deepEqual(adapter.verify({ [GITLAB_HEADERS.token]: 'guess' }, GITLAB_BODY), {
+      ok: false,
+      status: 401,
+      reason: 'X-Gitlab-Token does not match any configured token',
+    });
     assert.deepEqual(adapter.verify({}, GITLAB_BODY), { ok: false, status: 401, reason: 'missing X-Gitlab-Token header' });
   });
 
   it('checks a signed delivery against the signing secrets, and needs a signature when only those are set', () => {
     const adapter = gitlabWebhookAdapter({ tokens: [], signing: [SIGNING] });
     assert.deepEqual(adapter.verify(signedHeaders(GITLAB_BODY, SIGNING), GITLAB_BODY, NOW), { ok: true, secretIndex: 0 });
-    assert.deepEqual(adapter.verify(signedHeaders(GITLAB_BODY, SIGNING, NOW - 301), GITLAB_BODY, NOW), { ok: false, status: 401, reason: 'webhook-timestamp is more than 300 s from now' });
+    assert.deepEqual(adapter.verify(signedHeaders(GITLAB_BODY, SIGNING, NOW - 301), GITLAB_BODY, NOW), {
+      ok: false,
+      status: 401,
+      reason: 'webhook-timestamp is more than 300 s from now',
+    });
     assert.equal(adapter.verify(signedHeaders(GITLAB_BODY, SIGNING), Buffer.from('{}'), NOW).ok, false);
-    assert.deepEqual(adapter.verify({ [GITLAB_HEADERS.token]: 'a-token' }, GITLAB_BODY, NOW), { ok: false, status: 401, reason: 'missing webhook-signature header' });
+    assert.deepEqual(adapter.verify({ [GITLAB_HEADERS.token]: 'a-token' }, GITLAB_BODY, NOW), {
+      ok: false,
+      status: 401,
+      reason: 'missing webhook-signature header',
+    });
   });
 
   it('falls back to the token for an unsigned delivery when both are configured, and ignores a signature when no signing secret is', () => {
     const both = gitlabWebhookAdapter({ tokens: ['tok'], signing: [SIGNING] });
     assert.deepEqual(both.verify({ [GITLAB_HEADERS.token]: 'tok' }, GITLAB_BODY, NOW), { ok: true, secretIndex: 0 });
     const tokensOnly = gitlabWebhookAdapter({ tokens: ['tok'], signing: [] });
-    assert.deepEqual(tokensOnly.verify({ ...signedHeaders(GITLAB_BODY, SIGNING), [GITLAB_HEADERS.token]: 'tok' }, GITLAB_BODY, NOW), { ok: true, secretIndex: 0 });
+    assert.deepEqual(tokensOnly.verify({ ...signedHeaders(GITLAB_BODY, SIGNING), [GITLAB_HEADERS.token]: 'tok' }, GITLAB_BODY, NOW), {
+      ok: true,
+      secretIndex: 0,
+    });
   });
 
   it('parses a Job Hook whose labels are not known yet', () => {
-    const delivery = gitlabWebhookAdapter({ tokens: ['tok'], signing: [] }).parse({ [GITLAB_HEADERS.event]: 'Job Hook', [GITLAB_HEADERS.idempotencyKey]: 'key-1' }, GITLAB_BODY);
+    const delivery = gitlabWebhookAdapter({ tokens: ['tok'], signing: [] }).parse(
+      { [GITLAB_HEADERS.event]: 'Job Hook', [GITLAB_HEADERS.idempotencyKey]: 'key-1' },
+      GITLAB_BODY,
+    );
     assert.equal(delivery.deliveryId, 'key-1');
     assert.ok(delivery.payload.kind === 'job' && !delivery.payload.labelsKnown && delivery.payload.job.forgeJobId === '7');
   });

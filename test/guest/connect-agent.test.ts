@@ -87,13 +87,19 @@ describe('hearth-agent --connect (connect-back)', () => {
     assert.equal(hello.agent, 'hearth-agent/1');
 
     const out = captureOutput();
-    const result = await channel.exec({ argv: ['sh', '-c', 'echo out; echo err >&2; exit 3'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cwd: '/', timeoutMs: 0 }, out.sink);
+    const result = await channel.exec(
+      { argv: ['sh', '-c', 'echo out; echo err >&2; exit 3'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cwd: '/', timeoutMs: 0 },
+      out.sink,
+    );
     assert.equal(result.exitCode, 3);
     assert.deepEqual(out.text(), { stdout: 'out\n', stderr: 'err\n' });
 
     // Neither in a command's environment nor in what /proc shows of the agent's own.
     const env = captureOutput();
-    await channel.exec({ argv: ['sh', '-c', 'env; tr "\\0" "\\n" < /proc/$PPID/environ'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cwd: '/', timeoutMs: 0 }, env.sink);
+    await channel.exec(
+      { argv: ['sh', '-c', 'env; tr "\\0" "\\n" < /proc/$PPID/environ'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cwd: '/', timeoutMs: 0 },
+      env.sink,
+    );
     assert.ok(!env.text().stdout.includes(expectation.token), 'token leaked into the environment');
     assert.doesNotMatch(env.text().stdout, /HEARTH_AGENT_TOKEN=./);
     assert.ok(!(await readFile(`/proc/${agent.child.pid}/environ`, 'latin1')).includes(expectation.token));
@@ -114,7 +120,10 @@ describe('hearth-agent --connect (connect-back)', () => {
     assert.equal(await rawHello(listener.port, 'GET / HTTP/1.1\r\n'), 'DENIED bad-hello\n');
     assert.equal(await rawHello(listener.port, 'x'.repeat(400)), 'DENIED bad-hello\n');
     const refusals = logLines.filter((line) => line.includes('agent connection refused'));
-    assert.ok(refusals.some((line) => line.includes('unknown token')), refusals.join('\n'));
+    assert.ok(
+      refusals.some((line) => line.includes('unknown token')),
+      refusals.join('\n'),
+    );
     assert.ok(!logLines.some((line) => line.includes('not-a-real-token')), 'a presented token reached the log');
   });
 
@@ -133,7 +142,11 @@ describe('hearth-agent --connect (connect-back)', () => {
     const port = await freePort();
     const agent = startAgent(agentBinary, ['--connect', `tcp://127.0.0.1:${port}`], { HEARTH_AGENT_TOKEN: 'late-host-token' });
     agents.push(agent);
-    await waitFor(() => (agent.stderr().match(/connect to .*Connection refused/g) ?? []).length >= 3, { timeout: 10_000, interval: 20, what: 'three failed dials' });
+    await waitFor(() => (agent.stderr().match(/connect to .*Connection refused/g) ?? []).length >= 3, {
+      timeout: 10_000,
+      interval: 20,
+      what: 'three failed dials',
+    });
     const waits = [...agent.stderr().matchAll(/retrying in (\d+) ms/g)].map((m) => Number(m[1]));
     assert.ok(waits[1]! > waits[0]! && waits[2]! > waits[1]!, `backoff grows: ${waits.join(', ')}`);
     // A host by hand: read the hello line, answer OK, then it is the framed protocol.
@@ -172,7 +185,11 @@ describe('hearth-agent --connect (connect-back)', () => {
     assert.deepEqual(parseAgentUrl('tcp://10.0.0.1:7071'), { host: '10.0.0.1', port: 7071 });
     assert.deepEqual(parseAgentUrl('tcp://[fd00::1]:7071'), { host: 'fd00::1', port: 7071 });
     for (const bad of ['http://10.0.0.1:7071', 'tcp://hearth.local:7071', 'tcp://10.0.0.1', 'tcp://0.0.0.0:7071', 'tcp://10.0.0.1:0']) {
-      assert.throws(() => parseAgentUrl(bad), (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION'), bad);
+      assert.throws(
+        () => parseAgentUrl(bad),
+        (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION'),
+        bad,
+      );
     }
   });
 });

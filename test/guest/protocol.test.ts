@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FrameDecoder, FrameType, HELLO_FLAG_IDENTITY_NETWORK, IdentityExtension, MAX_PAYLOAD, decodeExit, decodeHello, encodeExec, encodeFrame, encodeIdentity } from '../../src/guest/protocol.ts';
+import {
+  FrameDecoder,
+  FrameType,
+  HELLO_FLAG_IDENTITY_NETWORK,
+  IdentityExtension,
+  MAX_PAYLOAD,
+  decodeExit,
+  decodeHello,
+  encodeExec,
+  encodeFrame,
+  encodeIdentity,
+} from '../../src/guest/protocol.ts';
 import { decodeIdentity } from '../support/firecracker-fake/agent.ts';
 
 describe('agent protocol framing', () => {
@@ -78,7 +89,12 @@ describe('agent protocol framing', () => {
     unknown.writeUInt32LE(99, 0);
     unknown.writeUInt32LE(4, 4);
     assert.deepEqual(decodeIdentity(Buffer.concat([plain, unknown, tail])).network, network);
-    for (const bad of [{ ...network, address: '172.30.0.6' }, { ...network, address: '172.30.0.6/33' }, { ...network, gateway: 'gw' }, { ...network, dns: '1.1.1.1; rm' }]) {
+    for (const bad of [
+      { ...network, address: '172.30.0.6' },
+      { ...network, address: '172.30.0.6/33' },
+      { ...network, gateway: 'gw' },
+      { ...network, dns: '1.1.1.1; rm' },
+    ]) {
       assert.throws(() => encodeIdentity({ ...base, network: bad }), RangeError);
     }
   });

@@ -19,11 +19,18 @@ it('a rebuild with the same inputs is a no-op that names the same image', async 
 
 it('the initramfs carries the agent as /init, a static busybox and the guest modules in load order', async () => {
   const { image } = await buildMinimalImage(cache);
-  const listing = execFileSync('cpio', ['-t', '--quiet'], { input: await readFile(image.initrdPath), maxBuffer: 1 << 26 }).toString().split('\n');
-  for (const path of ['init', 'bin/busybox', 'bin/sh', 'etc/hearth/modules', 'dev/console']) assert.ok(listing.includes(path), `${path} missing from the initramfs`);
-  const modules = execFileSync('cpio', ['-i', '--quiet', '--to-stdout', 'etc/hearth/modules'], { input: await readFile(image.initrdPath), maxBuffer: 1 << 26 }).toString().trim().split('\n');
+  const listing = execFileSync('cpio', ['-t', '--quiet'], { input: await readFile(image.initrdPath), maxBuffer: 1 << 26 })
+    .toString()
+    .split('\n');
+  for (const path of ['init', 'bin/busybox', 'bin/sh', 'etc/hearth/modules', 'dev/console'])
+    assert.ok(listing.includes(path), `${path} missing from the initramfs`);
+  const modules = execFileSync('cpio', ['-i', '--quiet', '--to-stdout', 'etc/hearth/modules'], { input: await readFile(image.initrdPath), maxBuffer: 1 << 26 })
+    .toString()
+    .trim()
+    .split('\n');
   const names = modules.map((m) => m.split('/').pop()?.replace(/\.ko$/, ''));
-  for (const wanted of ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'vmw_vsock_virtio_transport']) assert.ok(names.includes(wanted), `${wanted} not loaded`);
+  for (const wanted of ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'vmw_vsock_virtio_transport'])
+    assert.ok(names.includes(wanted), `${wanted} not loaded`);
   assert.ok(names.indexOf('virtio') < names.indexOf('virtio_mmio'), 'virtio must load before virtio_mmio');
   assert.ok(names.indexOf('vsock') < names.indexOf('vmw_vsock_virtio_transport'), 'vsock must load before its transport');
 });

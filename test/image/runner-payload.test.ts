@@ -26,30 +26,52 @@ after(() => rm(work, { recursive: true, force: true }));
 
 test('an initramfs image gets the runners in an appended archive; the same inputs are a no-op', async () => {
   const base = await loadImage(cache, 'minimal');
-  const first = await addRunnersToImage(cache, base, { githubRunner: join(work, 'runner.tar.gz'), gitlabRunner: join(work, 'gitlab-runner') }, 'test-payload-minimal');
+  const first = await addRunnersToImage(
+    cache,
+    base,
+    { githubRunner: join(work, 'runner.tar.gz'), gitlabRunner: join(work, 'gitlab-runner') },
+    'test-payload-minimal',
+  );
   const listing = execFileSync('sh', ['-c', `cpio -tv --quiet < '${first.image.initrdPath}'`], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   // GNU cpio lists only the first archive; the kernel unpacks every concatenated one.
-  const all = execFileSync('sh', ['-c', `tail -c +$(( $(stat -c %s '${base.initrdPath}') + 1 )) '${first.image.initrdPath}' | cpio -tv --quiet`], { encoding: 'utf8' });
+  const all = execFileSync('sh', ['-c', `tail -c +$(( $(stat -c %s '${base.initrdPath}') + 1 )) '${first.image.initrdPath}' | cpio -tv --quiet`], {
+    encoding: 'utf8',
+  });
   assert.ok(listing.includes('init'));
   assert.match(all, /-rwxr-xr-x .* opt\/actions-runner\/run\.sh/);
   assert.match(all, /opt\/actions-runner\/bin\/Runner\.Listener/);
   assert.match(all, /-rwxr-xr-x .* usr\/local\/bin\/gitlab-runner/);
-  const again = await addRunnersToImage(cache, base, { githubRunner: join(work, 'runner.tar.gz'), gitlabRunner: join(work, 'gitlab-runner') }, 'test-payload-minimal');
+  const again = await addRunnersToImage(
+    cache,
+    base,
+    { githubRunner: join(work, 'runner.tar.gz'), gitlabRunner: join(work, 'gitlab-runner') },
+    'test-payload-minimal',
+  );
   assert.equal(again.built, false);
   assert.equal(again.image.id, first.image.id);
 });
 
-test('a rootfs image gets the runners written into its ext4 with their modes', { skip: process.getuid?.() !== 0 && 'the debian image is built only as root' }, async () => {
-  const base = await loadImage(cache, 'debian');
-  const { image } = await addRunnersToImage(cache, base, { githubRunner: join(work, 'runner.tar.gz') }, 'test-payload-debian');
-  const listing = execFileSync('debugfs', ['-R', 'ls -l /opt/actions-runner', image.rootfsPath!], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  assert.match(listing, /100755 .* run\.sh/);
-  assert.match(listing, /40755 .* bin/);
-  await rm(image.dir, { recursive: true, force: true });
-  await rm(join(image.dir, '..', 'test-payload-debian.json'), { force: true });
-});
+test(
+  'a rootfs image gets the runners written into its ext4 with their modes',
+  { skip: process.getuid?.() !== 0 && 'the debian image is built only as root' },
+  async () => {
+    const base = await loadImage(cache, 'debian');
+    const { image } = await addRunnersToImage(cache, base, { githubRunner: join(work, 'runner.tar.gz') }, 'test-payload-debian');
+    const listing = execFileSync('debugfs', ['-R', 'ls -l /opt/actions-runner', image.rootfsPath!], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    assert.match(listing, /100755 .* run\.sh/);
+    assert.match(listing, /40755 .* bin/);
+    await rm(image.dir, { recursive: true, force: true });
+    await rm(join(image.dir, '..', 'test-payload-debian.json'), { force: true });
+  },
+);
 
 test('a tarball that is not the actions runner is refused with the fix', async () => {
-  await assert.rejects(addRunnersToImage(cache, await loadImage(cache, 'minimal'), { githubRunner: join(work, 'not-a-runner.tar.gz') }, 'test-payload-bad'), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /run\.sh/.test(e.message));
-  await assert.rejects(addRunnersToImage(cache, await loadImage(cache, 'minimal'), { gitlabRunner: join(work, 'missing') }, 'test-payload-bad'), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /--gitlab-runner/.test(e.message));
+  await assert.rejects(
+    addRunnersToImage(cache, await loadImage(cache, 'minimal'), { githubRunner: join(work, 'not-a-runner.tar.gz') }, 'test-payload-bad'),
+    (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /run\.sh/.test(e.message),
+  );
+  await assert.rejects(
+    addRunnersToImage(cache, await loadImage(cache, 'minimal'), { gitlabRunner: join(work, 'missing') }, 'test-payload-bad'),
+    (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /--gitlab-runner/.test(e.message),
+  );
 });

@@ -20,7 +20,16 @@ test('the ELF vmlinux extracted from the bzImage carries the PVH entry note and 
   const work = await mkdtemp(join(tmpdir(), 'hearth-pvh-'));
   try {
     // QEMU boots an ELF kernel by its PVH note: proof the extraction is whole.
-    const ms = await bareLaunch({ image: { ...image, kernelPath: path }, accel: 'tcg', cpus: 1, memoryMib: 256, network: false, workDir: work, command: ['echo', 'pvh-ok'], marker: 'pvh-ok\n' });
+    const ms = await bareLaunch({
+      image: { ...image, kernelPath: path },
+      accel: 'tcg',
+      cpus: 1,
+      memoryMib: 256,
+      network: false,
+      workDir: work,
+      command: ['echo', 'pvh-ok'],
+      marker: 'pvh-ok\n',
+    });
     assert.ok(ms > 0);
   } finally {
     await rm(work, { recursive: true, force: true });

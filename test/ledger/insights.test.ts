@@ -56,7 +56,7 @@ describe('insights', () => {
       { step: 'Run tests', count: 2 },
       { step: 'Lint', count: 1 },
     ]);
-    assert.equal(build.queueSeconds.p50, 6, "eleven queue times 1..8, 10, 10, 10: the sixth");
+    assert.equal(build.queueSeconds.p50, 6, 'eleven queue times 1..8, 10, 10, 10: the sixth');
     assert.equal(build.runSeconds.p95, 170);
     // p95 of 170 s with half again as headroom is 255 s: 5 minutes (the floor).
     assert.equal(build.suggestedTimeoutMinutes, 5);
@@ -82,7 +82,13 @@ describe('insights', () => {
   });
 
   test('pool hit rate per pool', () => {
-    const { pools } = computeInsights([job({ pool: 'fast', pool_hit: 1 }), job({ pool: 'fast', pool_hit: 1 }), job({ pool: 'fast', pool_hit: 0 }), job({ pool: 'big', pool_hit: 0 }), job({})]);
+    const { pools } = computeInsights([
+      job({ pool: 'fast', pool_hit: 1 }),
+      job({ pool: 'fast', pool_hit: 1 }),
+      job({ pool: 'fast', pool_hit: 0 }),
+      job({ pool: 'big', pool_hit: 0 }),
+      job({}),
+    ]);
     assert.deepEqual(pools, [
       { pool: 'big', hits: 0, misses: 1, hitRate: 0 },
       { pool: 'fast', hits: 2, misses: 1, hitRate: 2 / 3 },

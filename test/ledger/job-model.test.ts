@@ -19,7 +19,13 @@ forEachStore('typed jobs and cleanup duties', (open) => {
   before(async () => {
     ledger = await open(() => now);
   });
-  const job = (id: string) => ({ forge: 'gitlab' as const, forgeJobId: id, repository: 'group/project', labels: ['hearth', 'hearth/cpu=4/ram=8'], shape: SHAPE });
+  const job = (id: string) => ({
+    forge: 'gitlab' as const,
+    forgeJobId: id,
+    repository: 'group/project',
+    labels: ['hearth', 'hearth/cpu=4/ram=8'],
+    shape: SHAPE,
+  });
 
   it('returns jobs with their labels as a list, the forge as its kind and the shape stored at ingest', async () => {
     await ledger.enqueue(job('1'), 'webhook');
@@ -27,8 +33,14 @@ forEachStore('typed jobs and cleanup duties', (open) => {
     assert.deepEqual(stored?.labels, ['hearth', 'hearth/cpu=4/ram=8']);
     assert.equal(stored?.forge, 'gitlab');
     assert.deepEqual(stored?.shape, SHAPE);
-    assert.deepEqual((await ledger.inStates(['queued'])).map((j) => j.shape.pool), ['fast']);
-    const placed = await ledger.placeQueued(10, async (jobs) => new Map(jobs.map((j) => [j.id, { host: 'h1', cpus: j.shape.cpus, memoryMib: j.shape.memoryMib, reason: 'placed on h1' }])));
+    assert.deepEqual(
+      (await ledger.inStates(['queued'])).map((j) => j.shape.pool),
+      ['fast'],
+    );
+    const placed = await ledger.placeQueued(
+      10,
+      async (jobs) => new Map(jobs.map((j) => [j.id, { host: 'h1', cpus: j.shape.cpus, memoryMib: j.shape.memoryMib, reason: 'placed on h1' }])),
+    );
     assert.deepEqual(placed, [{ id: 'gitlab:1', host: 'h1' }]);
     assert.deepEqual(await ledger.committedByHost(), new Map([['h1', { cpus: 4, memoryMib: 8192 }]]));
   });
@@ -40,7 +52,10 @@ forEachStore('typed jobs and cleanup duties', (open) => {
     // Holding the same thing twice is one duty.
     await ledger.hold('gitlab:2', { kind: 'runner', ref: '77', host: null }, 'runner registered again', { runner_id: '77' });
     const duties = await ledger.finalizers(['gitlab:2']);
-    assert.deepEqual(duties.map((d) => [d.kind, d.ref, d.host]).sort(), [['runner', '77', null], ['vm', 'vm-2', 'h1']]);
+    assert.deepEqual(duties.map((d) => [d.kind, d.ref, d.host]).sort(), [
+      ['runner', '77', null],
+      ['vm', 'vm-2', 'h1'],
+    ]);
     const held = await ledger.job('gitlab:2');
     assert.equal(held?.vm_id, 'vm-2');
     assert.equal(held?.runner_id, '77');
@@ -82,7 +97,9 @@ describe('migration 0005 computes the shape of jobs recorded before it, once', (
       ['github:2', ['hearth', 'hearth/pool=fast/arch=arm64']],
       ['github:3', ['hearth', 'hearth/gpu=1']],
     ] as const) {
-      await sql`insert into jobs (id, forge, forge_job_id, repository, labels, state, attempts, created_at, updated_at) values (${id}, 'github', ${id.slice(7)}, 'octo/repo', ${JSON.stringify(labels)}, 'queued', 0, ${at}, ${at})`.execute(db);
+      await sql`insert into jobs (id, forge, forge_job_id, repository, labels, state, attempts, created_at, updated_at) values (${id}, 'github', ${id.slice(7)}, 'octo/repo', ${JSON.stringify(labels)}, 'queued', 0, ${at}, ${at})`.execute(
+        db,
+      );
     }
     await db.destroy();
   }

@@ -11,7 +11,13 @@ forEachStore('the job ledger', (open) => {
     ledger = await open(() => now);
   });
 
-  const job = (id: string) => ({ forge: 'github' as const, forgeJobId: id, repository: 'octo/repo', labels: ['hearth', 'hearth-2cpu-4gb'], shape: { cpus: 2, memoryMib: 4096, image: 'debian', pool: null, requires: [] } });
+  const job = (id: string) => ({
+    forge: 'github' as const,
+    forgeJobId: id,
+    repository: 'octo/repo',
+    labels: ['hearth', 'hearth-2cpu-4gb'],
+    shape: { cpus: 2, memoryMib: 4096, image: 'debian', pool: null, requires: [] },
+  });
 
   it('deduplicates deliveries and jobs', async () => {
     assert.equal(await ledger.recordDelivery('github', 'd-1', 'workflow_job'), true);
@@ -23,12 +29,28 @@ forEachStore('the job ledger', (open) => {
 
   it('walks the happy path and keeps a timeline with times and reasons', async () => {
     await ledger.enqueue(job('2'), 'webhook queued');
-    for (const [to, reason] of [['claimed', 'placed on host-a'], ['provisioning', 'booting'], ['runner_registered', 'JIT config issued'], ['running', 'in_progress'], ['completed', 'success']] as const) {
+    for (const [to, reason] of [
+      ['claimed', 'placed on host-a'],
+      ['provisioning', 'booting'],
+      ['runner_registered', 'JIT config issued'],
+      ['running', 'in_progress'],
+      ['completed', 'success'],
+    ] as const) {
       now = new Date(now.getTime() + 1000);
       assert.equal(await ledger.transition('github:2', to, reason, to === 'provisioning' ? { vmId: 'vm-1' } : {}), true, `to ${to}`);
     }
     const timeline = await ledger.timeline('github:2');
-    assert.deepEqual(timeline.map((e) => [e.from, e.to]), [[null, 'queued'], ['queued', 'claimed'], ['claimed', 'provisioning'], ['provisioning', 'runner_registered'], ['runner_registered', 'running'], ['running', 'completed']]);
+    assert.deepEqual(
+      timeline.map((e) => [e.from, e.to]),
+      [
+        [null, 'queued'],
+        ['queued', 'claimed'],
+        ['claimed', 'provisioning'],
+        ['provisioning', 'runner_registered'],
+        ['runner_registered', 'running'],
+        ['running', 'completed'],
+      ],
+    );
     assert.ok(timeline.every((e, i) => i === 0 || e.at > timeline[i - 1]!.at));
     assert.equal((await ledger.job('github:2'))?.vm_id, 'vm-1');
   });
@@ -60,6 +82,9 @@ forEachStore('the job ledger', (open) => {
     assert.ok(second.every((j) => !first.some((f) => f.id === j.id)));
     assert.equal(first.length + second.length, 4);
     now = new Date(now.getTime() + 60 * 60_000);
-    assert.deepEqual((await ledger.stuckIn('claimed', 30 * 60_000)).map((j) => j.id), ['github:4']);
+    assert.deepEqual(
+      (await ledger.stuckIn('claimed', 30 * 60_000)).map((j) => j.id),
+      ['github:4'],
+    );
   });
 });

@@ -22,13 +22,26 @@ forEachStore('job logs and stage marks in the ledger', (open) => {
     sink(Buffer.from('one\ntw'));
     sink(Buffer.from('o\r\nthr'));
     await logs.flush();
-    assert.deepEqual((await logs.lines('github:1', 0, 10)).map((l) => l.text), ['one', 'two']);
+    assert.deepEqual(
+      (await logs.lines('github:1', 0, 10)).map((l) => l.text),
+      ['one', 'two'],
+    );
     logs.close('github:1');
     await logs.flush();
     const lines = await logs.lines('github:1', 0, 10);
-    assert.deepEqual(lines.map((l) => l.text), ['one', 'two', 'thr']);
-    assert.ok(lines.every((l, i) => i === 0 || l.seq > lines[i - 1]!.seq), 'seq rises');
-    assert.deepEqual((await logs.lines('github:1', lines[1]!.seq, 10)).map((l) => l.text), ['thr'], 'reads resume after a seq');
+    assert.deepEqual(
+      lines.map((l) => l.text),
+      ['one', 'two', 'thr'],
+    );
+    assert.ok(
+      lines.every((l, i) => i === 0 || l.seq > lines[i - 1]!.seq),
+      'seq rises',
+    );
+    assert.deepEqual(
+      (await logs.lines('github:1', lines[1]!.seq, 10)).map((l) => l.text),
+      ['thr'],
+      'reads resume after a seq',
+    );
   });
 
   test('masks configured secrets, per-job credentials and well-known token shapes before storing', async () => {
@@ -69,7 +82,10 @@ forEachStore('job logs and stage marks in the ledger', (open) => {
     now += 8 * 86_400_000;
     logs.write('github:1', 'hearth', 'fresh');
     assert.ok((await logs.prune()) >= before);
-    assert.deepEqual((await logs.lines('github:1', 0, 100)).map((l) => l.text), ['fresh']);
+    assert.deepEqual(
+      (await logs.lines('github:1', 0, 100)).map((l) => l.text),
+      ['fresh'],
+    );
   });
 
   test('the timeline marks each stage, and the stage intervals follow from it', async () => {
@@ -88,7 +104,10 @@ forEachStore('job logs and stage marks in the ledger', (open) => {
     now += 700;
     await ledger.release(id, 'torn down');
     const times = stageTimes(await ledger.timeline(id));
-    assert.ok(Object.values(times).every((t) => t !== null), JSON.stringify(times));
+    assert.ok(
+      Object.values(times).every((t) => t !== null),
+      JSON.stringify(times),
+    );
     const durations = Object.fromEntries(stageDurations(times).map((d) => [d.name, d.seconds]));
     assert.equal(durations.placed_to_vm_ready, 2);
     assert.equal(durations.vm_ready_to_runner_registered, 0.5);

@@ -21,7 +21,10 @@ test('the idle target follows the arrival rate between the floor and the ceiling
   assert.ok(at(19) >= 3, `a burst of 10 jobs a minute with 30 s starts needs several idle VMs, got ${at(19)}`);
   assert.ok(at(19) <= 6, 'never above the ceiling');
   assert.ok(at(39) < at(19), 'it shrinks again when the burst is over');
-  assert.equal(Math.max(...rows.map((r) => r.target)), rows.reduce((m, r) => Math.max(m, r.target), 0));
+  assert.equal(
+    Math.max(...rows.map((r) => r.target)),
+    rows.reduce((m, r) => Math.max(m, r.target), 0),
+  );
 });
 
 test('one arrival after a long quiet spell keeps the floor', () => {

@@ -12,7 +12,21 @@ import type { Vm } from '../../src/vm/driver.ts';
 import { captureOutput, createTestHost, type TestHost } from '../support/env.ts';
 import { waitFor } from '../support/wait.ts';
 
-const BASE: PoolConfig = { name: 'p', labels: [], cpus: 1, memoryMib: 256, image: 'minimal', mode: 'snapshot', minIdle: 2, maxSize: 4, maxIdleAgeSeconds: 3600, templateMaxAgeSeconds: 86_400, autoscale: false, maxIdle: 2, demandWindowSeconds: 3600 };
+const BASE: PoolConfig = {
+  name: 'p',
+  labels: [],
+  cpus: 1,
+  memoryMib: 256,
+  image: 'minimal',
+  mode: 'snapshot',
+  minIdle: 2,
+  maxSize: 4,
+  maxIdleAgeSeconds: 3600,
+  templateMaxAgeSeconds: 86_400,
+  autoscale: false,
+  maxIdle: 2,
+  demandWindowSeconds: 3600,
+};
 
 async function waitIdle(pool: VmPool, count: number): Promise<void> {
   await waitFor(
@@ -43,7 +57,8 @@ describe('VM pools with real VMs', () => {
     await host.cleanup();
     await rm(work, { recursive: true, force: true });
   });
-  const newPool = (config: Partial<PoolConfig>): VmPool => new VmPool({ ...BASE, ...config }, host.driver, host.paths.cache, host.paths.data, false, createLogger({ level: 'silent' }), () => true);
+  const newPool = (config: Partial<PoolConfig>): VmPool =>
+    new VmPool({ ...BASE, ...config }, host.driver, host.paths.cache, host.paths.data, false, createLogger({ level: 'silent' }), () => true);
 
   test('snapshot pool: a hit is an idle restored clone; two clones differ in random bytes, hostname and machine-id; the pool refills', async () => {
     const pool = newPool({ name: 'clones', maxSize: 6 });
@@ -53,7 +68,8 @@ describe('VM pools with real VMs', () => {
     const b = pool.take();
     assert.ok(a && b, 'two hits');
     assert.equal(a.origin.kind, 'snapshot');
-    const probe = 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; hostname; cat /etc/machine-id 2>/dev/null || cat /proc/sys/kernel/random/boot_id';
+    const probe =
+      'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; hostname; cat /etc/machine-id 2>/dev/null || cat /proc/sys/kernel/random/boot_id';
     const [outA, outB] = [await run(host, a, probe), await run(host, b, probe)];
     const [randomA, hostA] = outA.split('\n');
     const [randomB, hostB] = outB.split('\n');
@@ -105,23 +121,28 @@ describe('VM pools with real VMs', () => {
     assert.equal((await host.driver.list()).length, 0);
   });
 
-  test('a snapshot pool of a disk image: clones see the disk as the template left it, and write only their own', { skip: process.getuid?.() !== 0 && 'the debian image is built only as root' }, async () => {
-    const pool = newPool({ name: 'disk', image: 'debian', memoryMib: 512, minIdle: 2, maxSize: 4 });
-    await waitIdle(pool, 2);
-    const [a, b] = [pool.take(), pool.take()];
-    assert.ok(a && b);
-    assert.match(await run(host, a, 'git --version'), /^git version/);
-    await run(host, a, 'echo from-a > /root/mine; sync');
-    assert.equal((await run(host, b, 'cat /root/mine 2>/dev/null || echo absent')).trim(), 'absent', 'a clone does not see another clone write');
-    for (const vm of [a, b]) await host.driver.destroy(vm.id);
-    await pool.close();
-  });
+  test(
+    'a snapshot pool of a disk image: clones see the disk as the template left it, and write only their own',
+    { skip: process.getuid?.() !== 0 && 'the debian image is built only as root' },
+    async () => {
+      const pool = newPool({ name: 'disk', image: 'debian', memoryMib: 512, minIdle: 2, maxSize: 4 });
+      await waitIdle(pool, 2);
+      const [a, b] = [pool.take(), pool.take()];
+      assert.ok(a && b);
+      assert.match(await run(host, a, 'git --version'), /^git version/);
+      await run(host, a, 'echo from-a > /root/mine; sync');
+      assert.equal((await run(host, b, 'cat /root/mine 2>/dev/null || echo absent')).trim(), 'absent', 'a clone does not see another clone write');
+      for (const vm of [a, b]) await host.driver.destroy(vm.id);
+      await pool.close();
+    },
+  );
 
   test('a changed image rebuilds the template, and old clones are not handed out', async () => {
     const name = 'pool-test-image';
     const makeImage = async (content: string) => {
       await writeFile(join(work, 'gitlab-runner'), content);
-      return (await addRunnersToImage(host.paths.cache, await loadImage(host.paths.cache, 'minimal'), { gitlabRunner: join(work, 'gitlab-runner') }, name)).image;
+      return (await addRunnersToImage(host.paths.cache, await loadImage(host.paths.cache, 'minimal'), { gitlabRunner: join(work, 'gitlab-runner') }, name))
+        .image;
     };
     const v1 = await makeImage('#!/bin/sh\necho v1\n');
     const pool = newPool({ name: 'rebuild', image: name, minIdle: 1 });

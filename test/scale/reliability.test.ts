@@ -50,7 +50,12 @@ async function startWorld(database: string, jobDurationMs: number): Promise<Worl
       c.reconcile.stuckAfterSeconds = 60;
       c.log.level = 'debug';
     });
-    const config: ReplicaConfig = { ...base, paths, fakeDriver: fakeDriverFor(sim, { bootDelayMs: 20, pollIntervalMs: 200 }), capacity: { cpus: 8, memoryMib: 8192 } };
+    const config: ReplicaConfig = {
+      ...base,
+      paths,
+      fakeDriver: fakeDriverFor(sim, { bootDelayMs: 20, pollIntervalMs: 200 }),
+      capacity: { cpus: 8, memoryMib: 8192 },
+    };
     change?.(config);
     return config;
   };
@@ -66,7 +71,12 @@ async function stopWorld(w: World | undefined, failed: boolean): Promise<void> {
   await w.pg.stop();
 }
 
-function until<T>(what: string, check: () => Promise<T | undefined>, timeout: number, detail: () => Promise<string> = async () => ''): Promise<Exclude<T, undefined | null | false>> {
+function until<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeout: number,
+  detail: () => Promise<string> = async () => '',
+): Promise<Exclude<T, undefined | null | false>> {
   return waitFor(check, { what, timeout, interval: 250, detail });
 }
 
@@ -77,7 +87,11 @@ async function finalTransitions(ledger: Ledger, ids: readonly string[]): Promise
   const counts = new Map<string, number>();
   for (const id of ids) {
     const events = await ledger.timeline(id);
-    counts.set(id, events.filter((e) => (FINAL_STATES as readonly string[]).includes(e.to) && e.from !== null && !(FINAL_STATES as readonly string[]).includes(e.from)).length + events.filter((e) => e.from === null && (FINAL_STATES as readonly string[]).includes(e.to)).length);
+    counts.set(
+      id,
+      events.filter((e) => (FINAL_STATES as readonly string[]).includes(e.to) && e.from !== null && !(FINAL_STATES as readonly string[]).includes(e.from))
+        .length + events.filter((e) => e.from === null && (FINAL_STATES as readonly string[]).includes(e.to)).length,
+    );
   }
   return counts;
 }
@@ -139,7 +153,10 @@ describe('scale-out on PostgreSQL: 3 controllers behind a load balancer, 2 hosts
       try {
         rows = await until('all 200 jobs to end and be torn down', settled, 240_000, async () => {
           const states = await world.ledger.countByState();
-          return `states ${JSON.stringify(states)}\n${world.cluster.running().map((r) => `--- ${r.name}\n${r.logTail(8)}`).join('\n')}`;
+          return `states ${JSON.stringify(states)}\n${world.cluster
+            .running()
+            .map((r) => `--- ${r.name}\n${r.logTail(8)}`)
+            .join('\n')}`;
         });
       } finally {
         done = true;
@@ -153,14 +170,31 @@ describe('scale-out on PostgreSQL: 3 controllers behind a load balancer, 2 hosts
       const finals = await finalTransitions(world.ledger, ids);
       assert.deepEqual([...new Set(finals.values())], [1], 'each job reached a final state exactly once');
       assert.equal(jitRegistrations(world.sim), 200, 'one runner registered per job: none processed twice');
-      await until('the forge to hold no Hearth registration', async () => (world.sim.github.runners.size === 0 ? true : undefined), 30_000, async () => [...world.sim.github.runners.values()].map((r) => r.name).join(', '));
+      await until(
+        'the forge to hold no Hearth registration',
+        async () => (world.sim.github.runners.size === 0 ? true : undefined),
+        30_000,
+        async () => [...world.sim.github.runners.values()].map((r) => r.name).join(', '),
+      );
       const vms = await world.cluster.fakeVms();
-      assert.deepEqual(vms.filter((vm) => vm.alive), [], 'no VM left running');
+      assert.deepEqual(
+        vms.filter((vm) => vm.alive),
+        [],
+        'no VM left running',
+      );
       const hosts = await world.ledger.hosts();
-      assert.deepEqual(hosts.map((h) => [h.id, h.state]), [['h1', 'up'], ['h2', 'up']]);
+      assert.deepEqual(
+        hosts.map((h) => [h.id, h.state]),
+        [
+          ['h1', 'up'],
+          ['h2', 'up'],
+        ],
+      );
       const spread = rows.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.host ?? '-']: (acc[r.host ?? '-'] ?? 0) + 1 }), {});
       t.diagnostic(`200 jobs in ${seconds.toFixed(1)} s with ${kills} controller kills; jobs per host ${JSON.stringify(spread)}`);
-      await recordFigures([`controller kill -9: 200 jobs, ${kills} kills, ${seconds.toFixed(1)} s, 0 lost, 0 duplicated, ${world.sim.github.runners.size} registrations and ${vms.filter((vm) => vm.alive).length} VMs left, per host ${JSON.stringify(spread)}`]);
+      await recordFigures([
+        `controller kill -9: 200 jobs, ${kills} kills, ${seconds.toFixed(1)} s, 0 lost, 0 duplicated, ${world.sim.github.runners.size} registrations and ${vms.filter((vm) => vm.alive).length} VMs left, per host ${JSON.stringify(spread)}`,
+      ]);
       failed = false;
     } finally {
       await stopWorld(w, failed);
@@ -176,20 +210,43 @@ describe('scale-out on PostgreSQL: 3 controllers behind a load balancer, 2 hosts
       await world.cluster.startReplica('c1', world.configFor('c1', 'controller'));
       world.lb.setBackends([world.cluster.replica('c1')!.url]);
       // h1 boots slowly, so jobs placed on it late are still provisioning when it dies.
-      await world.cluster.startReplica('h1', world.configFor('h1', 'host', (c) => (c.fakeDriver = { ...c.fakeDriver!, bootDelayMs: 4000 })));
+      await world.cluster.startReplica(
+        'h1',
+        world.configFor('h1', 'host', (c) => (c.fakeDriver = { ...c.fakeDriver!, bootDelayMs: 4000 })),
+      );
       await until('h1 to register', async () => ((await world.ledger.liveHosts(4000)).length === 1 ? true : undefined), 30_000);
-      const early = [await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=loss-1'] }), await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=loss-2'] })];
-      await until('both early jobs to run on h1', async () => ((await Promise.all(early.map((j) => world.ledger.job(`github:${j.id}`)))).every((r) => r?.state === 'running' && r.host === 'h1') ? true : undefined), 60_000);
+      const early = [
+        await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=loss-1'] }),
+        await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=loss-2'] }),
+      ];
+      await until(
+        'both early jobs to run on h1',
+        async () =>
+          (await Promise.all(early.map((j) => world.ledger.job(`github:${j.id}`)))).every((r) => r?.state === 'running' && r.host === 'h1') ? true : undefined,
+        60_000,
+      );
       await world.cluster.startReplica('h2', world.configFor('h2', 'host'));
-      const late = [await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=loss-3'] }), await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=loss-4'] })];
+      const late = [
+        await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=loss-3'] }),
+        await world.sim.queueGithubJob({ repo: REPO, labels: [...OWNED_LABELS, 'hearth=loss-4'] }),
+      ];
       // Bin-packing puts them on h1, the fuller host that fits; they boot for 4 s there.
-      await until('the late jobs to be placed on h1', async () => ((await Promise.all(late.map((j) => world.ledger.job(`github:${j.id}`)))).every((r) => r?.host === 'h1' && r.state !== 'queued') ? true : undefined), 30_000);
+      await until(
+        'the late jobs to be placed on h1',
+        async () =>
+          (await Promise.all(late.map((j) => world.ledger.job(`github:${j.id}`)))).every((r) => r?.host === 'h1' && r.state !== 'queued') ? true : undefined,
+        30_000,
+      );
       const killedAt = Date.now();
       await world.cluster.replica('h1')!.kill9();
 
       const lateIds = late.map((j) => `github:${j.id}`);
       const earlyIds = early.map((j) => `github:${j.id}`);
-      await until('the early jobs to be failed for the lost host', async () => ((await Promise.all(earlyIds.map((id) => world.ledger.job(id)))).every((r) => r?.state === 'failed') ? true : undefined), 30_000);
+      await until(
+        'the early jobs to be failed for the lost host',
+        async () => ((await Promise.all(earlyIds.map((id) => world.ledger.job(id)))).every((r) => r?.state === 'failed') ? true : undefined),
+        30_000,
+      );
       const detected = (Date.now() - killedAt) / 1000;
       for (const id of earlyIds) {
         const job = (await world.ledger.job(id))!;
@@ -197,30 +254,52 @@ describe('scale-out on PostgreSQL: 3 controllers behind a load balancer, 2 hosts
       }
       // GitHub gives up on the vanished runners; Hearth then removes their registrations.
       for (const id of earlyIds) await world.sim.loseGithubRunner((await world.ledger.job(id))!.runner_name!);
-      const lateDone = await until('the late jobs to run on h2 and complete', async () => {
-        const rows = await Promise.all(lateIds.map((id) => world.ledger.job(id)));
-        return rows.every((r) => r?.state === 'completed' && r.released_at !== null) ? rows : undefined;
-      }, 90_000, async () => (await Promise.all(lateIds.map(async (id) => `${id}: ${(await world.ledger.timeline(id)).map((e) => `${e.to} (${e.reason})`).join(' -> ')}`))).join('\n'));
+      const lateDone = await until(
+        'the late jobs to run on h2 and complete',
+        async () => {
+          const rows = await Promise.all(lateIds.map((id) => world.ledger.job(id)));
+          return rows.every((r) => r?.state === 'completed' && r.released_at !== null) ? rows : undefined;
+        },
+        90_000,
+        async () =>
+          (await Promise.all(lateIds.map(async (id) => `${id}: ${(await world.ledger.timeline(id)).map((e) => `${e.to} (${e.reason})`).join(' -> ')}`))).join(
+            '\n',
+          ),
+      );
       for (const row of lateDone) {
         assert.equal(row!.host, 'h2');
         assert.match((await world.ledger.timeline(row!.id)).map((e) => e.reason).join('\n'), /re-queued: host h1 lost \(no heartbeat\) before the job started/);
       }
-      await until('every job released and no registration left', async () => {
-        const rows = await Promise.all([...earlyIds, ...lateIds].map((id) => world.ledger.job(id)));
-        return rows.every((r) => r?.released_at) && world.sim.github.runners.size === 0 ? true : undefined;
-      }, 30_000, async () => [...world.sim.github.runners.values()].map((r) => `${r.name} busy=${r.busy}`).join(', '));
+      await until(
+        'every job released and no registration left',
+        async () => {
+          const rows = await Promise.all([...earlyIds, ...lateIds].map((id) => world.ledger.job(id)));
+          return rows.every((r) => r?.released_at) && world.sim.github.runners.size === 0 ? true : undefined;
+        },
+        30_000,
+        async () => [...world.sim.github.runners.values()].map((r) => `${r.name} busy=${r.busy}`).join(', '),
+      );
       assert.equal((await world.ledger.hosts()).find((h) => h.id === 'h1')?.state, 'lost');
-      assert.ok((await world.cluster.fakeVms(['h1'])).some((vm) => vm.leaked), 'the dead host left VMs behind');
+      assert.ok(
+        (await world.cluster.fakeVms(['h1'])).some((vm) => vm.leaked),
+        'the dead host left VMs behind',
+      );
 
       // h1 comes back: it destroys what it left and is placed on again.
       await world.cluster.restart('h1');
-      await until('h1 up again with its leftovers destroyed', async () => {
-        const h1 = (await world.ledger.hosts()).find((h) => h.id === 'h1');
-        const leftovers = await world.cluster.fakeVms(['h1']);
-        return h1?.state === 'up' && leftovers.length === 0 ? true : undefined;
-      }, 30_000);
+      await until(
+        'h1 up again with its leftovers destroyed',
+        async () => {
+          const h1 = (await world.ledger.hosts()).find((h) => h.id === 'h1');
+          const leftovers = await world.cluster.fakeVms(['h1']);
+          return h1?.state === 'up' && leftovers.length === 0 ? true : undefined;
+        },
+        30_000,
+      );
       t.diagnostic(`host loss detected and acted on ${detected.toFixed(1)} s after kill -9 (timeout 4 s)`);
-      await recordFigures([`host kill -9 mid-job: running jobs failed and re-queued jobs placed elsewhere ${detected.toFixed(1)} s after the kill (host timeout 4 s); 2 of 2 requeued jobs completed on h2; 0 registrations, 0 VMs left after h1 returned`]);
+      await recordFigures([
+        `host kill -9 mid-job: running jobs failed and re-queued jobs placed elsewhere ${detected.toFixed(1)} s after the kill (host timeout 4 s); 2 of 2 requeued jobs completed on h2; 0 registrations, 0 VMs left after h1 returned`,
+      ]);
       failed = false;
     } finally {
       await stopWorld(w, failed);
@@ -245,26 +324,43 @@ describe('scale-out on PostgreSQL: 3 controllers behind a load balancer, 2 hosts
         }
       })();
       // Restart PostgreSQL once jobs are in flight: some already in the ledger, more still arriving.
-      await until('jobs in the ledger before the restart', async () => (jobs.length >= 10 && (await world.ledger.job(`github:${jobs[0]!.id}`)) ? true : undefined), 60_000);
+      await until(
+        'jobs in the ledger before the restart',
+        async () => (jobs.length >= 10 && (await world.ledger.job(`github:${jobs[0]!.id}`)) ? true : undefined),
+        60_000,
+      );
       const restartStarted = Date.now();
       await world.pg.restart();
       const outage = (Date.now() - restartStarted) / 1000;
       await queueing;
       const ids = jobs.map((j) => `github:${j.id}`);
-      await until('all 60 jobs to complete and be torn down', async () => {
-        const rows = await Promise.all(ids.map((id) => world.ledger.job(id)));
-        return rows.every((r) => r?.state === 'completed' && r.released_at) ? true : undefined;
-      }, 180_000, async () => JSON.stringify(await world.ledger.countByState()));
+      await until(
+        'all 60 jobs to complete and be torn down',
+        async () => {
+          const rows = await Promise.all(ids.map((id) => world.ledger.job(id)));
+          return rows.every((r) => r?.state === 'completed' && r.released_at) ? true : undefined;
+        },
+        180_000,
+        async () => JSON.stringify(await world.ledger.countByState()),
+      );
       // Acknowledged means answered 2xx: each of those deliveries' jobs is in the ledger.
       const acknowledged = world.sim.deliveries.filter((d) => d.responses.some((r) => r >= 200 && r < 300));
       const refused = world.sim.deliveries.filter((d) => d.responses.length > 0 && !d.responses.some((r) => r >= 200 && r < 300));
-      for (const d of acknowledged) assert.ok(await world.ledger.job(`github:${d.jobId}`), `delivery ${d.id} (${d.action}) was acknowledged, so job ${d.jobId} is recorded`);
+      for (const d of acknowledged)
+        assert.ok(await world.ledger.job(`github:${d.jobId}`), `delivery ${d.id} (${d.action}) was acknowledged, so job ${d.jobId} is recorded`);
       const finals = await finalTransitions(world.ledger, ids);
       assert.deepEqual([...new Set(finals.values())], [1], 'each job ended exactly once');
       await until('no registration left', async () => (world.sim.github.runners.size === 0 ? true : undefined), 30_000);
-      assert.deepEqual((await world.cluster.fakeVms()).filter((vm) => vm.alive), []);
-      t.diagnostic(`PostgreSQL down ${outage.toFixed(1)} s; ${acknowledged.length} deliveries acknowledged, ${refused.length} refused during the outage (found again by reconcile)`);
-      await recordFigures([`PostgreSQL restart under load: down ${outage.toFixed(1)} s, 60 of 60 jobs completed, ${acknowledged.length} acknowledged deliveries all recorded, ${refused.length} refused during the outage and recovered by reconcile`]);
+      assert.deepEqual(
+        (await world.cluster.fakeVms()).filter((vm) => vm.alive),
+        [],
+      );
+      t.diagnostic(
+        `PostgreSQL down ${outage.toFixed(1)} s; ${acknowledged.length} deliveries acknowledged, ${refused.length} refused during the outage (found again by reconcile)`,
+      );
+      await recordFigures([
+        `PostgreSQL restart under load: down ${outage.toFixed(1)} s, 60 of 60 jobs completed, ${acknowledged.length} acknowledged deliveries all recorded, ${refused.length} refused during the outage and recovered by reconcile`,
+      ]);
       failed = false;
     } finally {
       await stopWorld(w, failed);

@@ -34,8 +34,15 @@ forEachStore('admission with scale-out: the capabilities hosts declare when they
     // Registered before hosts declared capabilities: skipped, not guessed.
     await ledger.registerHost(host('old', 'qemu', undefined));
     admission.update(await ledger.liveHosts(60_000));
-    assert.deepEqual(admission.drivers.map((d) => d.name), ['firecracker'], 'one entry for like hosts');
-    assert.deepEqual(jobOwnership(['hearth-3cpu'], limits), { owned: true, refused: '3 vCPUs: firecracker takes 1 or an even number up to 32; use hearth-2cpu or hearth-4cpu' });
+    assert.deepEqual(
+      admission.drivers.map((d) => d.name),
+      ['firecracker'],
+      'one entry for like hosts',
+    );
+    assert.deepEqual(jobOwnership(['hearth-3cpu'], limits), {
+      owned: true,
+      refused: '3 vCPUs: firecracker takes 1 or an even number up to 32; use hearth-2cpu or hearth-4cpu',
+    });
 
     await ledger.registerHost(host('qemu-1', 'qemu', FAKE_CAPABILITIES));
     admission.update(await ledger.liveHosts(60_000));
@@ -50,10 +57,17 @@ forEachStore('admission with scale-out: the capabilities hosts declare when they
 
 test("this host's own driver counts before it has registered", () => {
   const admission = new DriverAdmission({ name: 'firecracker', capabilities: FIRECRACKER_CAPABILITIES }, silent);
-  assert.deepEqual(admission.drivers.map((d) => d.name), ['firecracker']);
+  assert.deepEqual(
+    admission.drivers.map((d) => d.name),
+    ['firecracker'],
+  );
   admission.update([
     { id: 'self', drivers: ['firecracker'], capabilities: FIRECRACKER_CAPABILITIES },
     { id: 'old', drivers: ['qemu'], capabilities: null },
   ]);
-  assert.deepEqual(admission.drivers.map((d) => d.name), ['firecracker'], 'itself once; a host without declared capabilities is skipped');
+  assert.deepEqual(
+    admission.drivers.map((d) => d.name),
+    ['firecracker'],
+    'itself once; a host without declared capabilities is skipped',
+  );
 });

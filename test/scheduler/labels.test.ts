@@ -19,7 +19,10 @@ it('treats GitHub-hosted names as a Linux VM and reports what it does not know',
 
 it('picks an image and refuses impossible sizes with a fix', () => {
   assert.equal(shapeFromLabels(['hearth-image-minimal']).shape.image, 'minimal');
-  assert.throws(() => shapeFromLabels(['hearth-0cpu']), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /hearth-2cpu-4gb/.test(e.fix));
+  assert.throws(
+    () => shapeFromLabels(['hearth-0cpu']),
+    (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /hearth-2cpu-4gb/.test(e.fix),
+  );
   assert.throws(() => shapeFromLabels(['64mb']), /below 128/);
 });
 
@@ -66,7 +69,10 @@ it('refuses a shape no admitting driver can boot, with the nearest sizes that wo
 });
 
 it('takes every size bound from one table', () => {
-  assert.throws(() => shapeFromLabels(['hearth-65cpu']), (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && e.message.includes(`${VM_BOUNDS.cpus.max + 1} vCPUs: Hearth takes 1 to ${VM_BOUNDS.cpus.max}`));
+  assert.throws(
+    () => shapeFromLabels(['hearth-65cpu']),
+    (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && e.message.includes(`${VM_BOUNDS.cpus.max + 1} vCPUs: Hearth takes 1 to ${VM_BOUNDS.cpus.max}`),
+  );
   assert.deepEqual(nearestCpus(3, FIRECRACKER_CAPABILITIES.cpus), [2, 4]);
   assert.deepEqual(nearestCpus(0, VM_BOUNDS.cpus), [1]);
   assert.equal(memoryProblem(64), '64 MiB of memory is below 128: Hearth takes 128 to 1048576 MiB');

@@ -15,18 +15,32 @@ test('bin-packing fills the fullest host that fits, keeping a whole host free fo
   const hosts = [host('a'), host('b', { usedCpus: 4, usedMemoryMib: 8192 })];
   const decisions = placeJobs([job('1'), job('2'), job('big', 8, 16384)], hosts, 'binpack');
   assert.deepEqual(Object.fromEntries(decisions), { '1': { host: 'b' }, '2': { host: 'b' }, big: { host: 'a' } });
-  assert.deepEqual(hosts.map((h) => [h.usedCpus, h.usedMemoryMib]), [[8, 16384], [8, 16384]], 'each placement counts before the next');
+  assert.deepEqual(
+    hosts.map((h) => [h.usedCpus, h.usedMemoryMib]),
+    [
+      [8, 16384],
+      [8, 16384],
+    ],
+    'each placement counts before the next',
+  );
 });
 
 test('spreading puts each job on the emptiest host', () => {
   const hosts = [host('a'), host('b'), host('c', { usedCpus: 1, usedMemoryMib: 1024 })];
   const decisions = placeJobs([job('1'), job('2'), job('3')], hosts, 'spread');
-  assert.deepEqual([...decisions.values()].map((d) => ('host' in d ? d.host : d.wait)), ['a', 'b', 'c']);
+  assert.deepEqual(
+    [...decisions.values()].map((d) => ('host' in d ? d.host : d.wait)),
+    ['a', 'b', 'c'],
+  );
 });
 
 test('honours images and host labels, and says why a job waits', () => {
   const hosts = [host('x86'), host('arm', { labels: ['arch=arm64', 'kvm=true'] }), host('tcg', { labels: ['arch=x86_64', 'kvm=false'], images: ['minimal'] })];
-  const decisions = placeJobs([job('arm', 1, 1024, ['arch=arm64']), job('mini-tcg', 1, 1024, ['kvm=false'], 'minimal'), job('riscv', 1, 1024, ['arch=riscv64']), job('huge', 64, 1024)], hosts, 'binpack');
+  const decisions = placeJobs(
+    [job('arm', 1, 1024, ['arch=arm64']), job('mini-tcg', 1, 1024, ['kvm=false'], 'minimal'), job('riscv', 1, 1024, ['arch=riscv64']), job('huge', 64, 1024)],
+    hosts,
+    'binpack',
+  );
   assert.deepEqual(decisions.get('arm'), { host: 'arm' });
   assert.deepEqual(decisions.get('mini-tcg'), { host: 'tcg' });
   assert.deepEqual(decisions.get('riscv'), { wait: 'no up host offers image debian, 1 vCPU, 1024 MiB, arch=riscv64' });

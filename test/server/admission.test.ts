@@ -79,13 +79,32 @@ describe('admission against the driver capabilities', () => {
     const driver = new FakeDriver({ runtimeDir: paths.runtime, name: 'firecracker', capabilities: FIRECRACKER_CAPABILITIES });
     const config = testServeConfig(paths, sim, (c) => {
       c.runners.image = 'minimal';
-      c.pools = [{ name: 'odd', labels: ['hearth-odd'], cpus: 3, memoryMib: 512, image: 'minimal', mode: 'booted', minIdle: 1, maxSize: 2, maxIdleAgeSeconds: 3600, templateMaxAgeSeconds: 86_400, autoscale: false, maxIdle: 1, demandWindowSeconds: 3600 }];
+      c.pools = [
+        {
+          name: 'odd',
+          labels: ['hearth-odd'],
+          cpus: 3,
+          memoryMib: 512,
+          image: 'minimal',
+          mode: 'booted',
+          minIdle: 1,
+          maxSize: 2,
+          maxIdleAgeSeconds: 3600,
+          templateMaxAgeSeconds: 86_400,
+          autoscale: false,
+          maxIdle: 1,
+          demandWindowSeconds: 3600,
+        },
+      ];
     });
-    await assert.rejects(startHearthService({ config, paths, logger: createLogger({ level: 'silent' }), capacity: { cpus: 8, memoryMib: 8192 }, driver }), (e) => {
-      assert.ok(isHearthError(e, 'HEARTH_ERR_BAD_OPTION'));
-      assert.equal(e.message, 'pools.odd.cpus: 3 vCPUs: firecracker takes 1 or an even number up to 32');
-      assert.equal(e.fix, 'set it to 2 or 4');
-      return true;
-    });
+    await assert.rejects(
+      startHearthService({ config, paths, logger: createLogger({ level: 'silent' }), capacity: { cpus: 8, memoryMib: 8192 }, driver }),
+      (e) => {
+        assert.ok(isHearthError(e, 'HEARTH_ERR_BAD_OPTION'));
+        assert.equal(e.message, 'pools.odd.cpus: 3 vCPUs: firecracker takes 1 or an even number up to 32');
+        assert.equal(e.fix, 'set it to 2 or 4');
+        return true;
+      },
+    );
   });
 });

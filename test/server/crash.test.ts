@@ -25,7 +25,14 @@ async function startServe(env: NodeJS.ProcessEnv, url: string, output: string[])
   proc.stdout?.on('data', (b: Buffer) => output.push(b.toString()));
   proc.stderr?.on('data', (b: Buffer) => output.push(b.toString()));
   // Refused connections are expected until the server listens.
-  await waitFor(() => fetch(`${url}/healthz`).then((r) => r.ok, () => false), { what: 'hearth serve to answer /healthz', timeout: 30_000, interval: 100, detail: () => output.join('') });
+  await waitFor(
+    () =>
+      fetch(`${url}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    { what: 'hearth serve to answer /healthz', timeout: 30_000, interval: 100, detail: () => output.join('') },
+  );
   return proc;
 }
 
@@ -73,7 +80,9 @@ test('kill -9 of hearth serve while it provisions, then a restart: nothing leake
   };
   const output: string[] = [];
   const start = (): Promise<ChildProcess> => startServe(env, url, output);
-  const job = async (id: string): Promise<{ state: string; vmId: string | null; releasedAt: string | null; timeline: { to: string; reason: string }[] } | undefined> => {
+  const job = async (
+    id: string,
+  ): Promise<{ state: string; vmId: string | null; releasedAt: string | null; timeline: { to: string; reason: string }[] } | undefined> => {
     const response = await fetch(`${url}/api/v1/jobs/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${SECRETS.apiToken}` } });
     return response.ok ? ((await response.json()) as never) : undefined;
   };
@@ -100,11 +109,16 @@ test('kill -9 of hearth serve while it provisions, then a restart: nothing leake
       last = await job(id);
       return last?.releasedAt ? last : undefined;
     },
-    { what: `${id} to be released after the restart`, timeout: 120_000, interval: 200, detail: () => `${JSON.stringify(last?.timeline)}\n${output.join('').slice(-3000)}` },
+    {
+      what: `${id} to be released after the restart`,
+      timeout: 120_000,
+      interval: 200,
+      detail: () => `${JSON.stringify(last?.timeline)}\n${output.join('').slice(-3000)}`,
+    },
   );
   assert.equal(final.state, 'completed', `${JSON.stringify(final.timeline)}\n${output.join('').slice(-3000)}`);
   assert.equal(sim.github.jobs.get(queued.id)?.conclusion, 'success');
-  assert.equal(await processListContains(firstVm), false, `the VM of the killed process is gone\n${output.join("").slice(-6000)}`);
+  assert.equal(await processListContains(firstVm), false, `the VM of the killed process is gone\n${output.join('').slice(-6000)}`);
   assert.equal(sim.github.runners.size, 0, 'no registration left at the forge');
   assert.match(final.timeline.map((e) => e.reason).join('\n'), /retrying: its VM was lost/);
   child.kill('SIGTERM');
@@ -131,18 +145,31 @@ test('kill -9 of hearth serve while a pool refills, then a restart: the old pool
   const output: string[] = [];
   const start = (): Promise<ChildProcess> => startServe(env, url, output);
   const poolVmDirs = () => vmDirs(join(dir, 'run', 'vms'));
-  const poolStatus = async () => ((await (await fetch(`${url}/api/v1/pools`, { headers: { authorization: `Bearer ${SECRETS.apiToken}` } })).json()) as { pools: { idle: number; starting: number }[] }).pools[0]!;
+  const poolStatus = async () =>
+    (
+      (await (await fetch(`${url}/api/v1/pools`, { headers: { authorization: `Bearer ${SECRETS.apiToken}` } })).json()) as {
+        pools: { idle: number; starting: number }[];
+      }
+    ).pools[0]!;
 
   child = await start();
-  const before = await waitFor(async () => {
-    const dirs = await poolVmDirs();
-    return dirs.length > 0 ? dirs : undefined;
-  }, { what: 'the pool to start refilling (a VM directory)', timeout: 12_000, interval: 20, detail: () => output.join('').slice(-2000) });
+  const before = await waitFor(
+    async () => {
+      const dirs = await poolVmDirs();
+      return dirs.length > 0 ? dirs : undefined;
+    },
+    { what: 'the pool to start refilling (a VM directory)', timeout: 12_000, interval: 20, detail: () => output.join('').slice(-2000) },
+  );
   child.kill('SIGKILL');
   await new Promise((r) => child!.once('exit', r));
 
   child = await start();
-  await waitFor(async () => (await poolStatus()).idle === 2, { what: 'the restarted pool to have 2 idle VMs', timeout: 60_000, interval: 100, detail: () => output.join('').slice(-2000) });
+  await waitFor(async () => (await poolStatus()).idle === 2, {
+    what: 'the restarted pool to have 2 idle VMs',
+    timeout: 60_000,
+    interval: 100,
+    detail: () => output.join('').slice(-2000),
+  });
   for (const vm of before) assert.equal(await processListContains(vm), false, `${vm} from the killed process is gone`);
   const after = await poolVmDirs();
   assert.equal(after.length, 2, `only the new pool's VMs remain: ${after.join(', ')}`);

@@ -9,7 +9,10 @@ import { waitFor } from '../support/wait.ts';
 /** The hearth CLI against the test server; resolves with its exit code and output. */
 function hearth(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [HEARTH_BIN, ...args], { env: { ...process.env, HEARTH_SERVE_CONFIG: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [HEARTH_BIN, ...args], {
+      env: { ...process.env, HEARTH_SERVE_CONFIG: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -119,7 +122,11 @@ describe('observability: metrics, stage timelines, job logs over SSE, status and
     );
 
   test('a job streams its log live while it runs, then ends; a passing and a failing job are recorded with their verdicts', async () => {
-    const bad = await fetch(`${h.service.url}/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'ping', 'x-github-delivery': 'bad-sig-1', 'x-hub-signature-256': 'sha256=00' }, body: '{}' });
+    const bad = await fetch(`${h.service.url}/webhooks/github`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-github-event': 'ping', 'x-github-delivery': 'bad-sig-1', 'x-hub-signature-256': 'sha256=00' },
+      body: '{}',
+    });
     assert.equal(bad.status, 401);
 
     // Pinned labels (as the README recommends), so neither job can take the other's runner.
@@ -135,20 +142,37 @@ describe('observability: metrics, stage timelines, job logs over SSE, status and
 
     const texts = liveEvents.filter((e) => e.event === 'log').map((e) => (JSON.parse(e.data) as { text: string }).text);
     assert.equal(liveEvents.at(-1)?.event, 'end', 'the stream ends after the teardown');
-    assert.ok(texts.some((t) => /^placed: 1 vCPU, 512 MiB/.test(t)), texts.join('\n'));
-    assert.ok(texts.some((t) => /^VM vm-[0-9a-f]+ ready/.test(t)), texts.join('\n'));
-    assert.ok(texts.some((t) => /run\.sh stand-in: runner hearth-github-\d+-[0-9a-f]{6} connecting/.test(t)), 'the runner output from inside the VM is in the log');
-    assert.ok(texts.some((t) => /^torn down: VM vm-/.test(t)), texts.join('\n'));
+    assert.ok(
+      texts.some((t) => /^placed: 1 vCPU, 512 MiB/.test(t)),
+      texts.join('\n'),
+    );
+    assert.ok(
+      texts.some((t) => /^VM vm-[0-9a-f]+ ready/.test(t)),
+      texts.join('\n'),
+    );
+    assert.ok(
+      texts.some((t) => /run\.sh stand-in: runner hearth-github-\d+-[0-9a-f]{6} connecting/.test(t)),
+      'the runner output from inside the VM is in the log',
+    );
+    assert.ok(
+      texts.some((t) => /^torn down: VM vm-/.test(t)),
+      texts.join('\n'),
+    );
     const jit = [...h.sim.github.runners.values()].map((r) => r.jitConfig);
-    for (const line of texts) for (const secret of [...jit, SECRETS.githubToken, SECRETS.apiToken]) assert.ok(!line.includes(secret), 'no credential in the log');
+    for (const line of texts)
+      for (const secret of [...jit, SECRETS.githubToken, SECRETS.apiToken]) assert.ok(!line.includes(secret), 'no credential in the log');
     const ids = liveEvents.filter((e) => e.event === 'log').map((e) => Number(e.id));
-    assert.ok(ids.every((id, i) => i === 0 || id > ids[i - 1]!), 'event ids rise');
+    assert.ok(
+      ids.every((id, i) => i === 0 || id > ids[i - 1]!),
+      'event ids rise',
+    );
 
     assert.equal(passing.state, 'completed');
     assert.equal(passing.conclusion, 'success');
     assert.equal(passing.name, 'build');
     assert.ok(passing.host, 'the host that ran it is recorded');
-    for (const stage of ['received', 'placed', 'vmReady', 'registered', 'started', 'finished', 'released']) assert.ok(passing.stages[stage], `stage ${stage} has a time: ${JSON.stringify(passing.stages)}`);
+    for (const stage of ['received', 'placed', 'vmReady', 'registered', 'started', 'finished', 'released'])
+      assert.ok(passing.stages[stage], `stage ${stage} has a time: ${JSON.stringify(passing.stages)}`);
     assert.equal(failing.conclusion, 'failure');
     assert.equal(failing.failedStep, 'Run tests');
   });
@@ -158,7 +182,10 @@ describe('observability: metrics, stage timelines, job logs over SSE, status and
     assert.ok(logs.length >= 4, `enough lines to resume in the middle: ${logs.length}`);
     const url = `${h.service.url}/api/v1/jobs/${encodeURIComponent(passing.id)}/logs/stream`;
     const firstTwo = await readSse(url, auth, 2);
-    assert.deepEqual(firstTwo.map((e) => e.id), logs.slice(0, 2).map((e) => e.id));
+    assert.deepEqual(
+      firstTwo.map((e) => e.id),
+      logs.slice(0, 2).map((e) => e.id),
+    );
     const resumed = await readSse(url, { ...auth, 'last-event-id': firstTwo[1]!.id! });
     assert.deepEqual(
       resumed.filter((e) => e.event === 'log').map((e) => e.data),
@@ -167,9 +194,15 @@ describe('observability: metrics, stage timelines, job logs over SSE, status and
     );
     assert.equal(resumed.at(-1)?.event, 'end');
     const viaQuery = await readSse(`${url}?lastEventId=${logs.at(-2)!.id!}`, auth);
-    assert.deepEqual(viaQuery.filter((e) => e.event === 'log').map((e) => e.id), [logs.at(-1)!.id]);
+    assert.deepEqual(
+      viaQuery.filter((e) => e.event === 'log').map((e) => e.id),
+      [logs.at(-1)!.id],
+    );
     const page = await h.api<{ lines: { seq: number }[]; done: boolean }>(`/jobs/${encodeURIComponent(passing.id)}/logs?after=${logs[0]!.id!}&limit=2`);
-    assert.deepEqual(page.lines.map((l) => String(l.seq)), logs.slice(1, 3).map((e) => e.id));
+    assert.deepEqual(
+      page.lines.map((l) => String(l.seq)),
+      logs.slice(1, 3).map((e) => e.id),
+    );
     assert.equal(page.done, false);
     const bad = await fetch(`${url}?lastEventId=abc`, { headers: auth });
     assert.equal(bad.status, 400);
@@ -181,13 +214,23 @@ describe('observability: metrics, stage timelines, job logs over SSE, status and
     const text = await (await fetch(`${h.service.url}/metrics`)).text();
     assert.equal(metricValue(text, 'hearth_jobs_total', { forge: 'github', result: 'success' }), 1);
     assert.equal(metricValue(text, 'hearth_jobs_total', { forge: 'github', result: 'failure' }), 1);
-    for (const stage of ['webhook_to_placed', 'placed_to_vm_ready', 'vm_ready_to_runner_registered', 'registered_to_started', 'started_to_finished', 'teardown']) {
+    for (const stage of [
+      'webhook_to_placed',
+      'placed_to_vm_ready',
+      'vm_ready_to_runner_registered',
+      'registered_to_started',
+      'started_to_finished',
+      'teardown',
+    ]) {
       assert.equal(metricValue(text, 'hearth_job_stage_seconds_count', { stage }), 2, `stage ${stage} observed for both jobs`);
     }
     // The runner ran for the sim's job duration: started_to_finished sums to about 2 × 1.5 s.
     assert.ok((metricValue(text, 'hearth_job_stage_seconds_sum', { stage: 'started_to_finished' }) ?? 0) >= 2);
     assert.equal(metricValue(text, 'hearth_webhooks_total', { forge: 'github', result: 'bad_signature' }), 1);
-    assert.ok((metricValue(text, 'hearth_webhooks_total', { forge: 'github', result: 'accepted' }) ?? 0) >= 6, 'queued, in_progress and completed for each job');
+    assert.ok(
+      (metricValue(text, 'hearth_webhooks_total', { forge: 'github', result: 'accepted' }) ?? 0) >= 6,
+      'queued, in_progress and completed for each job',
+    );
     assert.ok((metricValue(text, 'hearth_forge_api_requests_total', { forge: 'github', status: '201' }) ?? 0) >= 2, 'a JIT config per job');
     const remaining = metricValue(text, 'hearth_forge_rate_limit_remaining', { forge: 'github' });
     assert.ok(remaining !== undefined && remaining > 0 && remaining < 5000, `rate limit remaining read from the answers: ${remaining}`);
@@ -202,23 +245,49 @@ describe('observability: metrics, stage timelines, job logs over SSE, status and
   });
 
   test('the Grafana dashboard reads only metrics Hearth exports', async () => {
-    const dashboard = JSON.parse(await readFile(new URL('../../deploy/grafana/hearth.json', import.meta.url), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const dashboard = JSON.parse(await readFile(new URL('../../deploy/grafana/hearth.json', import.meta.url), 'utf8')) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
     const text = await (await fetch(`${h.service.url}/metrics`)).text();
-    const exported = new Set([...text.matchAll(/^# TYPE (hearth_[a-z_]+) (\w+)/gm)].flatMap((m) => (m[2] === 'histogram' ? [`${m[1]}_bucket`, `${m[1]}_sum`, `${m[1]}_count`] : [m[1]!])));
+    const exported = new Set(
+      [...text.matchAll(/^# TYPE (hearth_[a-z_]+) (\w+)/gm)].flatMap((m) =>
+        m[2] === 'histogram' ? [`${m[1]}_bucket`, `${m[1]}_sum`, `${m[1]}_count`] : [m[1]!],
+      ),
+    );
     const used = dashboard.panels.flatMap((p) => p.targets.flatMap((t) => [...t.expr.matchAll(/hearth_[a-z_]+/g)].map((m) => m[0])));
     assert.ok(used.length >= 15, 'the dashboard has panels');
     for (const name of used) assert.ok(exported.has(name), `the dashboard uses ${name}, which /metrics does not export`);
   });
 
   test('status and insights', async () => {
-    const status = await h.api<{ host: { name: string; driver: string }; capacity: { cpus: { used: number; total: number } }; queueDepth: number; vms: unknown[]; jobs: { byState: Record<string, number> } }>('/status');
+    const status = await h.api<{
+      host: { name: string; driver: string };
+      capacity: { cpus: { used: number; total: number } };
+      queueDepth: number;
+      vms: unknown[];
+      jobs: { byState: Record<string, number> };
+    }>('/status');
     assert.equal(status.capacity.cpus.total, 4);
     assert.equal(status.queueDepth, 0);
     assert.equal(status.jobs.byState.completed, 2);
     assert.equal(status.host.driver, 'qemu');
-    const insights = await h.api<{ groups: { repository: string; name: string; runs: number; failures: number; topFailingSteps: { step: string; count: number }[]; runSeconds: { p50: number | null } }[] }>('/insights');
+    const insights = await h.api<{
+      groups: {
+        repository: string;
+        name: string;
+        runs: number;
+        failures: number;
+        topFailingSteps: { step: string; count: number }[];
+        runSeconds: { p50: number | null };
+      }[];
+    }>('/insights');
     const test = insights.groups.find((g) => g.name === 'test');
-    assert.deepEqual(test && { repo: test.repository, runs: test.runs, failures: test.failures, steps: test.topFailingSteps }, { repo: REPO, runs: 1, failures: 1, steps: [{ step: 'Run tests', count: 1 }] });
+    assert.deepEqual(test && { repo: test.repository, runs: test.runs, failures: test.failures, steps: test.topFailingSteps }, {
+      repo: REPO,
+      runs: 1,
+      failures: 1,
+      steps: [{ step: 'Run tests', count: 1 }],
+    });
     const build = insights.groups.find((g) => g.name === 'build');
     assert.ok(build && build.failures === 0 && (build.runSeconds.p50 ?? 0) >= 1, JSON.stringify(build));
     const filtered = await h.api<{ jobs: { id: string }[] }>(`/jobs?repo=${encodeURIComponent(REPO)}&state=completed&forge=github`);

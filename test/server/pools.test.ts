@@ -20,7 +20,23 @@ describe('hearth serve with a snapshot pool', () => {
     await ensureStandInImage();
     h = await startServeHarness({
       change: (c) => {
-        c.pools = [{ name: 'fast', labels: ['hearth-fast'], cpus: 1, memoryMib: 512, image: STAND_IN_IMAGE, mode: 'snapshot', minIdle: 1, maxSize: 3, maxIdleAgeSeconds: 3600, templateMaxAgeSeconds: 86_400, autoscale: false, maxIdle: 1, demandWindowSeconds: 3600 }];
+        c.pools = [
+          {
+            name: 'fast',
+            labels: ['hearth-fast'],
+            cpus: 1,
+            memoryMib: 512,
+            image: STAND_IN_IMAGE,
+            mode: 'snapshot',
+            minIdle: 1,
+            maxSize: 3,
+            maxIdleAgeSeconds: 3600,
+            templateMaxAgeSeconds: 86_400,
+            autoscale: false,
+            maxIdle: 1,
+            demandWindowSeconds: 3600,
+          },
+        ];
       },
     });
   });
@@ -33,7 +49,12 @@ describe('hearth serve with a snapshot pool', () => {
       return job?.releasedAt ? job : undefined;
     }).catch(async (error: unknown) => {
       const job = await h.service.ledger.job(id);
-      throw new Error(`${(error as Error).message}\n${JSON.stringify(job ? await h.service.ledger.timeline(id) : null)}\n${h.logLines.filter((l) => /runner output|warn|error|pool/.test(l)).slice(-25).join('\n')}`);
+      throw new Error(
+        `${(error as Error).message}\n${JSON.stringify(job ? await h.service.ledger.timeline(id) : null)}\n${h.logLines
+          .filter((l) => /runner output|warn|error|pool/.test(l))
+          .slice(-25)
+          .join('\n')}`,
+      );
     });
 
   test('a job routed to the pool takes the idle clone at once (a hit), and the pool refills behind it', async () => {
@@ -52,7 +73,10 @@ describe('hearth serve with a snapshot pool', () => {
 
   test('with more jobs than idle clones, the miss restores its own clone instead of waiting for the refill', async () => {
     await until('the pool to have an idle clone', async () => ((await pool()).idle >= 1 ? true : undefined));
-    const jobs = [await h.sim.queueGithubJob({ repo: REPO, labels: ['self-hosted', 'hearth/pool=fast'] }), await h.sim.queueGithubJob({ repo: REPO, labels: ['self-hosted', 'hearth/pool=fast'] })];
+    const jobs = [
+      await h.sim.queueGithubJob({ repo: REPO, labels: ['self-hosted', 'hearth/pool=fast'] }),
+      await h.sim.queueGithubJob({ repo: REPO, labels: ['self-hosted', 'hearth/pool=fast'] }),
+    ];
     const timelines = await Promise.all(jobs.map((j) => finished(`github:${j.id}`)));
     const reasons = timelines.map((t) => t.timeline.map((e) => e.reason).join('\n')).join('\n');
     assert.ok(timelines.every((t) => t.state === 'completed'));

@@ -50,16 +50,31 @@ describe('hearth serve with a forge simulator and real VMs', () => {
     assert.equal(h.sim.github.jobs.get(job.id)?.conclusion, 'success');
     assert.match(h.sim.github.jobs.get(job.id)?.runnerName ?? '', /^hearth-github-\d+-[0-9a-f]{6}$/);
     const stages = done.timeline.map((e) => e.to + ': ' + e.reason).join('\n');
-    for (const stage of [/queued: github webhook/, /claimed/, /provisioning: placed: 1 vCPU, 512 MiB/, /VM vm-[0-9a-f]+ ready/, /runner hearth-.* registered at github/, /runner_registered/, /running: github webhook .*in_progress/, /completed: github webhook .*completed \(success\)/, /torn down/]) {
+    for (const stage of [
+      /queued: github webhook/,
+      /claimed/,
+      /provisioning: placed: 1 vCPU, 512 MiB/,
+      /VM vm-[0-9a-f]+ ready/,
+      /runner hearth-.* registered at github/,
+      /runner_registered/,
+      /running: github webhook .*in_progress/,
+      /completed: github webhook .*completed \(success\)/,
+      /torn down/,
+    ]) {
       assert.match(stages, stage);
     }
     // The stand-in could only call back with the JIT config if it reached the guest.
     const runners = [...h.sim.deliveries].filter((d) => d.jobId === job.id).map((d) => d.action);
     assert.deepEqual(runners, ['queued', 'in_progress', 'completed']);
-    assert.ok(h.sim.apiLog.some((e) => e.forge === 'runner' && e.path.endsWith('/start') && e.status === 200), 'the runner stand-in in the VM called back with its JIT config');
+    assert.ok(
+      h.sim.apiLog.some((e) => e.forge === 'runner' && e.path.endsWith('/start') && e.status === 200),
+      'the runner stand-in in the VM called back with its JIT config',
+    );
     assert.equal(h.sim.github.runners.size, 0, 'no registration left at GitHub');
     await assertNothingLeft(h, done.vmId);
-    const secretsInLog = h.logLines.filter((l) => l.includes(SECRETS.githubToken) || l.includes('encoded_jit_config') || /jitconfig [A-Za-z0-9+/=]{20,}/.test(l));
+    const secretsInLog = h.logLines.filter(
+      (l) => l.includes(SECRETS.githubToken) || l.includes('encoded_jit_config') || /jitconfig [A-Za-z0-9+/=]{20,}/.test(l),
+    );
     assert.deepEqual(secretsInLog, []);
     await h.close();
     h = undefined;
@@ -72,7 +87,10 @@ describe('hearth serve with a forge simulator and real VMs', () => {
     const done = await waitForJob(h, id, finishedAndReleased, 'the GitLab job to finish and be torn down');
     assert.equal(done.state, 'completed', JSON.stringify(done.timeline));
     assert.equal(h.sim.gitlab.jobs.get(job.id)?.status, 'success');
-    assert.ok(h.sim.apiLog.some((e) => e.forge === 'gitlab' && e.method === 'GET' && e.path === `/gitlab/api/v4/projects/${PROJECT}/jobs/${job.id}`), 'the job tags were read from the API');
+    assert.ok(
+      h.sim.apiLog.some((e) => e.forge === 'gitlab' && e.method === 'GET' && e.path === `/gitlab/api/v4/projects/${PROJECT}/jobs/${job.id}`),
+      'the job tags were read from the API',
+    );
     assert.equal(h.sim.gitlab.runners.size, 0, 'the runner was deleted at GitLab');
     assert.match(done.timeline.map((e) => e.reason).join('\n'), /torn down/);
     await assertNothingLeft(h, done.vmId);

@@ -21,14 +21,22 @@ const workflowJobExamples = examples.find((e) => e.name === 'workflow_job')?.exa
 
 /** A documented example payload with this job's id, action and labels. */
 function workflowJob(action: string, id: number, labels: string[], extra: Record<string, unknown> = {}): Buffer {
-  const base = structuredClone(workflowJobExamples.find((e) => e.action === action) ?? workflowJobExamples[0]!) as { action: string; workflow_job: Record<string, unknown> };
+  const base = structuredClone(workflowJobExamples.find((e) => e.action === action) ?? workflowJobExamples[0]!) as {
+    action: string;
+    workflow_job: Record<string, unknown>;
+  };
   base.action = action;
   Object.assign(base.workflow_job, { id, labels, ...extra });
   return Buffer.from(JSON.stringify(base));
 }
 
 function signed(body: Buffer, secret = SECRET): Record<string, string> {
-  return { 'content-type': 'application/json', 'x-github-event': 'workflow_job', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': `sha256=${createHmac('sha256', secret).update(body).digest('hex')}` };
+  return {
+    'content-type': 'application/json',
+    'x-github-event': 'workflow_job',
+    'x-github-delivery': randomUUID(),
+    'x-hub-signature-256': `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`,
+  };
 }
 
 describe('webhook ingestion over HTTP', () => {
@@ -101,7 +109,12 @@ describe('webhook ingestion over HTTP', () => {
 
   test('completed before in_progress (and a late queued) leaves the job completed', async () => {
     const labels = ['hearth'];
-    assert.equal((await post(workflowJob('completed', 9003, labels, { conclusion: 'success', runner_name: 'hearth-x' }), signed(workflowJob('completed', 9003, labels)))).statusCode, 401, 'headers must match the body');
+    assert.equal(
+      (await post(workflowJob('completed', 9003, labels, { conclusion: 'success', runner_name: 'hearth-x' }), signed(workflowJob('completed', 9003, labels))))
+        .statusCode,
+      401,
+      'headers must match the body',
+    );
     const completed = workflowJob('completed', 9003, labels, { conclusion: 'success', runner_name: 'hearth-x' });
     assert.equal((await post(completed, signed(completed))).statusCode, 200);
     const progress = workflowJob('in_progress', 9003, labels, { runner_name: 'hearth-x' });
@@ -111,7 +124,10 @@ describe('webhook ingestion over HTTP', () => {
     const job = await ledger.job('github:9003');
     assert.equal(job?.state, 'completed');
     assert.ok(job?.released_at, 'nothing to tear down for a job that ended before it was seen');
-    assert.deepEqual((await ledger.timeline('github:9003')).map((e) => e.to), ['queued', 'completed']);
+    assert.deepEqual(
+      (await ledger.timeline('github:9003')).map((e) => e.to),
+      ['queued', 'completed'],
+    );
   });
 
   test('jobs without a hearth label are answered 202 and not stored; other events and ping too', async () => {
@@ -126,7 +142,11 @@ describe('webhook ingestion over HTTP', () => {
   });
 
   test('wrong content type is a 415 that names the fix; the API needs its bearer token and caps limit', async () => {
-    const response = await post('payload=%7B%7D', { 'content-type': 'application/x-www-form-urlencoded', 'x-github-event': 'ping', 'x-github-delivery': randomUUID() });
+    const response = await post('payload=%7B%7D', {
+      'content-type': 'application/x-www-form-urlencoded',
+      'x-github-event': 'ping',
+      'x-github-delivery': randomUUID(),
+    });
     assert.equal(response.statusCode, 415);
     assert.match(response.body, /application\/json/);
     assert.equal((await app.inject({ url: '/api/v1/jobs' })).statusCode, 401);
@@ -139,9 +159,12 @@ describe('webhook ingestion over HTTP', () => {
   });
 
   test('GitLab: the X-Gitlab-Token or a Standard Webhooks signature is required; a Job Hook without reachable tags is deferred to reconcile', async () => {
-    const hook = Buffer.from(JSON.stringify({ object_kind: 'build', build_id: 5001, project_id: 42, build_status: 'pending', build_name: 'test', runner: null }));
+    const hook = Buffer.from(
+      JSON.stringify({ object_kind: 'build', build_id: 5001, project_id: 42, build_status: 'pending', build_name: 'test', runner: null }),
+    );
     const base = { 'content-type': 'application/json', 'x-gitlab-event': 'Job Hook' };
-    const postGitlab = (headers: Record<string, string>) => app.inject({ method: 'POST', url: '/webhooks/gitlab', payload: hook, headers: { ...base, ...headers } });
+    const postGitlab = (headers: Record<string, string>) =>
+      app.inject({ method: 'POST', url: '/webhooks/gitlab', payload: hook, headers: { ...base, ...headers } });
     assert.equal((await postGitlab({ 'x-gitlab-token': 'wrong', 'idempotency-key': randomUUID() })).statusCode, 401);
     const byToken = await postGitlab({ 'x-gitlab-token': 'gitlab-token-under-test', 'idempotency-key': randomUUID() });
     assert.equal(byToken.statusCode, 200);
@@ -150,8 +173,16 @@ describe('webhook ingestion over HTTP', () => {
     const timestamp = String(Math.floor(Date.now() / 1000));
     const key = Buffer.from(SIGNING_SECRET.slice(6), 'base64');
     const signature = `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${hook.toString()}`).digest('base64')}`;
-    assert.equal((await postGitlab({ 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signature, 'idempotency-key': id })).statusCode, 200);
-    assert.equal((await postGitlab({ 'webhook-id': id, 'webhook-timestamp': String(Number(timestamp) - 3600), 'webhook-signature': signature, 'idempotency-key': id })).statusCode, 401, 'an old timestamp is a replay');
+    assert.equal(
+      (await postGitlab({ 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signature, 'idempotency-key': id })).statusCode,
+      200,
+    );
+    assert.equal(
+      (await postGitlab({ 'webhook-id': id, 'webhook-timestamp': String(Number(timestamp) - 3600), 'webhook-signature': signature, 'idempotency-key': id }))
+        .statusCode,
+      401,
+      'an old timestamp is a replay',
+    );
     assert.equal(await ledger.job('gitlab:5001'), undefined);
   });
 
@@ -175,7 +206,11 @@ describe('webhook ingestion over HTTP', () => {
           body = seedBody.slice(0, random(seedBody.length));
           break;
         case 2: // wrong types in the fields Hearth reads
-          body = JSON.stringify({ action: random(2) ? 'queued' : 7, workflow_job: [null, 'x', { id: 'NaN', labels: 'hearth' }, { id: -1, labels: [1, 2] }][random(4)], repository: { full_name: random(2) ? '../../etc' : null } });
+          body = JSON.stringify({
+            action: random(2) ? 'queued' : 7,
+            workflow_job: [null, 'x', { id: 'NaN', labels: 'hearth' }, { id: -1, labels: [1, 2] }][random(4)],
+            repository: { full_name: random(2) ? '../../etc' : null },
+          });
           break;
         case 3: // deep nesting and huge numbers
           body = '['.repeat(random(5000)) + ']'.repeat(random(5000));

@@ -148,7 +148,11 @@ export class Cluster {
     writeSync(log, `--- replica ${name} starting at ${new Date().toISOString()} ---\n`);
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, ['--import', 'tsx', REPLICA_MAIN], { cwd: REPO_ROOT, env: { ...process.env, HEARTH_REPLICA: JSON.stringify(config) }, stdio: ['ignore', 'pipe', log] });
+      child = spawn(process.execPath, ['--import', 'tsx', REPLICA_MAIN], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, HEARTH_REPLICA: JSON.stringify(config) },
+        stdio: ['ignore', 'pipe', log],
+      });
     } finally {
       closeSync(log);
     }

@@ -19,14 +19,21 @@ async function until(page: Page, what: string, probe: (arg: string) => unknown, 
   try {
     await page.waitForFunction(probe, arg, { timeout: timeoutMs, polling: 200 });
   } catch (error) {
-    const state = await page.evaluate(() => `page=${document.body.dataset.page} hash=${location.hash} banner=${document.getElementById('banner')?.textContent ?? ''}\n${document.getElementById('main')?.innerText.slice(0, 1500) ?? ''}`).catch((error: unknown) => `the page could not be read: ${(error as Error).message}`);
+    const state = await page
+      .evaluate(
+        () =>
+          `page=${document.body.dataset.page} hash=${location.hash} banner=${document.getElementById('banner')?.textContent ?? ''}\n${document.getElementById('main')?.innerText.slice(0, 1500) ?? ''}`,
+      )
+      .catch((error: unknown) => `the page could not be read: ${(error as Error).message}`);
     throw new Error(`timed out waiting for ${what}: ${(error as Error).message.split('\n')[0]}\n${state}`, { cause: error });
   }
 }
 
 export function launchBrowser(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
-    assert.fail(`Chromium is not installed at ${CHROMIUM}: the dashboard test drives Debian's chromium. Install it as root with \`apt-get install -y chromium\` (or run \`npm test\` as root: scripts/bootstrap.sh installs it), or point HEARTH_CHROMIUM at a Chromium binary.`);
+    assert.fail(
+      `Chromium is not installed at ${CHROMIUM}: the dashboard test drives Debian's chromium. Install it as root with \`apt-get install -y chromium\` (or run \`npm test\` as root: scripts/bootstrap.sh installs it), or point HEARTH_CHROMIUM at a Chromium binary.`,
+    );
   }
   // As root, Chromium refuses to start with its sandbox on.
   return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], headless: true });
@@ -94,7 +101,13 @@ export async function dashboardTour(browser: Browser, h: ServeHarness, shots: st
   // Meanwhile, in a second tab: the VM running it, and the host's capacity in use.
   const hosts = watch(await context.newPage());
   await hosts.goto(`${url}/#/hosts`);
-  await until(hosts, 'the VM row of the running job', (jobId) => [...document.querySelectorAll('#vm-table a')].some((a) => a.textContent === jobId), id, 30_000);
+  await until(
+    hosts,
+    'the VM row of the running job',
+    (jobId) => [...document.querySelectorAll('#vm-table a')].some((a) => a.textContent === jobId),
+    id,
+    30_000,
+  );
   const used = await hosts.getAttribute('#host-summary [role=meter][aria-label=vCPUs]', 'aria-valuenow');
   assert.ok(Number(used) >= 1, `vCPUs in use: ${used}`);
   assert.equal(await hosts.getAttribute('#host-summary [role=meter][aria-label=vCPUs]', 'aria-valuemax'), '4');
@@ -105,7 +118,13 @@ export async function dashboardTour(browser: Browser, h: ServeHarness, shots: st
   await page.click(`${row} .job-name a`);
   await page.waitForSelector('#job-stages .stagebar');
   await until(page, 'the log stream to be live', () => document.querySelector('#log-state')?.getAttribute('data-kind') === 'live', '', 30_000);
-  await until(page, 'the stand-in runner taking the job, in the log', () => [...document.querySelectorAll('#job-log .line .text')].some((l) => /run\.sh stand-in: took job/.test(l.textContent ?? '')), '', 60_000);
+  await until(
+    page,
+    'the stand-in runner taking the job, in the log',
+    () => [...document.querySelectorAll('#job-log .line .text')].some((l) => /run\.sh stand-in: took job/.test(l.textContent ?? '')),
+    '',
+    60_000,
+  );
   const whileRunning = await h.api<{ state: string; releasedAt: string | null }>(`/jobs/${encodeURIComponent(id)}`);
   assert.equal(whileRunning.releasedAt, null, 'the log line arrived while the job was still live');
   assert.ok((await page.$$('#job-stages .stagebar .seg')).length >= 4, 'received → placed → VM ready → registered → started, and the run under way');

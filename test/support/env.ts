@@ -44,7 +44,12 @@ export async function createTestHost(): Promise<TestHost> {
 }
 
 /** Collects a command's output as buffers, keeping stdout and stderr apart. */
-export function captureOutput(): { stdout: Buffer[]; stderr: Buffer[]; sink: { stdout(b: Buffer): void; stderr(b: Buffer): void }; text(): { stdout: string; stderr: string } } {
+export function captureOutput(): {
+  stdout: Buffer[];
+  stderr: Buffer[];
+  sink: { stdout(b: Buffer): void; stderr(b: Buffer): void };
+  text(): { stdout: string; stderr: string };
+} {
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
   return {

@@ -33,7 +33,15 @@ after(async () => {
 });
 
 test('a queued GitHub job runs to completion through a fake VM', async () => {
-  const github = new GithubForge({ apiUrl: sim.githubApiUrl, auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }), repos: [REPO], orgs: [], runnerGroupId: 1, runnerCommand: '/opt/actions-runner/run.sh', logger });
+  const github = new GithubForge({
+    apiUrl: sim.githubApiUrl,
+    auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
+    repos: [REPO],
+    orgs: [],
+    runnerGroupId: 1,
+    runnerCommand: '/opt/actions-runner/run.sh',
+    logger,
+  });
   const job = await sim.queueGithubJob({ repo: REPO, labels: ['self-hosted', 'hearth'] });
   const registration = await github.registerRunner({ id: `github:${job.id}`, repository: REPO, forgeJobId: String(job.id), labels: job.labels });
   const vm = await driver.boot(SPEC);
@@ -60,7 +68,16 @@ test('a queued GitHub job runs to completion through a fake VM', async () => {
 });
 
 test('a GitLab job runs through a fake VM with run-single', async () => {
-  const gitlab = new GitlabForge({ url: sim.gitlabUrl, runnerUrl: sim.guestGitlabUrl, token: SECRETS.gitlabToken, projects: [String(PROJECT)], groups: [], runnerCommand: 'gitlab-runner', waitTimeoutSeconds: 10, logger });
+  const gitlab = new GitlabForge({
+    url: sim.gitlabUrl,
+    runnerUrl: sim.guestGitlabUrl,
+    token: SECRETS.gitlabToken,
+    projects: [String(PROJECT)],
+    groups: [],
+    runnerCommand: 'gitlab-runner',
+    waitTimeoutSeconds: 10,
+    logger,
+  });
   const job = await sim.queueGitlabJob({ projectId: PROJECT, tags: ['hearth'] });
   const registration = await gitlab.registerRunner({ id: `gitlab:${job.id}`, repository: String(PROJECT), forgeJobId: String(job.id), labels: job.tags });
   const vm = await driver.boot(SPEC);
@@ -83,7 +100,16 @@ test('the stand-ins fail as the scripts do: bad usage, unknown config, no job in
   assert.equal((await driver.exec(vm.id, { argv: ['run.sh', '--jitconfig', forged] }, refused.sink)).exitCode, 1);
   assert.match(refused.text().stderr, /the forge refused the runner/);
 
-  const gitlab = new GitlabForge({ url: sim.gitlabUrl, runnerUrl: sim.guestGitlabUrl, token: SECRETS.gitlabToken, projects: [String(PROJECT)], groups: [], runnerCommand: 'gitlab-runner', waitTimeoutSeconds: 2, logger });
+  const gitlab = new GitlabForge({
+    url: sim.gitlabUrl,
+    runnerUrl: sim.guestGitlabUrl,
+    token: SECRETS.gitlabToken,
+    projects: [String(PROJECT)],
+    groups: [],
+    runnerCommand: 'gitlab-runner',
+    waitTimeoutSeconds: 2,
+    logger,
+  });
   const idle = await gitlab.registerRunner({ id: 'gitlab:none', repository: String(PROJECT), forgeJobId: '999999', labels: ['never-queued'] });
   const waited = captureOutput();
   assert.equal((await driver.exec(vm.id, { argv: idle.argv }, waited.sink)).exitCode, 0);
@@ -110,7 +136,10 @@ test('destroy ends a running exec at once; a timeout destroys the VM', async () 
   const slow = await driver.boot(SPEC);
   await assert.rejects(driver.exec(slow.id, { argv: ['sleep', '30'], timeoutSeconds: 1 }), (error) => isHearthError(error, 'HEARTH_ERR_EXEC_TIMEOUT'));
   assert.equal(slow.state, 'destroyed');
-  assert.equal((await driver.list()).some((r) => r.id === slow.id), false);
+  assert.equal(
+    (await driver.list()).some((r) => r.id === slow.id),
+    false,
+  );
 });
 
 test('snapshot and restore say the fake does not do them', async () => {

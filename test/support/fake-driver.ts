@@ -38,7 +38,14 @@ export interface FakeDriverOptions {
 }
 
 /** Any size Hearth allows, no snapshots (see FakeDriverUnsupportedError), user-mode networking, images from the cache. */
-export const FAKE_CAPABILITIES: DriverCapabilities = { ...VM_BOUNDS, snapshots: false, sourceDirectory: true, networking: ['none', 'user'], images: { kind: 'cache' }, accel: ['tcg'] };
+export const FAKE_CAPABILITIES: DriverCapabilities = {
+  ...VM_BOUNDS,
+  snapshots: false,
+  sourceDirectory: true,
+  networking: ['none', 'user'],
+  images: { kind: 'cache' },
+  accel: ['tcg'],
+};
 
 /** Raised by snapshot and restore: the fake has no memory to save. */
 export class FakeDriverUnsupportedError extends Error {
@@ -62,7 +69,10 @@ export async function listFakeVms(runtimeDir: string): Promise<VmRecord[]> {
   const records: VmRecord[] = [];
   for (const name of names) {
     if (name.startsWith('.') || !name.endsWith('.json')) continue;
-    const entry = await readFile(join(dir, name), 'utf8').then((text) => JSON.parse(text) as RegistryEntry, () => undefined);
+    const entry = await readFile(join(dir, name), 'utf8').then(
+      (text) => JSON.parse(text) as RegistryEntry,
+      () => undefined,
+    );
     if (!entry) continue;
     const { pidStart: _p, ownerStart, ...rest } = entry;
     // The fake's "VMM" is the process that started it: both live and die together.
@@ -97,7 +107,20 @@ export class FakeDriver implements HostDriver {
     const live: FakeVm = { vm: { id, spec, accel: 'tcg', origin: { kind: 'cold' }, startMs: 0, state: 'booting' }, gone: new AbortController() };
     this.vms.set(id, live);
     // Registered before it "runs", like the real drivers: a kill -9 from here on leaves a leak to find.
-    const entry: RegistryEntry = { id, driver: this.name, pid: process.pid, pidStart: this.ownerStart, ownerPid: process.pid, ownerStart: this.ownerStart, image: spec.image, cpus: spec.cpus, memoryMib: spec.memoryMib, network: spec.network, accel: 'tcg', createdAt: new Date().toISOString() };
+    const entry: RegistryEntry = {
+      id,
+      driver: this.name,
+      pid: process.pid,
+      pidStart: this.ownerStart,
+      ownerPid: process.pid,
+      ownerStart: this.ownerStart,
+      image: spec.image,
+      cpus: spec.cpus,
+      memoryMib: spec.memoryMib,
+      network: spec.network,
+      accel: 'tcg',
+      createdAt: new Date().toISOString(),
+    };
     try {
       await mkdir(this.dir, { recursive: true });
       await writeFile(join(this.dir, `.${id}.json.tmp`), JSON.stringify(entry, null, 2) + '\n');
@@ -130,17 +153,23 @@ export class FakeDriver implements HostDriver {
    */
   async exec(vmId: string, request: ExecRequest, sink: OutputSink = {}): Promise<ExecResult> {
     const live = this.require(vmId, 'exec');
-    if (request.argv.length === 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'command', reason: 'is empty', hint: 'give a command after --, e.g. hearth vm run -- uname -a' });
+    if (request.argv.length === 0)
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+        option: 'command',
+        reason: 'is empty',
+        hint: 'give a command after --, e.g. hearth vm run -- uname -a',
+      });
     live.vm.state = 'running';
     const started = performance.now();
     const timeoutSeconds = request.timeoutSeconds ?? 0;
     let timedOut = false;
-    const timer = timeoutSeconds > 0
-      ? setTimeout(() => {
-          timedOut = true;
-          void this.destroy(vmId);
-        }, timeoutSeconds * 1000)
-      : undefined;
+    const timer =
+      timeoutSeconds > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            void this.destroy(vmId);
+          }, timeoutSeconds * 1000)
+        : undefined;
     const guest = new Guest(live.gone.signal, sink, started, this.options.rewriteUrl ?? ((url) => url), this.options.pollIntervalMs ?? DEFAULT_POLL_MS);
     // However the command is written, a destroyed VM's exec must not outlive it.
     let onGone = (): void => {};
@@ -156,7 +185,8 @@ export class FakeDriver implements HostDriver {
         await live.destroying;
         throw new HearthError('HEARTH_ERR_EXEC_TIMEOUT', { vmId, timeoutSeconds }, { cause: error });
       }
-      if (live.gone.signal.aborted) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'the agent connection closed (the VM stopped)' }, { cause: error });
+      if (live.gone.signal.aborted)
+        throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'the agent connection closed (the VM stopped)' }, { cause: error });
       throw error;
     } finally {
       clearTimeout(timer);
@@ -207,7 +237,12 @@ export class FakeDriver implements HostDriver {
     const live = this.vms.get(vmId);
     if (!live) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId, reason: 'this process does not own a live VM with that id' });
     if (live.vm.state !== 'ready') {
-      throw new HearthError('HEARTH_ERR_VM_STATE', { vmId, action, state: live.vm.state, hint: live.vm.state === 'running' ? 'wait for the running command to finish' : 'start a new VM' });
+      throw new HearthError('HEARTH_ERR_VM_STATE', {
+        vmId,
+        action,
+        state: live.vm.state,
+        hint: live.vm.state === 'running' ? 'wait for the running command to finish' : 'start a new VM',
+      });
     }
     return live;
   }
@@ -251,7 +286,12 @@ class Guest {
    */
   async post(url: string, body: string, headers: Record<string, string>, timeoutSeconds: number): Promise<string | undefined> {
     try {
-      const response = await fetch(this.rewriteUrl(url), { method: 'POST', headers, body, signal: AbortSignal.any([this.gone, AbortSignal.timeout(timeoutSeconds * 1000)]) });
+      const response = await fetch(this.rewriteUrl(url), {
+        method: 'POST',
+        headers,
+        body,
+        signal: AbortSignal.any([this.gone, AbortSignal.timeout(timeoutSeconds * 1000)]),
+      });
       const text = await response.text();
       return response.ok ? text.replace(/\n+$/, '') : undefined;
     } catch (error) {
@@ -293,7 +333,7 @@ async function githubRunSh(guest: Guest, args: readonly string[]): Promise<numbe
     return 2;
   };
   let config = '';
-  for (let i = 0; i < args.length; ) {
+  for (let i = 0; i < args.length;) {
     if (args[i] !== '--jitconfig') {
       guest.stderr(`run.sh stand-in: unknown option ${args[i]}`);
       return usage();
@@ -311,7 +351,8 @@ async function githubRunSh(guest: Guest, args: readonly string[]): Promise<numbe
   const name = /^.*"name":"([^"]*)"/s.exec(decoded)?.[1] ?? '';
   if (!callback) return fail('the JIT config names no callbackUrl');
   // The config is the credential: it travels in the body, never on a line of output.
-  const post = (timeoutSeconds: number, step: string): Promise<string | undefined> => guest.post(`${callback}/${step}`, config, { 'Content-Type': 'text/plain' }, timeoutSeconds);
+  const post = (timeoutSeconds: number, step: string): Promise<string | undefined> =>
+    guest.post(`${callback}/${step}`, config, { 'Content-Type': 'text/plain' }, timeoutSeconds);
 
   say(`runner ${name} connecting to ${callback}`);
   let tries = 0;
@@ -348,7 +389,7 @@ async function gitlabRunner(guest: Guest, argv: readonly string[]): Promise<numb
   if (argv[0] !== 'run-single') return usage();
   const options: Record<string, string> = { '--url': '', '--token': '', '--executor': '', '--max-builds': '', '--wait-timeout': '' };
   const args = argv.slice(1);
-  for (let i = 0; i < args.length; ) {
+  for (let i = 0; i < args.length;) {
     const arg = args[i]!;
     let opt: string;
     let val: string;
@@ -390,7 +431,8 @@ async function gitlabRunner(guest: Guest, argv: readonly string[]): Promise<numb
     guest.stderr('gitlab-runner stand-in: --wait-timeout must be whole seconds');
     return 2;
   }
-  const api = (path: string, body: string, headers: Record<string, string> = {}): Promise<string | undefined> => guest.post(`${url}${path}`, body, { 'Content-Type': 'application/json', ...headers }, 30);
+  const api = (path: string, body: string, headers: Record<string, string> = {}): Promise<string | undefined> =>
+    guest.post(`${url}${path}`, body, { 'Content-Type': 'application/json', ...headers }, 30);
 
   say(`asking ${url} for a job (up to ${waitTimeout} s)`);
   let waited = 0;

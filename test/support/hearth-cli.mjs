@@ -66,7 +66,9 @@ function rebuild(reason) {
     if (staleBecause() === undefined) return;
     const build = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, encoding: 'utf8' });
     if (build.status !== 0) {
-      process.stderr.write(`${build.stdout}${build.stderr}hearth (tests): ${reason} and npm run build failed (status ${build.status ?? build.signal})\n  fix: fix the compile errors above, then run npm run build\n`);
+      process.stderr.write(
+        `${build.stdout}${build.stderr}hearth (tests): ${reason} and npm run build failed (status ${build.status ?? build.signal})\n  fix: fix the compile errors above, then run npm run build\n`,
+      );
       process.exit(125);
     }
   } finally {

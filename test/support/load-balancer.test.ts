@@ -26,7 +26,11 @@ function echo(name: string): Promise<string> {
   return backend((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => res.end(JSON.stringify({ name, method: req.method, path: req.url, body: Buffer.concat(chunks).toString(), forwardedFor: req.headers['x-forwarded-for'] })));
+    req.on('end', () =>
+      res.end(
+        JSON.stringify({ name, method: req.method, path: req.url, body: Buffer.concat(chunks).toString(), forwardedFor: req.headers['x-forwarded-for'] }),
+      ),
+    );
   });
 }
 

@@ -30,7 +30,9 @@ function binDir(): string {
   const versions = existsSync(root) ? readdirSync(root).filter((v) => /^\d+$/.test(v) && existsSync(join(root, v, 'bin', 'postgres'))) : [];
   const newest = versions.sort((a, b) => Number(b) - Number(a))[0];
   if (!newest) {
-    throw new Error("PostgreSQL's server binaries are not installed (no /usr/lib/postgresql/<version>/bin/postgres): run `npm test` as root, which installs Debian's postgresql package, or run `sudo apt-get install -y postgresql` first");
+    throw new Error(
+      "PostgreSQL's server binaries are not installed (no /usr/lib/postgresql/<version>/bin/postgres): run `npm test` as root, which installs Debian's postgresql package, or run `sudo apt-get install -y postgresql` first",
+    );
   }
   return join(root, newest, 'bin');
 }
@@ -76,7 +78,20 @@ export async function startPostgres(): Promise<PostgresServer> {
   await run(join(bin, 'initdb'), ['-D', data, '-U', USER, '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions'], dir);
   const port = await freePort();
   let child: ChildProcess | undefined;
-  const settings = ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${sockets}`, '-c', 'max_connections=300', '-c', 'shared_buffers=64MB', '-c', 'fsync=off', '-c', 'full_page_writes=off'];
+  const settings = [
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    `unix_socket_directories=${sockets}`,
+    '-c',
+    'max_connections=300',
+    '-c',
+    'shared_buffers=64MB',
+    '-c',
+    'fsync=off',
+    '-c',
+    'full_page_writes=off',
+  ];
 
   const start = async (): Promise<void> => {
     const proc = spawn(join(bin, 'postgres'), ['-D', data, '-p', String(port), ...settings], { ...owner(dir), stdio: ['ignore', 'ignore', 'pipe'] });

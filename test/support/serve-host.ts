@@ -36,8 +36,16 @@ export async function ensureStandInImage(cacheDir: string = resolvePaths().cache
     await copyFile(GITHUB_RUNNER_STAND_IN, join(work, 'runner', 'run.sh'));
     // A byte-identical tarball every time: the image id hashes it, and test files running side
     // by side must not see the image change under them (a pool would rebuild its template).
-    await runProgram('sh', ['-c', `tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C '${join(work, 'runner')}' -cf - . | gzip -n > '${join(work, 'runner.tar.gz')}'`]);
-    await addRunnersToImage(cacheDir, await loadImage(cacheDir, 'minimal'), { githubRunner: join(work, 'runner.tar.gz'), gitlabRunner: GITLAB_RUNNER_STAND_IN }, STAND_IN_IMAGE);
+    await runProgram('sh', [
+      '-c',
+      `tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C '${join(work, 'runner')}' -cf - . | gzip -n > '${join(work, 'runner.tar.gz')}'`,
+    ]);
+    await addRunnersToImage(
+      cacheDir,
+      await loadImage(cacheDir, 'minimal'),
+      { githubRunner: join(work, 'runner.tar.gz'), gitlabRunner: GITLAB_RUNNER_STAND_IN },
+      STAND_IN_IMAGE,
+    );
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -32,6 +32,14 @@ test('waitFor fails after its timeout naming what it waited for and the detail, 
 
 test('an error thrown by the condition ends the wait at once', async () => {
   const started = Date.now();
-  await assert.rejects(waitFor(() => { throw new Error('probe broke'); }, { what: 'anything', timeout: 10_000 }), /probe broke/);
+  await assert.rejects(
+    waitFor(
+      () => {
+        throw new Error('probe broke');
+      },
+      { what: 'anything', timeout: 10_000 },
+    ),
+    /probe broke/,
+  );
   assert.ok(Date.now() - started < 5_000);
 });

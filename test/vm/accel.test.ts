@@ -53,7 +53,12 @@ describe('decideAccel: KVM only when a probe boot proves it', () => {
   });
 
   it('a probe that reports failure means TCG', async () => {
-    const decision = await decideAccel({ cacheDir: cacheDir('fail'), probe: probe({ usable: false, reason: 'a KVM guest did not answer within 8 s' }).run, kvmDevice: kvm, bootId: bootId('boot-1') });
+    const decision = await decideAccel({
+      cacheDir: cacheDir('fail'),
+      probe: probe({ usable: false, reason: 'a KVM guest did not answer within 8 s' }).run,
+      kvmDevice: kvm,
+      bootId: bootId('boot-1'),
+    });
     assert.deepEqual(decision, { accel: 'tcg', reason: 'a KVM guest did not answer within 8 s' });
   });
 
@@ -78,7 +83,7 @@ describe('decideAccel: KVM only when a probe boot proves it', () => {
     assert.deepEqual(reprobed, { accel: 'tcg', reason: 'hung this time' });
     assert.equal(later.calls.count, 1);
     const afterReprobe = await decideAccel({ cacheDir: dirName, probe: first.run, kvmDevice: kvm, bootId: bootId('boot-1') });
-    assert.equal(afterReprobe.accel, 'tcg', 'the reprobe\'s verdict replaced the cached one');
+    assert.equal(afterReprobe.accel, 'tcg', "the reprobe's verdict replaced the cached one");
     const rebooted = await decideAccel({ cacheDir: dirName, probe: first.run, kvmDevice: kvm, bootId: bootId('boot-2') });
     assert.deepEqual(rebooted, { accel: 'kvm', reason: 'answered' });
     assert.equal(first.calls.count, 2);
@@ -86,7 +91,10 @@ describe('decideAccel: KVM only when a probe boot proves it', () => {
 
   it('HEARTH_ACCEL decides without probing', async () => {
     const p = probe({ usable: true, reason: 'never asked' });
-    assert.deepEqual(await decideAccel({ cacheDir: cacheDir('override'), override: 'tcg', probe: p.run, kvmDevice: kvm }), { accel: 'tcg', reason: 'set by HEARTH_ACCEL' });
+    assert.deepEqual(await decideAccel({ cacheDir: cacheDir('override'), override: 'tcg', probe: p.run, kvmDevice: kvm }), {
+      accel: 'tcg',
+      reason: 'set by HEARTH_ACCEL',
+    });
     assert.equal(p.calls.count, 0);
   });
 });

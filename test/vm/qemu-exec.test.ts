@@ -67,7 +67,11 @@ describe('a cold-booted VM runs commands in turn', () => {
 
   it('passes env and working directory, and reports a missing program as 127', async () => {
     const out = captureOutput();
-    const result = await host.driver.exec(vm.id, { argv: ['sh', '-c', 'echo "$GREETING from $(pwd)"'], env: { GREETING: 'hello world' }, cwd: '/tmp' }, out.sink);
+    const result = await host.driver.exec(
+      vm.id,
+      { argv: ['sh', '-c', 'echo "$GREETING from $(pwd)"'], env: { GREETING: 'hello world' }, cwd: '/tmp' },
+      out.sink,
+    );
     assert.equal(result.exitCode, 0);
     assert.equal(out.text().stdout, 'hello world from /tmp\n');
     const missing = captureOutput();
@@ -102,7 +106,11 @@ describe('a cold-booted VM runs commands in turn', () => {
   it('keeps secrets passed as env off the kernel command line, the host process list, the console and the logs', async () => {
     const secret = `s3cret-${randomBytes(8).toString('hex')}`;
     const output = captureOutput();
-    const exec = host.driver.exec(vm.id, { argv: ['sh', '-c', 'test "$TOKEN" = "$EXPECTED" && cat /proc/cmdline && sleep 2'], env: { TOKEN: secret, EXPECTED: secret } }, output.sink);
+    const exec = host.driver.exec(
+      vm.id,
+      { argv: ['sh', '-c', 'test "$TOKEN" = "$EXPECTED" && cat /proc/cmdline && sleep 2'], env: { TOKEN: secret, EXPECTED: secret } },
+      output.sink,
+    );
     // Look at the host's processes while the command runs with the secret in its environment: once the guest printed
     // its command line, the secret has crossed from host to guest and the command is sleeping.
     let ended = false;
@@ -110,7 +118,10 @@ describe('a cold-booted VM runs commands in turn', () => {
       ended = true;
     };
     exec.then(settle, settle); // its outcome is asserted below
-    await waitFor(() => output.text().stdout.length > 0 || ended, { what: 'the command to run in the guest with the secret in its environment', timeout: 60_000 });
+    await waitFor(() => output.text().stdout.length > 0 || ended, {
+      what: 'the command to run in the guest with the secret in its environment',
+      timeout: 60_000,
+    });
     assert.ok(output.text().stdout.length > 0, `the command printed nothing before it ended: ${output.text().stderr}`);
     assert.equal(await processListContains(secret), false, 'secret visible in the host process list');
     const result = await exec;

@@ -21,7 +21,17 @@ it('lists entries whose owner is gone as leaked', async () => {
   const root = await mkdtemp(join(tmpdir(), 'hearth-registry-'));
   try {
     const registry = new VmRegistry(root);
-    const base = { driver: 'qemu', pid: 0, pidStart: '', image: 'minimal-x', cpus: 1, memoryMib: 256, network: false, accel: 'tcg' as const, createdAt: new Date().toISOString() };
+    const base = {
+      driver: 'qemu',
+      pid: 0,
+      pidStart: '',
+      image: 'minimal-x',
+      cpus: 1,
+      memoryMib: 256,
+      network: false,
+      accel: 'tcg' as const,
+      createdAt: new Date().toISOString(),
+    };
     await registry.create('vm-mine');
     await registry.write({ ...base, id: 'vm-mine', ownerPid: process.pid, ownerStart: processStartTime(process.pid)! });
     await registry.create('vm-orphan');

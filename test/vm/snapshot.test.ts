@@ -76,7 +76,10 @@ describe('snapshots', () => {
       await writeFile(manifestPath, original);
     }
     await assert.rejects(host.driver.restore('nope'), (e) => isHearthError(e, 'HEARTH_ERR_SNAPSHOT_NOT_FOUND'));
-    assert.deepEqual((await listSnapshots(host.paths.data)).map((s) => s.name), ['base']);
+    assert.deepEqual(
+      (await listSnapshots(host.paths.data)).map((s) => s.name),
+      ['base'],
+    );
   });
 
   it('removes a snapshot', async () => {
@@ -84,6 +87,9 @@ describe('snapshots', () => {
     await host.driver.snapshot(vm.id, 'doomed');
     await host.driver.destroy(vm.id);
     await removeSnapshot(host.paths.data, 'doomed');
-    assert.deepEqual((await listSnapshots(host.paths.data)).map((s) => s.name), ['base']);
+    assert.deepEqual(
+      (await listSnapshots(host.paths.data)).map((s) => s.name),
+      ['base'],
+    );
   });
 });

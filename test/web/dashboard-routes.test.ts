@@ -56,7 +56,14 @@ describe('dashboard routes', () => {
     assert.equal(css.headers['content-type'], 'text/css; charset=utf-8');
     const again = await app.inject({ method: 'GET', url: '/assets/app.js', headers: { 'if-none-match': script.headers.etag as string } });
     assert.equal(again.statusCode, 304);
-    for (const url of ['/assets/..%2Fpackage.json', '/assets/%2E%2E%2Fsrc%2Fserver%2Fsession.ts', '/assets/../package.json', '/assets/index.html', '/assets/nope.js', '/assets/.eslintrc']) {
+    for (const url of [
+      '/assets/..%2Fpackage.json',
+      '/assets/%2E%2E%2Fsrc%2Fserver%2Fsession.ts',
+      '/assets/../package.json',
+      '/assets/index.html',
+      '/assets/nope.js',
+      '/assets/.eslintrc',
+    ]) {
       const response = await app.inject({ method: 'GET', url });
       assert.equal(response.statusCode, 404, url);
       assert.ok(!response.body.includes('"private"'), url);
@@ -64,7 +71,12 @@ describe('dashboard routes', () => {
   });
 
   test('a wrong token gets 401 and the login page with the error, and a warning naming the IP, never the token', async () => {
-    const response = await app.inject({ method: 'POST', url: '/login', payload: 'token=not-the-token', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const response = await app.inject({
+      method: 'POST',
+      url: '/login',
+      payload: 'token=not-the-token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     assert.equal(response.statusCode, 401);
     assert.equal(pageOf(response.body), 'login');
     assert.ok(response.body.includes(WRONG_TOKEN_MESSAGE));
@@ -106,7 +118,12 @@ describe('dashboard routes', () => {
   });
 
   test('the form-body parser stays inside the dashboard', async () => {
-    const response = await app.inject({ method: 'POST', url: '/api/v1/echo', payload: 'a=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const response = await app.inject({
+      method: 'POST',
+      url: '/api/v1/echo',
+      payload: 'a=1',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     assert.equal(response.statusCode, 415);
   });
 

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { SESSION_COOKIE, SESSION_LIFETIME_SECONDS, clearedSessionCookie, cookieValues, issueSession, sessionMatches, sessionSetCookie } from '../../src/server/session.ts';
+import {
+  SESSION_COOKIE,
+  SESSION_LIFETIME_SECONDS,
+  clearedSessionCookie,
+  cookieValues,
+  issueSession,
+  sessionMatches,
+  sessionSetCookie,
+} from '../../src/server/session.ts';
 
 const TOKEN = 'api-token-for-session-tests';
 const NOW = Date.parse('2030-01-02T03:04:05Z');

@@ -17,7 +17,10 @@ function hearthRun(host: TestHost, args: string[]) {
 /** The summary row of a job (after its one-character mark and two spaces): its result column. */
 function resultOf(out: string, key: string): string | undefined {
   const row = out.split('\n').find((line) => line.slice(3).startsWith(`${key}  `));
-  return row?.slice(3 + key.length).trim().split(/\s{2,}/)[0];
+  return row
+    ?.slice(3 + key.length)
+    .trim()
+    .split(/\s{2,}/)[0];
 }
 
 describe('hearth run, end to end in real VMs', () => {
@@ -41,7 +44,10 @@ describe('hearth run, end to end in real VMs', () => {
   it('runs a matrix, passes outputs down a needs chain, and carries GITHUB_ENV / GITHUB_PATH between steps', () => {
     const run = hearthRun(host, [join(E2E, 'github-project/.github/workflows/pass.yml')]);
     assert.equal(run.status, 0, run.out + run.err);
-    for (const [flavor, key] of [['plain', 'build (plain)'], ['fancy', 'build (fancy, sparkles)']] as const) {
+    for (const [flavor, key] of [
+      ['plain', 'build (plain)'],
+      ['fancy', 'build (fancy, sparkles)'],
+    ] as const) {
       assert.ok(run.lines.includes(`[${key}] tool-on-path`), `GITHUB_PATH not applied in ${key}`);
       assert.ok(run.lines.includes(`[${key}] checked-out-marker`), `checkout missing in ${key}`);
       assert.ok(run.lines.includes(`[${key}] composite said hello ${flavor}`), `composite output missing in ${key}`);
@@ -49,7 +55,10 @@ describe('hearth run, end to end in real VMs', () => {
     }
     assert.ok(run.lines.includes('[build (fancy, sparkles)] matrix fancy extra=sparkles step-output=pkg-fancy'));
     assert.ok(run.lines.includes('[build (plain)] matrix plain extra= step-output=pkg-plain'));
-    assert.ok(run.lines.some((l) => /^\[report\] needs output pkg-(plain|fancy) result success$/.test(l)), run.out);
+    assert.ok(
+      run.lines.some((l) => /^\[report\] needs output pkg-(plain|fancy) result success$/.test(l)),
+      run.out,
+    );
     assert.ok(run.lines.includes('[report] in /tmp/runner for by-push'), 'workflow env and working-directory are interpolated');
   });
 
@@ -78,7 +87,8 @@ describe('hearth run, end to end in real VMs', () => {
     const project = await mkdtemp(join(tmpdir(), 'hearth-e2e-gitlab-'));
     t.after(() => rm(project, { recursive: true, force: true }));
     await cp(join(E2E, 'gitlab-project'), project, { recursive: true });
-    const git = (...args: string[]) => assert.equal(spawnSync('git', ['-C', project, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args]).status, 0, `git ${args.join(' ')}`);
+    const git = (...args: string[]) =>
+      assert.equal(spawnSync('git', ['-C', project, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args]).status, 0, `git ${args.join(' ')}`);
     git('init', '-q', '-b', 'main');
     git('add', '.');
     git('commit', '-q', '-m', 'e2e');
@@ -89,8 +99,16 @@ describe('hearth run, end to end in real VMs', () => {
     assert.ok(run.lines.includes('[build] gitlab-marker'));
     assert.ok(run.lines.includes('[unit] unit on main'));
     assert.ok(run.lines.includes('[lint] after_script sees failed'));
-    for (const [job, line] of [['build', /^\[build\] ✓ before_script \(\d+\.\d s\)$/], ['build', /^\[build\] ✓ script \(\d+\.\d s\)$/], ['lint', /^\[lint\] ✗ script \(\d+\.\d s, exit 2\)$/], ['lint', /^\[lint\] ✓ after_script \(\d+\.\d s\)$/]] as const) {
-      assert.ok(run.lines.some((l) => line.test(l)), `${job}: no line like ${line}`);
+    for (const [job, line] of [
+      ['build', /^\[build\] ✓ before_script \(\d+\.\d s\)$/],
+      ['build', /^\[build\] ✓ script \(\d+\.\d s\)$/],
+      ['lint', /^\[lint\] ✗ script \(\d+\.\d s, exit 2\)$/],
+      ['lint', /^\[lint\] ✓ after_script \(\d+\.\d s\)$/],
+    ] as const) {
+      assert.ok(
+        run.lines.some((l) => line.test(l)),
+        `${job}: no line like ${line}`,
+      );
     }
     assert.ok(!run.out.includes('hearth-section-'), 'section markers leak into the output');
     assert.ok(run.lines.includes('[deploy] deploying hello'));
@@ -100,7 +118,7 @@ describe('hearth run, end to end in real VMs', () => {
     assert.match(run.out, /not planned: nightly/);
   });
 
-  it('runs the example project\'s GitHub workflow and GitLab pipeline on the debian image', () => {
+  it("runs the example project's GitHub workflow and GitLab pipeline on the debian image", () => {
     const github = hearthRun(host, [join(EXAMPLE, '.github/workflows/ci.yml')]);
     assert.equal(github.status, 0, github.out + github.err);
     assert.equal(github.lines.filter((l) => l.endsWith('] all wordfreq tests passed')).length, 3);

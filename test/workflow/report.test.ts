@@ -4,7 +4,16 @@ import { formatDuration, summaryTable } from '../../src/workflow/report.ts';
 import type { FinishedJob, StepOutcome } from '../../src/workflow/runner/plan-runner.ts';
 
 const shape = { cpus: 1, memoryMib: 512, image: 'debian' };
-const job = (key: string, result: FinishedJob['result'], extra: Partial<FinishedJob> = {}): FinishedJob => ({ key, result, allowFailure: false, outputs: {}, steps: [], durationMs: 0, shape, ...extra });
+const job = (key: string, result: FinishedJob['result'], extra: Partial<FinishedJob> = {}): FinishedJob => ({
+  key,
+  result,
+  allowFailure: false,
+  outputs: {},
+  steps: [],
+  durationMs: 0,
+  shape,
+  ...extra,
+});
 const step = (name: string, result: StepOutcome['result'], extra: Partial<StepOutcome> = {}): StepOutcome => ({ name, result, durationMs: 1000, ...extra });
 
 it('formats durations for a table column', () => {
@@ -15,14 +24,28 @@ it('formats durations for a table column', () => {
   assert.equal(formatDuration(3_725_000), '1h 02m');
 });
 
-it('shows each job\'s mark, result, duration, boot time and steps, naming failed steps and why, with totals', () => {
+it("shows each job's mark, result, duration, boot time and steps, naming failed steps and why, with totals", () => {
   const table = summaryTable([
-    job('build (plain)', 'success', { durationMs: 12_345, bootMs: 2_100, steps: [step('checkout', 'success'), step('make', 'success'), step('flaky', 'failure', { failedButContinued: true }), step('cleanup', 'skipped')] }),
-    job('lint', 'failure', { allowFailure: true, durationMs: 8_000, bootMs: 2_000, steps: [step('before_script', 'success'), step('script', 'failure'), step('after_script', 'success')] }),
+    job('build (plain)', 'success', {
+      durationMs: 12_345,
+      bootMs: 2_100,
+      steps: [step('checkout', 'success'), step('make', 'success'), step('flaky', 'failure', { failedButContinued: true }), step('cleanup', 'skipped')],
+    }),
+    job('lint', 'failure', {
+      allowFailure: true,
+      durationMs: 8_000,
+      bootMs: 2_000,
+      steps: [step('before_script', 'success'), step('script', 'failure'), step('after_script', 'success')],
+    }),
     job('unsupported', 'failure', { durationMs: 3, reason: 'wf.yml:6:15: the action foo/bar@v1 cannot run under hearth run' }),
     job('deploy', 'skipped', { durationMs: 1, reason: 'if: success() is false (lint failed)' }),
     job('m (2)', 'cancelled', { reason: 'fail-fast: another job of its matrix failed' }),
-    job('slow', 'failure', { durationMs: 125_000, bootMs: 1_500, steps: [step('script', 'failure')], reason: "execution took longer than the job's timeout of 2m; the VM was destroyed" }),
+    job('slow', 'failure', {
+      durationMs: 125_000,
+      bootMs: 1_500,
+      steps: [step('script', 'failure')],
+      reason: "execution took longer than the job's timeout of 2m; the VM was destroyed",
+    }),
   ]);
   assert.equal(
     table,

@@ -43,7 +43,11 @@ export function registerConfig(program: Command, context: CliContextSource): voi
           config: effective,
           sources: describeSources(loaded),
           host: { config: host.config, sources: Object.fromEntries([...host.sources].map(([key, source]) => [key, describeSource(source)])) },
-          images: { file: images.source, config: images.config, sources: Object.fromEntries([...images.sources].map(([key, source]) => [key, describeSource(source)])) },
+          images: {
+            file: images.source,
+            config: images.config,
+            sources: Object.fromEntries([...images.sources].map(([key, source]) => [key, describeSource(source)])),
+          },
         };
         process.stdout.write(JSON.stringify(output, null, 2) + '\n');
         return;
@@ -55,11 +59,20 @@ export function registerConfig(program: Command, context: CliContextSource): voi
         ...loaded.notes.map((note) => `# note: ${note}`),
         '# valid; effective configuration (secrets redacted; a comment names where a value other than the default came from):',
       ];
-      const hostHeader = ['---', `# this host: environment variables and flags (not keys of the serve file)${host.overrides.length > 0 ? `; set: ${host.overrides.join(', ')}` : ''}`];
+      const hostHeader = [
+        '---',
+        `# this host: environment variables and flags (not keys of the serve file)${host.overrides.length > 0 ? `; set: ${host.overrides.join(', ')}` : ''}`,
+      ];
       const imagesHeader = ['---', `# image builds: ${images.source ?? `no file at ${images.path}, defaults`}`];
       process.stdout.write(
-        [header.join('\n'), await annotated(effective, loaded.sources), hostHeader.join('\n'), await annotated(host.config, host.sources), imagesHeader.join('\n'), await annotated(images.config, images.sources)].join('\n'),
+        [
+          header.join('\n'),
+          await annotated(effective, loaded.sources),
+          hostHeader.join('\n'),
+          await annotated(host.config, host.sources),
+          imagesHeader.join('\n'),
+          await annotated(images.config, images.sources),
+        ].join('\n'),
       );
     });
 }
-

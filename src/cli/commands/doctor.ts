@@ -20,7 +20,9 @@ export function registerDoctor(program: Command, context: CliContextSource): voi
           process.stdout.write(`${MARK[check.status]}  ${check.name.padEnd(14)} ${check.detail}\n`);
           if (check.fix && check.status !== 'ok') process.stdout.write(`      ${''.padEnd(14)} fix: ${check.fix}\n`);
         }
-        process.stdout.write(report.canRunVms ? '\nHearth can run VMs on this host.\n' : '\nHearth cannot run VMs on this host yet: fix the FAIL lines above.\n');
+        process.stdout.write(
+          report.canRunVms ? '\nHearth can run VMs on this host.\n' : '\nHearth cannot run VMs on this host yet: fix the FAIL lines above.\n',
+        );
       }
       process.exitCode = report.canRunVms ? 0 : 1;
     });

@@ -11,15 +11,29 @@ export function registerImage(program: Command, context: CliContextSource): void
     .command('build')
     .description('build a guest image (cached by its inputs: an unchanged rebuild is a no-op)')
     .argument('[name]', `image to build: ${IMAGE_NAMES.join(', ')}`, 'minimal')
-    .option('--package <name>', 'debian: an extra Debian package (repeatable; also images.debian.packages in the config file)', (v: string, prev: string[] = []) => [...prev, v])
+    .option(
+      '--package <name>',
+      'debian: an extra Debian package (repeatable; also images.debian.packages in the config file)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--github-runner <tarball>', 'unpack the official actions-runner-linux-x64-*.tar.gz into /opt/actions-runner')
     .option('--gitlab-runner <binary>', 'install the gitlab-runner-linux-amd64 binary as /usr/local/bin/gitlab-runner')
     .option('--name <name>', 'publish the result under this name instead of the base image name (e.g. a runner image beside the plain one)')
     .action(async (name: string, options: { package?: string[]; githubRunner?: string; gitlabRunner?: string; name?: string }) => {
       if (!isImageName(name)) throw new HearthError('HEARTH_ERR_IMAGE_UNKNOWN', { image: name, known: IMAGE_NAMES.join(', ') });
       const publishAs = options.name ?? name;
-      if (!isPublishedName(publishAs)) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--name', reason: `"${publishAs}" is not an image name`, hint: 'use lower-case letters, digits and -, starting with a letter, e.g. --name debian-runner' });
-      if (options.name && !options.githubRunner && !options.gitlabRunner) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--name', reason: 'only names an image that adds runners', hint: 'add --github-runner or --gitlab-runner, or drop --name' });
+      if (!isPublishedName(publishAs))
+        throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+          option: '--name',
+          reason: `"${publishAs}" is not an image name`,
+          hint: 'use lower-case letters, digits and -, starting with a letter, e.g. --name debian-runner',
+        });
+      if (options.name && !options.githubRunner && !options.gitlabRunner)
+        throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+          option: '--name',
+          reason: 'only names an image that adds runners',
+          hint: 'add --github-runner or --gitlab-runner, or drop --name',
+        });
       const { paths, host } = await context();
       const { kernelDeb } = host.config.image;
       const [{ loadConfig }, { buildDebianImage }, { buildMinimalImage }, { addRunnersToImage }, { ensureVmlinux }] = await Promise.all([
@@ -36,7 +50,10 @@ export function registerImage(program: Command, context: CliContextSource): void
         name === 'debian'
           ? await buildDebianImage(paths.cache, { ...debianConfig, kernelDeb, packages: [...(debianConfig.packages ?? []), ...(options.package ?? [])] }, log)
           : await buildMinimalImage(paths.cache, log, { kernelDeb });
-      const withRunners = options.githubRunner || options.gitlabRunner ? await addRunnersToImage(paths.cache, result.image, { githubRunner: options.githubRunner, gitlabRunner: options.gitlabRunner }, publishAs) : undefined;
+      const withRunners =
+        options.githubRunner || options.gitlabRunner
+          ? await addRunnersToImage(paths.cache, result.image, { githubRunner: options.githubRunner, gitlabRunner: options.gitlabRunner }, publishAs)
+          : undefined;
       const final = withRunners ?? result;
       // Firecracker boots the uncompressed ELF kernel; QEMU the bzImage. Both come with every image.
       await ensureVmlinux(final.image);

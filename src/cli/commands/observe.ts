@@ -21,7 +21,11 @@ async function target(options: ConnectOptions, context: CliContext): Promise<Tar
   const url = (options.url ?? context.host.config.cli.url ?? `${tls ? 'https' : 'http'}://${local}:${port}`).replace(/\/+$/, '');
   const token = loaded.config.api.token;
   if (!token) {
-    throw new HearthError('HEARTH_ERR_SERVER_API', { url, reason: 'no API token to send', hint: "set HEARTH_API_TOKEN to the server's api.token (or pass --config with the server's config file)" });
+    throw new HearthError('HEARTH_ERR_SERVER_API', {
+      url,
+      reason: 'no API token to send',
+      hint: "set HEARTH_API_TOKEN to the server's api.token (or pass --config with the server's config file)",
+    });
   }
   return { url, token };
 }
@@ -32,13 +36,21 @@ async function call(t: Target, path: string, accept = 'application/json'): Promi
     response = await fetch(`${t.url}/api/v1${path}`, { headers: { authorization: `Bearer ${t.token}`, accept } });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    throw new HearthError('HEARTH_ERR_SERVER_API', { url: t.url, reason: `cannot connect (${cause?.code ?? cause?.message ?? (error as Error).message})`, hint: 'start it (npm start, or systemctl start hearth), or point at it with --url or HEARTH_URL' });
+    throw new HearthError('HEARTH_ERR_SERVER_API', {
+      url: t.url,
+      reason: `cannot connect (${cause?.code ?? cause?.message ?? (error as Error).message})`,
+      hint: 'start it (npm start, or systemctl start hearth), or point at it with --url or HEARTH_URL',
+    });
   }
   if (response.ok) return response;
   const body = await response.text();
   const reason = `${path.split('?')[0]} answered ${response.status}: ${body.slice(0, 200)}`;
   const hint =
-    response.status === 401 ? "set HEARTH_API_TOKEN to the server's api.token" : response.status === 404 ? 'check the job id: `hearth status` lists recent jobs (ids look like github:123456)' : 'see the server log for this request';
+    response.status === 401
+      ? "set HEARTH_API_TOKEN to the server's api.token"
+      : response.status === 404
+        ? 'check the job id: `hearth status` lists recent jobs (ids look like github:123456)'
+        : 'see the server log for this request';
   throw new HearthError('HEARTH_ERR_SERVER_API', { url: t.url, reason, hint });
 }
 
@@ -68,7 +80,14 @@ function age(seconds: number): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** The terminal summary `hearth status` prints. */
@@ -78,19 +97,45 @@ export function formatStatus(status: StatusView, recent: JobsView['jobs']): stri
     `host ${status.host.name ?? '?'} (${status.host.driver})`,
     `cpu    ${bar(cpus.used, cpus.total)} ${cpus.used}/${cpus.total} vCPU`,
     `memory ${bar(memoryMib.used, memoryMib.total)} ${memoryMib.used}/${memoryMib.total} MiB`,
-    `queue  ${status.queueDepth} waiting; ${Object.entries(status.jobs.byState)
-      .filter(([, n]) => n > 0)
-      .map(([state, n]) => `${n} ${state}`)
-      .join(', ') || 'no jobs yet'}`,
+    `queue  ${status.queueDepth} waiting; ${
+      Object.entries(status.jobs.byState)
+        .filter(([, n]) => n > 0)
+        .map(([state, n]) => `${n} ${state}`)
+        .join(', ') || 'no jobs yet'
+    }`,
   ];
   if (status.pools.length > 0) {
-    lines.push('', table([['POOL', 'MODE', 'IDLE', 'STARTING', 'BUSY', 'TARGET'], ...status.pools.map((p) => [p.name, p.mode, String(p.idle), String(p.starting), String(p.busy), String(p.target)])]));
+    lines.push(
+      '',
+      table([
+        ['POOL', 'MODE', 'IDLE', 'STARTING', 'BUSY', 'TARGET'],
+        ...status.pools.map((p) => [p.name, p.mode, String(p.idle), String(p.starting), String(p.busy), String(p.target)]),
+      ]),
+    );
   }
   if (status.vms.length > 0) {
-    lines.push('', table([['VM', 'STATE', 'AGE', 'SHAPE', 'JOB'], ...status.vms.map((vm) => [vm.id, vm.state, age(vm.ageSeconds), `${vm.cpus} vCPU ${vm.memoryMib} MiB`, vm.jobId ?? (vm.pool ? `pool ${vm.pool}` : '-')])]));
+    lines.push(
+      '',
+      table([
+        ['VM', 'STATE', 'AGE', 'SHAPE', 'JOB'],
+        ...status.vms.map((vm) => [
+          vm.id,
+          vm.state,
+          age(vm.ageSeconds),
+          `${vm.cpus} vCPU ${vm.memoryMib} MiB`,
+          vm.jobId ?? (vm.pool ? `pool ${vm.pool}` : '-'),
+        ]),
+      ]),
+    );
   }
   if (recent.length > 0) {
-    lines.push('', table([['JOB', 'STATE', 'REPOSITORY', 'NAME', 'CREATED'], ...recent.map((j) => [j.id, j.conclusion ? `${j.state} (${j.conclusion})` : j.state, j.repository, j.name ?? '-', j.createdAt])]));
+    lines.push(
+      '',
+      table([
+        ['JOB', 'STATE', 'REPOSITORY', 'NAME', 'CREATED'],
+        ...recent.map((j) => [j.id, j.conclusion ? `${j.state} (${j.conclusion})` : j.state, j.repository, j.name ?? '-', j.createdAt]),
+      ]),
+    );
   }
   return `${lines.join('\n')}\n`;
 }
@@ -143,7 +188,10 @@ export function registerObserve(program: Command, context: CliContextSource): vo
   const connection = (command: Command): Command =>
     command
       .option('--url <url>', 'the server, e.g. http://127.0.0.1:8080 (default: $HEARTH_URL, else the address in the serve config)')
-      .option('--config <path>', 'the serve config, for its address and api.token (default: $HEARTH_SERVE_CONFIG, else embedded defaults); the token can also come from HEARTH_API_TOKEN');
+      .option(
+        '--config <path>',
+        'the serve config, for its address and api.token (default: $HEARTH_SERVE_CONFIG, else embedded defaults); the token can also come from HEARTH_API_TOKEN',
+      );
 
   connection(program.command('status'))
     .description('a terminal summary of a running hearth serve: capacity, queue, pools, VMs and recent jobs')
@@ -157,7 +205,12 @@ export function registerObserve(program: Command, context: CliContextSource): vo
         return;
       }
       const limit = Number(options.jobs);
-      if (!Number.isInteger(limit) || limit < 0 || limit > 1000) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--jobs', reason: `"${options.jobs}" is not a whole number from 0 to 1000`, hint: 'e.g. --jobs 20' });
+      if (!Number.isInteger(limit) || limit < 0 || limit > 1000)
+        throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+          option: '--jobs',
+          reason: `"${options.jobs}" is not a whole number from 0 to 1000`,
+          hint: 'e.g. --jobs 20',
+        });
       const recent = limit > 0 ? ((await (await call(t, `/jobs?limit=${limit}`)).json()) as JobsView).jobs : [];
       process.stdout.write(formatStatus(status, recent));
     });

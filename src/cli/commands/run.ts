@@ -67,14 +67,24 @@ export function registerRun(program: Command, context: CliContextSource): void {
     .action(async (fileArg: string, options: RunOptions) => {
       const file = resolve(fileArg);
       const forge = options.forge ?? detectForge(file);
-      if (forge !== 'github' && forge !== 'gitlab') throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--forge', reason: `"${String(forge)}" is neither github nor gitlab`, hint: '--forge github or --forge gitlab' });
+      if (forge !== 'github' && forge !== 'gitlab')
+        throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+          option: '--forge',
+          reason: `"${String(forge)}" is neither github nor gitlab`,
+          hint: '--forge github or --forge gitlab',
+        });
       const repoRoot = options.directory ? resolve(options.directory) : projectRootOf(file);
       const vars = await parseEnv(options.var ?? [], []);
       const secrets = await parseEnv(options.secret ?? [], []);
       const inputs: Record<string, string> = {};
       for (const pair of options.input ?? []) {
         const eq = pair.indexOf('=');
-        if (eq <= 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `--input ${pair}`, reason: 'is not key=value', hint: 'for example --input environment=staging' });
+        if (eq <= 0)
+          throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+            option: `--input ${pair}`,
+            reason: 'is not key=value',
+            hint: 'for example --input environment=staging',
+          });
         inputs[pair.slice(0, eq)] = pair.slice(eq + 1);
       }
       const [{ parseGithubWorkflow }, { parseGitlabCi }, { describePlan, summaryTable }] = await Promise.all([
@@ -82,7 +92,14 @@ export function registerRun(program: Command, context: CliContextSource): void {
         import('../../workflow/gitlab/parse.ts'),
         import('../../workflow/report.ts'),
       ]);
-      const gitlabOptions: GitlabPlanOptions = { repoRoot, manual: options.manual ?? false, variables: { ...vars, ...secrets }, ref: await currentBranch(repoRoot), source: 'push', ...(options.job ? { job: options.job } : {}) };
+      const gitlabOptions: GitlabPlanOptions = {
+        repoRoot,
+        manual: options.manual ?? false,
+        variables: { ...vars, ...secrets },
+        ref: await currentBranch(repoRoot),
+        source: 'push',
+        ...(options.job ? { job: options.job } : {}),
+      };
       const plan: Plan =
         forge === 'github'
           ? await parseGithubWorkflow(file, { repoRoot, event: options.event, inputs, ...(options.job ? { job: options.job } : {}) })
@@ -112,11 +129,27 @@ export function registerRun(program: Command, context: CliContextSource): void {
             return job?.body.kind === 'github' ? job.body.jobId : key;
           };
           executeJob = (run: Parameters<typeof runGithubJob>[0]) =>
-            runGithubJob(run, { driver, repoRoot, write, github, eventPayload: JSON.stringify(payload), secrets, vars, inputs: resolvedInputs, network: options.network ?? false, jobIdOf });
+            runGithubJob(run, {
+              driver,
+              repoRoot,
+              write,
+              github,
+              eventPayload: JSON.stringify(payload),
+              secrets,
+              vars,
+              inputs: resolvedInputs,
+              network: options.network ?? false,
+              jobIdOf,
+            });
         } else {
-          executeJob = (run: Parameters<typeof runGitlabJob>[0]) => runGitlabJob(run, { driver, repoRoot, write, planOptions: gitlabOptions, secrets, network: options.network ?? false });
+          executeJob = (run: Parameters<typeof runGitlabJob>[0]) =>
+            runGitlabJob(run, { driver, repoRoot, write, planOptions: gitlabOptions, secrets, network: options.network ?? false });
         }
-        const results = await runPlan(plan, { executeJob, onProgress: (running, done, total) => output.setStatus(running, done, total), ...(options.parallel ? { maxJobs: options.parallel } : {}) });
+        const results = await runPlan(plan, {
+          executeJob,
+          onProgress: (running, done, total) => output.setStatus(running, done, total),
+          ...(options.parallel ? { maxJobs: options.parallel } : {}),
+        });
         output.clearStatus();
         process.stdout.write(`\n${summaryTable(results)}\n`);
         for (const skipped of plan.skipped) process.stdout.write(`not planned: ${skipped.key}: ${skipped.reason}\n`);

@@ -8,14 +8,25 @@ export function registerServe(program: Command, context: CliContextSource): void
   program
     .command('serve')
     .description('run the runner manager: receive forge webhooks, launch a one-job runner in a fresh microVM per owned job, tear it down afterwards')
-    .option('--config <path>', 'YAML config file (default: $HEARTH_SERVE_CONFIG, else embedded defaults); every key can be overridden as HEARTH_<SECTION>_<KEY>')
-    .option('--role <role>', 'all (one machine: webhooks, placement and VMs), controller (webhooks, API and, while leader, placement) or host (runs the VMs placed on it); overrides cluster.role')
+    .option(
+      '--config <path>',
+      'YAML config file (default: $HEARTH_SERVE_CONFIG, else embedded defaults); every key can be overridden as HEARTH_<SECTION>_<KEY>',
+    )
+    .option(
+      '--role <role>',
+      'all (one machine: webhooks, placement and VMs), controller (webhooks, API and, while leader, placement) or host (runs the VMs placed on it); overrides cluster.role',
+    )
     .action(async (options: { config?: string; role?: string }) => serve(context, options));
 
   program
     .command('host')
-    .description('run a VM host of a scaled-out Hearth: register this machine in the shared PostgreSQL ledger, heartbeat, and run the VMs the controllers place on it (hearth serve --role host)')
-    .option('--config <path>', 'YAML config file (default: $HEARTH_SERVE_CONFIG); store.url must be the PostgreSQL the controllers use, cluster.hostId unique per host')
+    .description(
+      'run a VM host of a scaled-out Hearth: register this machine in the shared PostgreSQL ledger, heartbeat, and run the VMs the controllers place on it (hearth serve --role host)',
+    )
+    .option(
+      '--config <path>',
+      'YAML config file (default: $HEARTH_SERVE_CONFIG); store.url must be the PostgreSQL the controllers use, cluster.hostId unique per host',
+    )
     .action(async (options: { config?: string }) => serve(context, { ...options, role: 'host' }));
 }
 
@@ -41,7 +52,10 @@ async function serve(context: CliContextSource, options: { config?: string; role
   if (loaded.source) say(`config: ${loaded.source}`);
   if (loaded.overrides.length > 0) say(`overridden by the environment: ${loaded.overrides.join(', ')}`);
   for (const note of loaded.notes) say(note);
-  if (log.reduced) say(`log: JSON log lines from ${log.level} up on this terminal (log.level ${loaded.config.log.level} applies when stderr is a log; HEARTH_LOG_LEVEL=${loaded.config.log.level} shows them here too)`);
+  if (log.reduced)
+    say(
+      `log: JSON log lines from ${log.level} up on this terminal (log.level ${loaded.config.log.level} applies when stderr is a log; HEARTH_LOG_LEVEL=${loaded.config.log.level} shows them here too)`,
+    );
   const service = await startHearthService({ config: loaded.config, paths, logger, host });
   for (const choice of service.choices) say(choice);
   say(listeningLine(service.url, loaded.config.api.token !== null));

@@ -11,7 +11,8 @@ const DEFAULT_SPEC = { image: 'minimal', cpus: 1, memoryMib: 256 } as const;
 function positiveInt(option: string, example: number) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value) || n <= 0) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason: `"${value}" is not a positive whole number`, hint: `for example ${option} ${example}` });
+    if (!/^\d+$/.test(value) || n <= 0)
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason: `"${value}" is not a positive whole number`, hint: `for example ${option} ${example}` });
     return n;
   };
 }
@@ -27,7 +28,11 @@ function collect(value: string, previous: string[] = []): string[] {
 export async function parseEnv(pairs: readonly string[], files: readonly string[], from: NodeJS.ProcessEnv = process.env): Promise<Record<string, string>> {
   const env: Record<string, string> = {};
   const bad = (entry: string, where: string): HearthError =>
-    new HearthError('HEARTH_ERR_BAD_OPTION', { option: where, reason: `"${entry.split('=')[0]}" is not a valid variable name`, hint: 'names are letters, digits and _, not starting with a digit' });
+    new HearthError('HEARTH_ERR_BAD_OPTION', {
+      option: where,
+      reason: `"${entry.split('=')[0]}" is not a valid variable name`,
+      hint: 'names are letters, digits and _, not starting with a digit',
+    });
   const add = (entry: string, where: string): void => {
     const eq = entry.indexOf('=');
     const key = eq < 0 ? entry : entry.slice(0, eq);
@@ -37,7 +42,12 @@ export async function parseEnv(pairs: readonly string[], files: readonly string[
       return;
     }
     const value = from[key];
-    if (value === undefined) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `${where} ${key}`, reason: `${key} is not set in Hearth's environment`, hint: `export ${key}=... first, or pass --env ${key}=VALUE` });
+    if (value === undefined)
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+        option: `${where} ${key}`,
+        reason: `${key} is not set in Hearth's environment`,
+        hint: `export ${key}=... first, or pass --env ${key}=VALUE`,
+      });
     env[key] = value;
   };
   for (const file of files) {
@@ -81,7 +91,7 @@ export function registerVm(program: Command, context: CliContextSource): void {
   addSpecOptions(
     vm
       .command('run')
-      .description('boot a fresh VM (or restore a snapshot), run one command in it with its output streamed, then destroy it; exits with the command\'s status')
+      .description("boot a fresh VM (or restore a snapshot), run one command in it with its output streamed, then destroy it; exits with the command's status")
       .argument('<command...>', 'the command and its arguments (put them after --)')
       .addOption(new Option('--from-snapshot <name>', 'restore this snapshot instead of booting'))
       .addOption(new Option('--timeout <seconds>', 'destroy the VM when the command runs longer (exit status 124)').argParser(positiveInt('--timeout', 600)))
@@ -92,12 +102,18 @@ export function registerVm(program: Command, context: CliContextSource): void {
     const { driver } = await context();
     const env = await parseEnv(options.env ?? [], options.envFile ?? []);
     if (options.fromSnapshot && (options.cpus !== undefined || options.memory !== undefined || options.image !== undefined)) {
-      throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: '--from-snapshot', reason: 'a restored VM keeps the image, vCPUs and memory it was snapshotted with', hint: 'drop --cpus/--memory/--image, or create a snapshot with the shape you want' });
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+        option: '--from-snapshot',
+        reason: 'a restored VM keeps the image, vCPUs and memory it was snapshotted with',
+        hint: 'drop --cpus/--memory/--image, or create a snapshot with the shape you want',
+      });
     }
     const stopHandlingSignals = destroyVmsOnSignals(driver);
     let machine: Vm | undefined;
     try {
-      machine = options.fromSnapshot ? await driver.restore(options.fromSnapshot, options.network ? { network: true } : {}) : await driver.boot(specFrom(options));
+      machine = options.fromSnapshot
+        ? await driver.restore(options.fromSnapshot, options.network ? { network: true } : {})
+        : await driver.boot(specFrom(options));
       const result = await driver.exec(
         machine.id,
         { argv, env, cwd: options.workdir, ...(options.timeout ? { timeoutSeconds: options.timeout } : {}) },
@@ -121,7 +137,19 @@ export function registerVm(program: Command, context: CliContextSource): void {
       }
       process.stdout.write(['ID', 'STATE', 'OWNER', 'PID', 'CPUS', 'MEMORY', 'ACCEL', 'IMAGE', 'CREATED'].join('\t') + '\n');
       for (const r of records) {
-        process.stdout.write([r.id, r.alive ? 'running' : 'exited', r.leaked ? 'leaked' : `pid ${r.ownerPid}`, r.pid, r.cpus, `${r.memoryMib}M`, r.accel, r.image, r.createdAt].join('\t') + '\n');
+        process.stdout.write(
+          [
+            r.id,
+            r.alive ? 'running' : 'exited',
+            r.leaked ? 'leaked' : `pid ${r.ownerPid}`,
+            r.pid,
+            r.cpus,
+            `${r.memoryMib}M`,
+            r.accel,
+            r.image,
+            r.createdAt,
+          ].join('\t') + '\n',
+        );
       }
     });
 
@@ -140,7 +168,8 @@ export function registerVm(program: Command, context: CliContextSource): void {
     .argument('<id>', 'VM id from hearth vm ls')
     .action(async (id: string) => {
       const { driver } = await context();
-      if (!(await driver.list()).some((r) => r.id === id)) throw new HearthError('HEARTH_ERR_VM_GONE', { vmId: id, reason: 'no such VM on this host (see hearth vm ls)' });
+      if (!(await driver.list()).some((r) => r.id === id))
+        throw new HearthError('HEARTH_ERR_VM_GONE', { vmId: id, reason: 'no such VM on this host (see hearth vm ls)' });
       await driver.destroy(id);
       process.stdout.write(`destroyed ${id}\n`);
     });
@@ -148,10 +177,7 @@ export function registerVm(program: Command, context: CliContextSource): void {
   const snapshot = vm.command('snapshot').description('save a booted, idle VM so later VMs restore from it in a fraction of a boot');
 
   addSpecOptions(
-    snapshot
-      .command('create')
-      .description('boot a fresh VM, wait for its agent, and save its memory and device state')
-      .argument('<name>', 'snapshot name'),
+    snapshot.command('create').description('boot a fresh VM, wait for its agent, and save its memory and device state').argument('<name>', 'snapshot name'),
   ).action(async (name: string, options: SpecOptions) => {
     const { driver } = await context();
     const stopHandlingSignals = destroyVmsOnSignals(driver);
@@ -172,7 +198,9 @@ export function registerVm(program: Command, context: CliContextSource): void {
     .action(async () => {
       const [{ paths }, { listSnapshots }] = await Promise.all([context(), import('../../vm/snapshots.ts')]);
       for (const s of await listSnapshots(paths.data)) {
-        process.stdout.write(`${s.name}\t${s.spec.image}\t${s.spec.cpus} cpu\t${s.spec.memoryMib}M\t${s.accel}\t${(s.sizeBytes / 1024 ** 2).toFixed(1)} MiB\t${s.createdAt}\n`);
+        process.stdout.write(
+          `${s.name}\t${s.spec.image}\t${s.spec.cpus} cpu\t${s.spec.memoryMib}M\t${s.accel}\t${(s.sizeBytes / 1024 ** 2).toFixed(1)} MiB\t${s.createdAt}\n`,
+        );
       }
     });
 

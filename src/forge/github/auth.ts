@@ -35,13 +35,22 @@ export class GithubAuth {
     private readonly app: GithubAppCredentials | null,
   ) {}
 
-  static fromConfig(apiUrl: string, token: string | null, app: { id: string | null; privateKeyPath: string | null; installationId: string | null }): GithubAuth {
+  static fromConfig(
+    apiUrl: string,
+    token: string | null,
+    app: { id: string | null; privateKeyPath: string | null; installationId: string | null },
+  ): GithubAuth {
     if (app.id && app.privateKeyPath && app.installationId) {
       let pem: string;
       try {
         pem = readFileSync(app.privateKeyPath, 'utf8');
       } catch (error) {
-        throw new HearthError('HEARTH_ERR_CONFIG', { source: app.privateKeyPath, key: 'github.app.privateKeyPath', reason: `cannot be read (${(error as Error).message})`, hint: 'point it at the .pem file GitHub gave when you generated the app key' });
+        throw new HearthError('HEARTH_ERR_CONFIG', {
+          source: app.privateKeyPath,
+          key: 'github.app.privateKeyPath',
+          reason: `cannot be read (${(error as Error).message})`,
+          hint: 'point it at the .pem file GitHub gave when you generated the app key',
+        });
       }
       return new GithubAuth(apiUrl, null, { appId: app.id, privateKeyPem: pem, installationId: app.installationId });
     }
@@ -59,7 +68,13 @@ export class GithubAuth {
 
   private async token(): Promise<string> {
     if (this.pat) return this.pat;
-    if (!this.app) throw new HearthError('HEARTH_ERR_CONFIG', { source: 'github', key: 'github.token', reason: 'is not set and no GitHub App is configured', hint: 'set github.token (HEARTH_GITHUB_TOKEN) to a fine-grained PAT, or github.app.id, privateKeyPath and installationId' });
+    if (!this.app)
+      throw new HearthError('HEARTH_ERR_CONFIG', {
+        source: 'github',
+        key: 'github.token',
+        reason: 'is not set and no GitHub App is configured',
+        hint: 'set github.token (HEARTH_GITHUB_TOKEN) to a fine-grained PAT, or github.app.id, privateKeyPath and installationId',
+      });
     if (this.cached && this.cached.expiresAt - 5 * 60_000 > Date.now()) return this.cached.token;
     this.pending ??= this.fetchInstallationToken(this.app).finally(() => {
       this.pending = undefined;
@@ -76,7 +91,14 @@ export class GithubAuth {
     });
     const body = (await response.json().catch(() => ({}))) as { token?: string; expires_at?: string; message?: string };
     if (response.status !== 201 || !body.token) {
-      throw new HearthError('HEARTH_ERR_FORGE_API', { forge: 'github', method: 'POST', path, status: response.status, reason: body.message ?? 'no token in the answer', hint: 'check github.app.id, the private key and github.app.installationId (the number in the installation URL)' });
+      throw new HearthError('HEARTH_ERR_FORGE_API', {
+        forge: 'github',
+        method: 'POST',
+        path,
+        status: response.status,
+        reason: body.message ?? 'no token in the answer',
+        hint: 'check github.app.id, the private key and github.app.installationId (the number in the installation URL)',
+      });
     }
     const expiresAt = body.expires_at ? Date.parse(body.expires_at) : Date.now() + 60 * 60_000;
     this.cached = { token: body.token, expiresAt };

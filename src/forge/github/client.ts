@@ -1,6 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../log.ts';
-import { runnerName, RUNNER_NAME_PREFIX, type Forge, type ForgeKind, type ForgeJob, type ForgeJobStatus, type ForgeRunner, type RunnerRegistration } from '../forge.ts';
+import {
+  runnerName,
+  RUNNER_NAME_PREFIX,
+  type Forge,
+  type ForgeKind,
+  type ForgeJob,
+  type ForgeJobStatus,
+  type ForgeRunner,
+  type RunnerRegistration,
+} from '../forge.ts';
 import { ForgeHttp, type RetryPolicy } from '../http.ts';
 import type { GithubAuth } from './auth.ts';
 
@@ -47,7 +56,8 @@ export class GithubForge implements Forge {
   private scopeOf(repository: string): Scope {
     if (repository.startsWith('org:')) return { path: `/orgs/${encodeURIComponent(repository.slice(4))}`, repository };
     const [owner = '', name = ''] = repository.split('/');
-    if (!this.options.repos.includes(repository) && this.options.orgs.includes(owner)) return { path: `/orgs/${encodeURIComponent(owner)}`, repository: `org:${owner}` };
+    if (!this.options.repos.includes(repository) && this.options.orgs.includes(owner))
+      return { path: `/orgs/${encodeURIComponent(owner)}`, repository: `org:${owner}` };
     return { path: `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`, repository };
   }
 
@@ -61,13 +71,18 @@ export class GithubForge implements Forge {
       body: { name, runner_group_id: this.options.runnerGroupId, labels: custom.length > 0 ? custom.slice(0, 100) : ['hearth'], work_folder: '_work' },
     });
     const body = response.body as { runner?: { id?: number }; encoded_jit_config?: string };
-    if (typeof body.runner?.id !== 'number' || typeof body.encoded_jit_config !== 'string') throw new Error(`GitHub's generate-jitconfig answer for ${name} has no runner id or encoded_jit_config`);
+    if (typeof body.runner?.id !== 'number' || typeof body.encoded_jit_config !== 'string')
+      throw new Error(`GitHub's generate-jitconfig answer for ${name} has no runner id or encoded_jit_config`);
     return { runnerId: String(body.runner.id), runnerName: name, argv: [this.options.runnerCommand, '--jitconfig', body.encoded_jit_config] };
   }
 
   async removeRunner(runner: { repository: string; runnerId: string }): Promise<'removed' | 'gone' | 'busy'> {
     const scope = this.scopeOf(runner.repository);
-    const response = await this.http.request({ method: 'DELETE', path: `${scope.path}/actions/runners/${encodeURIComponent(runner.runnerId)}`, accept: [404, 422] });
+    const response = await this.http.request({
+      method: 'DELETE',
+      path: `${scope.path}/actions/runners/${encodeURIComponent(runner.runnerId)}`,
+      accept: [404, 422],
+    });
     return response.status === 404 ? 'gone' : response.status === 422 ? 'busy' : 'removed';
   }
 
@@ -78,7 +93,8 @@ export class GithubForge implements Forge {
       for (let page = 1; page <= 50; page += 1) {
         const { body } = await this.http.request({ method: 'GET', path: `${scope.path}/actions/runners?per_page=100&page=${page}` });
         const runners = (body as { runners?: { id: number; name: string; busy: boolean }[] }).runners ?? [];
-        for (const r of runners) if (r.name.startsWith(RUNNER_NAME_PREFIX)) found.push({ runnerId: String(r.id), runnerName: r.name, repository: scope.repository, busy: r.busy });
+        for (const r of runners)
+          if (r.name.startsWith(RUNNER_NAME_PREFIX)) found.push({ runnerId: String(r.id), runnerName: r.name, repository: scope.repository, busy: r.busy });
         if (runners.length < 100) break;
       }
     }
@@ -115,11 +131,16 @@ export class GithubForge implements Forge {
 
   async jobStatus(job: { repository: string; forgeJobId: string }): Promise<ForgeJobStatus> {
     const [owner = '', name = ''] = job.repository.split('/');
-    const response = await this.http.request({ method: 'GET', path: `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(name)}/actions/jobs/${encodeURIComponent(job.forgeJobId)}`, accept: [404] });
+    const response = await this.http.request({
+      method: 'GET',
+      path: `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(name)}/actions/jobs/${encodeURIComponent(job.forgeJobId)}`,
+      accept: [404],
+    });
     if (response.status === 404) return { status: 'unknown' };
     const api = response.body as ApiJob;
     if (api.status === 'in_progress') return { status: 'running', runnerName: api.runner_name };
-    if (api.status === 'completed') return api.conclusion === 'cancelled' ? { status: 'cancelled' } : { status: 'finished', conclusion: api.conclusion ?? 'unknown' };
+    if (api.status === 'completed')
+      return api.conclusion === 'cancelled' ? { status: 'cancelled' } : { status: 'finished', conclusion: api.conclusion ?? 'unknown' };
     return { status: 'queued' };
   }
 }

@@ -1,4 +1,17 @@
-import { field, header, isId, isObject, isString, isStringList, parseJsonObject, WebhookRejection, type ForgeWebhookAdapter, type Headers, type JobPhase, type WebhookDelivery } from '../webhook.ts';
+import {
+  field,
+  header,
+  isId,
+  isObject,
+  isString,
+  isStringList,
+  parseJsonObject,
+  WebhookRejection,
+  type ForgeWebhookAdapter,
+  type Headers,
+  type JobPhase,
+  type WebhookDelivery,
+} from '../webhook.ts';
 import { verifyGithubDelivery } from './verify.ts';
 
 /** The headers GitHub sends with a delivery (lower-case, as Node gives them). */

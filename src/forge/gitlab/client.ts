@@ -1,6 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../log.ts';
-import { runnerName, RUNNER_NAME_PREFIX, type Forge, type ForgeKind, type ForgeJob, type ForgeJobStatus, type ForgeRunner, type RunnerRegistration } from '../forge.ts';
+import {
+  runnerName,
+  RUNNER_NAME_PREFIX,
+  type Forge,
+  type ForgeKind,
+  type ForgeJob,
+  type ForgeJobStatus,
+  type ForgeRunner,
+  type RunnerRegistration,
+} from '../forge.ts';
 import { ForgeHttp, type RetryPolicy } from '../http.ts';
 
 export interface GitlabForgeOptions {
@@ -36,7 +45,14 @@ export class GitlabForge implements Forge {
   private readonly http: ForgeHttp;
 
   constructor(private readonly options: GitlabForgeOptions) {
-    this.http = new ForgeHttp('gitlab', `${options.url.replace(/\/+$/, '')}/api/v4`, () => Promise.resolve({ 'private-token': options.token }), options.logger, options.retry, options.onResponse);
+    this.http = new ForgeHttp(
+      'gitlab',
+      `${options.url.replace(/\/+$/, '')}/api/v4`,
+      () => Promise.resolve({ 'private-token': options.token }),
+      options.logger,
+      options.retry,
+      options.onResponse,
+    );
   }
 
   /** The job's tags: the Job Hook lacks them. One quick try: the webhook path must answer fast, and reconcile catches a miss. */
@@ -73,7 +89,20 @@ export class GitlabForge implements Forge {
     return {
       runnerId: String(body.id),
       runnerName: name,
-      argv: [this.options.runnerCommand, 'run-single', '--url', this.options.runnerUrl, '--token', body.token, '--executor', 'shell', '--max-builds', '1', '--wait-timeout', String(this.options.waitTimeoutSeconds)],
+      argv: [
+        this.options.runnerCommand,
+        'run-single',
+        '--url',
+        this.options.runnerUrl,
+        '--token',
+        body.token,
+        '--executor',
+        'shell',
+        '--max-builds',
+        '1',
+        '--wait-timeout',
+        String(this.options.waitTimeoutSeconds),
+      ],
     };
   }
 
@@ -86,9 +115,14 @@ export class GitlabForge implements Forge {
     const found: ForgeRunner[] = [];
     for (const project of this.options.projects) {
       for (let page = 1; page <= 50; page += 1) {
-        const { body } = await this.http.request({ method: 'GET', path: `/projects/${encodeURIComponent(project)}/runners?type=project_type&per_page=100&page=${page}` });
+        const { body } = await this.http.request({
+          method: 'GET',
+          path: `/projects/${encodeURIComponent(project)}/runners?type=project_type&per_page=100&page=${page}`,
+        });
         const list = Array.isArray(body) ? (body as { id: number; description: string; status?: string }[]) : [];
-        for (const r of list) if (r.description?.startsWith(RUNNER_NAME_PREFIX)) found.push({ runnerId: String(r.id), runnerName: r.description, repository: project, busy: false });
+        for (const r of list)
+          if (r.description?.startsWith(RUNNER_NAME_PREFIX))
+            found.push({ runnerId: String(r.id), runnerName: r.description, repository: project, busy: false });
         if (list.length < 100) break;
       }
     }
@@ -99,7 +133,10 @@ export class GitlabForge implements Forge {
     const ids = new Set(this.options.projects);
     for (const group of this.options.groups) {
       for (let page = 1; page <= 20; page += 1) {
-        const { body } = await this.http.request({ method: 'GET', path: `/groups/${encodeURIComponent(group)}/projects?include_subgroups=true&per_page=100&page=${page}` });
+        const { body } = await this.http.request({
+          method: 'GET',
+          path: `/groups/${encodeURIComponent(group)}/projects?include_subgroups=true&per_page=100&page=${page}`,
+        });
         const list = Array.isArray(body) ? (body as { id: number }[]) : [];
         for (const p of list) ids.add(String(p.id));
         if (list.length < 100) break;
@@ -113,14 +150,19 @@ export class GitlabForge implements Forge {
     for (const project of await this.projectIds()) {
       const { body } = await this.http.request({ method: 'GET', path: `/projects/${encodeURIComponent(project)}/jobs?scope[]=pending&per_page=100` });
       for (const job of Array.isArray(body) ? (body as ApiJob[]) : []) {
-        if (job.status === 'pending') jobs.push({ forge: 'gitlab', forgeJobId: String(job.id), repository: project, labels: job.tag_list ?? [], name: job.name });
+        if (job.status === 'pending')
+          jobs.push({ forge: 'gitlab', forgeJobId: String(job.id), repository: project, labels: job.tag_list ?? [], name: job.name });
       }
     }
     return jobs;
   }
 
   async jobStatus(job: { repository: string; forgeJobId: string }): Promise<ForgeJobStatus> {
-    const response = await this.http.request({ method: 'GET', path: `/projects/${encodeURIComponent(job.repository)}/jobs/${encodeURIComponent(job.forgeJobId)}`, accept: [404] });
+    const response = await this.http.request({
+      method: 'GET',
+      path: `/projects/${encodeURIComponent(job.repository)}/jobs/${encodeURIComponent(job.forgeJobId)}`,
+      accept: [404],
+    });
     if (response.status === 404) return { status: 'unknown' };
     const api = response.body as ApiJob;
     if (api.status === 'running') return { status: 'running', runnerName: api.runner?.description ?? null };

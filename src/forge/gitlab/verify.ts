@@ -26,11 +26,16 @@ export function verifyStandardWebhook(
   nowSeconds: number = Math.floor(Date.now() / 1000),
 ): Verification {
   if (secrets.length === 0) return { ok: false, reason: 'no signing secret is configured' };
-  if (!headers.id || !headers.timestamp || !headers.signature) return { ok: false, reason: 'missing webhook-id, webhook-timestamp or webhook-signature header' };
+  if (!headers.id || !headers.timestamp || !headers.signature)
+    return { ok: false, reason: 'missing webhook-id, webhook-timestamp or webhook-signature header' };
   const timestamp = Number(headers.timestamp);
   if (!/^\d+$/.test(headers.timestamp)) return { ok: false, reason: 'webhook-timestamp is not a whole number of seconds' };
-  if (Math.abs(nowSeconds - timestamp) > STANDARD_WEBHOOK_TOLERANCE_SECONDS) return { ok: false, reason: `webhook-timestamp is more than ${STANDARD_WEBHOOK_TOLERANCE_SECONDS} s from now` };
-  const offered = headers.signature.split(' ').filter((s) => s.startsWith('v1,')).map((s) => s.slice(3));
+  if (Math.abs(nowSeconds - timestamp) > STANDARD_WEBHOOK_TOLERANCE_SECONDS)
+    return { ok: false, reason: `webhook-timestamp is more than ${STANDARD_WEBHOOK_TOLERANCE_SECONDS} s from now` };
+  const offered = headers.signature
+    .split(' ')
+    .filter((s) => s.startsWith('v1,'))
+    .map((s) => s.slice(3));
   if (offered.length === 0) return { ok: false, reason: 'webhook-signature has no v1 signature' };
   const content = Buffer.concat([Buffer.from(`${headers.id}.${headers.timestamp}.`), rawBody]);
   for (const [index, secret] of secrets.entries()) {

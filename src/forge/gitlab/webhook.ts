@@ -1,4 +1,16 @@
-import { field, header, isId, isObject, isString, parseJsonObject, WebhookRejection, type ForgeWebhookAdapter, type Headers, type JobPhase, type WebhookDelivery } from '../webhook.ts';
+import {
+  field,
+  header,
+  isId,
+  isObject,
+  isString,
+  parseJsonObject,
+  WebhookRejection,
+  type ForgeWebhookAdapter,
+  type Headers,
+  type JobPhase,
+  type WebhookDelivery,
+} from '../webhook.ts';
 import { verifyGitlabDelivery } from './verify.ts';
 
 /**

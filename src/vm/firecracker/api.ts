@@ -43,7 +43,13 @@ export class FirecrackerApi {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
       const req = request(
-        { socketPath: this.socketPath, agent: false, method, path, headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) } },
+        {
+          socketPath: this.socketPath,
+          agent: false,
+          method,
+          path,
+          headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -57,7 +63,17 @@ export class FirecrackerApi {
             }
             const status = res.statusCode ?? 0;
             if (status >= 200 && status < 300) resolve(parsed);
-            else reject(new FirecrackerApiError(method, path, status, typeof parsed === 'object' && parsed !== null && 'fault_message' in parsed ? String((parsed as { fault_message: unknown }).fault_message) : text.slice(0, 300)));
+            else
+              reject(
+                new FirecrackerApiError(
+                  method,
+                  path,
+                  status,
+                  typeof parsed === 'object' && parsed !== null && 'fault_message' in parsed
+                    ? String((parsed as { fault_message: unknown }).fault_message)
+                    : text.slice(0, 300),
+                ),
+              );
           });
         },
       );

@@ -18,7 +18,19 @@ import { VmRegistry } from '../registry.ts';
 import { validateSnapshotName } from '../snapshots.ts';
 import { loadSnapshotForRestore, takeSnapshot, type LoadedSnapshot, type SnapshotVmm } from '../snapshot-steps.ts';
 import { FirecrackerApi } from './api.ts';
-import { cgroupV2Mount, createJail, handOver, jailerArgs, linkIntoJail, moveOutOfJail, planJail, removeJail, validateJailerOptions, type Jail, type JailerOptions } from './jailer.ts';
+import {
+  cgroupV2Mount,
+  createJail,
+  handOver,
+  jailerArgs,
+  linkIntoJail,
+  moveOutOfJail,
+  planJail,
+  removeJail,
+  validateJailerOptions,
+  type Jail,
+  type JailerOptions,
+} from './jailer.ts';
 import { checkJobMetadata, mmdsContents, type JobMetadata } from './mmds.ts';
 import { guestNetworkArgs, setUpTap, type EgressPolicy, type TapNetwork } from '../network/tap.ts';
 
@@ -106,7 +118,12 @@ async function writableCopy(from: string, to: string): Promise<void> {
 
 /** The executable `binary` names (a path, or a name looked up on PATH), if there is one. */
 function resolveExecutable(binary: string): string | undefined {
-  const candidates = binary.includes('/') ? [binary] : (process.env.PATH ?? '').split(':').filter(Boolean).map((d) => join(d, binary));
+  const candidates = binary.includes('/')
+    ? [binary]
+    : (process.env.PATH ?? '')
+        .split(':')
+        .filter(Boolean)
+        .map((d) => join(d, binary));
   return candidates.find((path) => {
     try {
       accessSync(path, constants.X_OK);
@@ -136,20 +153,44 @@ export class FirecrackerDriver implements VmDriver {
     this.registry = new VmRegistry(options.paths.runtime);
     this.binary = options.binary ?? 'firecracker';
     // Firecracker runs with `--id <vm id>` (the jailer passes it on), which no other process has on its command line.
-    this.live = new LiveVms({ registry: this.registry, runtimeDir: options.paths.runtime, vmmPrograms: ['firecracker', 'jailer'], leakMarker: (vmId) => vmId, cleanUp: (_vmId, dir) => removeJail(dir) });
+    this.live = new LiveVms({
+      registry: this.registry,
+      runtimeDir: options.paths.runtime,
+      vmmPrograms: ['firecracker', 'jailer'],
+      leakMarker: (vmId) => vmId,
+      cleanUp: (_vmId, dir) => removeJail(dir),
+    });
   }
 
   /** The firecracker binary's path, after checking that it (and the jailer, when used) can run here. */
   private checkBinaries(spec: VmSpec): string {
     const firecracker = resolveExecutable(this.binary);
-    if (!firecracker) throw new HearthError('HEARTH_ERR_VMM_MISSING', { tool: 'firecracker', path: this.binary, hint: 'install a release binary from github.com/firecracker-microvm/firecracker/releases as /usr/local/bin/firecracker (or set HEARTH_FIRECRACKER), or use the qemu driver' });
+    if (!firecracker)
+      throw new HearthError('HEARTH_ERR_VMM_MISSING', {
+        tool: 'firecracker',
+        path: this.binary,
+        hint: 'install a release binary from github.com/firecracker-microvm/firecracker/releases as /usr/local/bin/firecracker (or set HEARTH_FIRECRACKER), or use the qemu driver',
+      });
     const jailer = this.options.jailer;
     if (jailer) {
       validateJailerOptions(jailer, firecracker);
-      if (!resolveExecutable(jailer.binary)) throw new HearthError('HEARTH_ERR_VMM_MISSING', { tool: 'jailer', path: jailer.binary, hint: 'install the jailer from the same Firecracker release as the VMM, as /usr/local/bin/jailer (docs/hosts.md)' });
-      if (process.getuid?.() !== 0) throw new HearthError('HEARTH_ERR_NEEDS_ROOT', { what: 'running Firecracker through the jailer (chroot, cgroups, switching to its uid)', command: 'sudo hearth …, or run hearth serve as root' });
+      if (!resolveExecutable(jailer.binary))
+        throw new HearthError('HEARTH_ERR_VMM_MISSING', {
+          tool: 'jailer',
+          path: jailer.binary,
+          hint: 'install the jailer from the same Firecracker release as the VMM, as /usr/local/bin/jailer (docs/hosts.md)',
+        });
+      if (process.getuid?.() !== 0)
+        throw new HearthError('HEARTH_ERR_NEEDS_ROOT', {
+          what: 'running Firecracker through the jailer (chroot, cgroups, switching to its uid)',
+          command: 'sudo hearth …, or run hearth serve as root',
+        });
       if (jailer.netns && spec.network) {
-        throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'jailer.netns', reason: "a networked VM's TAP device is made in the host's network namespace, where a VMM inside the namespace cannot open it", hint: 'boot the VM without network, or leave jailer.netns unset' });
+        throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+          option: 'jailer.netns',
+          reason: "a networked VM's TAP device is made in the host's network namespace, where a VMM inside the namespace cannot open it",
+          hint: 'boot the VM without network, or leave jailer.netns unset',
+        });
       }
     }
     return firecracker;
@@ -177,16 +218,33 @@ export class FirecrackerDriver implements VmDriver {
       cacheDir: this.options.paths.cache,
       driver: this.name,
       name: snapshotName,
-      check: (s) => (options.network && !s.spec.network ? 'it was taken without a network interface, and Firecracker cannot add one to a restored VM; snapshot a VM booted with network' : undefined),
+      check: (s) =>
+        options.network && !s.spec.network
+          ? 'it was taken without a network interface, and Firecracker cannot add one to a restored VM; snapshot a VM booted with network'
+          : undefined,
     });
     const firecracker = this.checkBinaries(snapshot.spec);
     return this.launch({ spec: snapshot.spec, image, origin: { kind: 'snapshot', name: snapshotName }, firecracker, snapshot, metadata: options.metadata });
   }
 
-  private async launch(plan: { spec: VmSpec; image: Image; origin: Vm['origin']; firecracker: string; snapshot?: LoadedSnapshot; metadata?: JobMetadata | undefined }): Promise<Vm> {
+  private async launch(plan: {
+    spec: VmSpec;
+    image: Image;
+    origin: Vm['origin'];
+    firecracker: string;
+    snapshot?: LoadedSnapshot;
+    metadata?: JobMetadata | undefined;
+  }): Promise<Vm> {
     const { spec, image, origin, snapshot } = plan;
     const started = performance.now();
-    const { id, dir, entry, log } = await registerNewVm(this.registry, this.options.logger, { driver: this.name, image: image.id, cpus: spec.cpus, memoryMib: spec.memoryMib, network: spec.network, accel: 'kvm' });
+    const { id, dir, entry, log } = await registerNewVm(this.registry, this.options.logger, {
+      driver: this.name,
+      image: image.id,
+      cpus: spec.cpus,
+      memoryMib: spec.memoryMib,
+      network: spec.network,
+      accel: 'kvm',
+    });
     const fail = async (reason: string, cause: unknown): Promise<never> => {
       const detail = [reason, await tail(join(dir, 'firecracker.log'), 5)].filter(Boolean).join('\n');
       await this.destroy(id);
@@ -238,9 +296,10 @@ export class FirecrackerDriver implements VmDriver {
       return fail(`preparing its ${jail ? 'jail, ' : ''}kernel and disks failed: ${(error as Error).message}`, error);
     }
 
-    const [command, args] = jail && jailer
-      ? [jailer.binary, jailerArgs(jailer, plan.firecracker, jail, spec, ['--api-sock', files.vmmPath('api.sock')])]
-      : [this.binary, ['--api-sock', join(dir, 'api.sock'), '--id', id]];
+    const [command, args] =
+      jail && jailer
+        ? [jailer.binary, jailerArgs(jailer, plan.firecracker, jail, spec, ['--api-sock', files.vmmPath('api.sock')])]
+        : [this.binary, ['--api-sock', join(dir, 'api.sock'), '--id', id]];
     const { child, exited } = await startVmm(this.registry, entry, command, args, { logFile: join(dir, 'firecracker.log'), stdout: true });
     const api = new FirecrackerApi(join(files.dir, 'api.sock'));
     const vm: Vm = { id, spec, accel: 'kvm', origin, startMs: 0, state: 'booting' };
@@ -252,13 +311,22 @@ export class FirecrackerDriver implements VmDriver {
     const vsock = files.vmmPath('vsock.sock');
     const rootDisk = hasRoot ? files.vmmPath('root.ext4') : undefined;
     try {
-      await Promise.race([api.ready(deadline), exited.then(() => Promise.reject(new Error(`${jail ? 'the jailer' : 'firecracker'} exited before the API socket appeared`)))]);
+      await Promise.race([
+        api.ready(deadline),
+        exited.then(() => Promise.reject(new Error(`${jail ? 'the jailer' : 'firecracker'} exited before the API socket appeared`))),
+      ]);
       if (snapshot) {
         const state = jail ? files.vmmPath('restore.vmstate') : snapshot.statePath;
         const memory = jail ? files.vmmPath('restore.memory') : join(snapshot.dir, 'memory');
         // The snapshot names the source VM's TAP device and vsock socket; this clone has its own.
         const overrides = network ? { network_overrides: [{ iface_id: 'eth0', host_dev_name: network.device }] } : {};
-        await api.put('/snapshot/load', { snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: memory }, resume_vm: false, ...overrides, vsock_override: { uds_path: vsock } });
+        await api.put('/snapshot/load', {
+          snapshot_path: state,
+          mem_backend: { backend_type: 'File', backend_path: memory },
+          resume_vm: false,
+          ...overrides,
+          vsock_override: { uds_path: vsock },
+        });
         // The snapshot names the source VM's disk; this clone runs on its own copy.
         if (rootDisk) await api.patch('/drives/root', { drive_id: 'root', path_on_host: rootDisk });
         // The MMDS configuration (V2, on eth0) is part of the snapshot and /mmds/config is pre-boot only,
@@ -266,7 +334,11 @@ export class FirecrackerDriver implements VmDriver {
         if (network) await api.put('/mmds', mmdsContents(id, plan.metadata ?? {}));
         await api.patch('/vm', { state: 'Resumed' });
       } else {
-        await api.put('/boot-source', { kernel_image_path: kernel, initrd_path: initrd, boot_args: firecrackerBootArgs({ root: hasRoot, source: sourceName !== undefined }, network ? guestNetworkArgs(network, egress) : []) });
+        await api.put('/boot-source', {
+          kernel_image_path: kernel,
+          initrd_path: initrd,
+          boot_args: firecrackerBootArgs({ root: hasRoot, source: sourceName !== undefined }, network ? guestNetworkArgs(network, egress) : []),
+        });
         await api.put('/machine-config', { vcpu_count: spec.cpus, mem_size_mib: spec.memoryMib, smt: false });
         if (rootDisk) await api.put('/drives/root', { drive_id: 'root', path_on_host: rootDisk, is_root_device: false, is_read_only: false });
         if (sourceName) await api.put('/drives/src', { drive_id: 'src', path_on_host: files.vmmPath(sourceName), is_root_device: false, is_read_only: true });
@@ -289,7 +361,10 @@ export class FirecrackerDriver implements VmDriver {
       // A clone still has the snapshot's address on eth0: its agent must move it onto this VM's /30.
       const readdress = snapshot && network ? identityNetwork(network, egress) : undefined;
       if (readdress && (hello.flags & HELLO_FLAG_IDENTITY_NETWORK) === 0) {
-        throw new HearthError('HEARTH_ERR_SNAPSHOT_STALE', { name: origin.kind === 'snapshot' ? origin.name : '', reason: `its guest agent (${hello.agent}) cannot change the clone's network address; rebuild the image (hearth image build) and take the snapshot again` });
+        throw new HearthError('HEARTH_ERR_SNAPSHOT_STALE', {
+          name: origin.kind === 'snapshot' ? origin.name : '',
+          reason: `its guest agent (${hello.agent}) cannot change the clone's network address; rebuild the image (hearth image build) and take the snapshot again`,
+        });
       }
       await channel.setIdentity(freshIdentity(id, readdress));
     } catch (error) {
@@ -315,16 +390,29 @@ export class FirecrackerDriver implements VmDriver {
         if (live.jail) {
           // A jailed VMM writes only inside its chroot: the files are moved out to the snapshot.
           const names = { vmstate: 'snapshot.vmstate', memory: 'snapshot.memory' };
-          await live.api.put('/snapshot/create', { snapshot_type: 'Full', snapshot_path: live.files.vmmPath(names.vmstate), mem_file_path: live.files.vmmPath(names.memory) });
+          await live.api.put('/snapshot/create', {
+            snapshot_type: 'Full',
+            snapshot_path: live.files.vmmPath(names.vmstate),
+            mem_file_path: live.files.vmmPath(names.memory),
+          });
           await moveOutOfJail(join(live.files.dir, names.vmstate), join(staging, 'vmstate'));
           await moveOutOfJail(join(live.files.dir, names.memory), join(staging, 'memory'));
         } else {
           await live.api.put('/snapshot/create', { snapshot_type: 'Full', snapshot_path: join(staging, 'vmstate'), mem_file_path: join(staging, 'memory') });
         }
         const rootDisk = join(live.files.dir, 'root.ext4');
-        const hasDisk = await stat(rootDisk).then(() => true, () => false);
+        const hasDisk = await stat(rootDisk).then(
+          () => true,
+          () => false,
+        );
         if (hasDisk) await writableCopy(rootDisk, join(staging, 'root.ext4'));
-        return { stateFile: 'vmstate', ...(hasDisk ? { diskFile: 'root.ext4' } : {}), sizeBytes: (await stat(join(staging, 'memory'))).size, accel: 'kvm', vmmVersion: 'firecracker' };
+        return {
+          stateFile: 'vmstate',
+          ...(hasDisk ? { diskFile: 'root.ext4' } : {}),
+          sizeBytes: (await stat(join(staging, 'memory'))).size,
+          accel: 'kvm',
+          vmmVersion: 'firecracker',
+        };
       },
       resume: async () => {
         await live.api.patch('/vm', { state: 'Resumed' });

@@ -63,15 +63,34 @@ function isUnixId(value: number): boolean {
 
 /** Checks the options before anything is created, naming the setting at fault. */
 export function validateJailerOptions(options: JailerOptions, execFile: string): void {
-  if (!isUnixId(options.uid) || !isUnixId(options.gid)) throw bad('jailer.uid/gid', `${options.uid}:${options.gid} is not a numeric uid:gid`, 'give the ids of the user and group made for Firecracker, e.g. `id -u firecracker`');
-  if (options.uid === 0) throw bad('jailer.uid', 'is 0: the VMM would keep running as root, which is what the jailer is there to prevent', 'create an unprivileged user for Firecracker (see docs/hosts.md) and give its uid');
+  if (!isUnixId(options.uid) || !isUnixId(options.gid))
+    throw bad(
+      'jailer.uid/gid',
+      `${options.uid}:${options.gid} is not a numeric uid:gid`,
+      'give the ids of the user and group made for Firecracker, e.g. `id -u firecracker`',
+    );
+  if (options.uid === 0)
+    throw bad(
+      'jailer.uid',
+      'is 0: the VMM would keep running as root, which is what the jailer is there to prevent',
+      'create an unprivileged user for Firecracker (see docs/hosts.md) and give its uid',
+    );
   const base = options.chrootBaseDir ?? DEFAULT_CHROOT_BASE;
   if (!isAbsolute(base)) throw bad('jailer.chrootBaseDir', `"${base}" is not an absolute path`, `for example ${DEFAULT_CHROOT_BASE}`);
-  if (options.netns !== undefined && !isAbsolute(options.netns)) throw bad('jailer.netns', `"${options.netns}" is not an absolute path`, 'give a namespace handle such as /var/run/netns/hearth (ip netns add hearth)');
-  if (options.parentCgroup !== undefined && (isAbsolute(options.parentCgroup) || options.parentCgroup.split('/').some((part) => part === '.' || part === '..' || part === ''))) {
+  if (options.netns !== undefined && !isAbsolute(options.netns))
+    throw bad('jailer.netns', `"${options.netns}" is not an absolute path`, 'give a namespace handle such as /var/run/netns/hearth (ip netns add hearth)');
+  if (
+    options.parentCgroup !== undefined &&
+    (isAbsolute(options.parentCgroup) || options.parentCgroup.split('/').some((part) => part === '.' || part === '..' || part === ''))
+  ) {
     throw bad('jailer.parentCgroup', `"${options.parentCgroup}" must be a relative cgroup path without . or .. parts`, 'for example hearth/vms');
   }
-  if (!basename(execFile).includes('firecracker')) throw bad('firecracker binary', `the jailer only execs a file whose name contains "firecracker", not ${basename(execFile)}`, 'install the release binary as /usr/local/bin/firecracker');
+  if (!basename(execFile).includes('firecracker'))
+    throw bad(
+      'firecracker binary',
+      `the jailer only execs a file whose name contains "firecracker", not ${basename(execFile)}`,
+      'install the release binary as /usr/local/bin/firecracker',
+    );
 }
 
 /** The mount point of the cgroup v2 hierarchy, from /proc/mounts, if there is one. */
@@ -98,8 +117,25 @@ export function cgroupLimits(spec: Pick<VmSpec, 'cpus' | 'memoryMib'>, overheadM
 }
 
 /** The jailer's command line; `firecrackerArgs` follow `--` and reach Firecracker, which gets `--id` from the jailer. */
-export function jailerArgs(options: JailerOptions, execFile: string, jail: Jail, spec: Pick<VmSpec, 'cpus' | 'memoryMib'>, firecrackerArgs: readonly string[]): string[] {
-  const args = ['--id', jail.vmId, '--exec-file', execFile, '--uid', String(options.uid), '--gid', String(options.gid), '--chroot-base-dir', options.chrootBaseDir ?? DEFAULT_CHROOT_BASE];
+export function jailerArgs(
+  options: JailerOptions,
+  execFile: string,
+  jail: Jail,
+  spec: Pick<VmSpec, 'cpus' | 'memoryMib'>,
+  firecrackerArgs: readonly string[],
+): string[] {
+  const args = [
+    '--id',
+    jail.vmId,
+    '--exec-file',
+    execFile,
+    '--uid',
+    String(options.uid),
+    '--gid',
+    String(options.gid),
+    '--chroot-base-dir',
+    options.chrootBaseDir ?? DEFAULT_CHROOT_BASE,
+  ];
   if (options.netns) args.push('--netns', options.netns);
   args.push('--cgroup-version', '2');
   if (options.parentCgroup) args.push('--parent-cgroup', options.parentCgroup);

@@ -19,7 +19,12 @@ const SECRET_VALUE = /^(gh[pousr]_|github_pat_|glpat-|glrt-|gldt-|-----BEGIN)/;
 export function checkJobMetadata(metadata: JobMetadata): void {
   for (const [name, value] of Object.entries(metadata)) {
     if (SECRET_NAME.test(name)) throw new HearthError('HEARTH_ERR_MMDS_SECRET', { name, why: 'its name says it is a credential' });
-    if (typeof value !== 'string') throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `metadata.${name}`, reason: 'is not a string', hint: 'give job metadata as name=value strings' });
+    if (typeof value !== 'string')
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+        option: `metadata.${name}`,
+        reason: 'is not a string',
+        hint: 'give job metadata as name=value strings',
+      });
     if (SECRET_VALUE.test(value)) throw new HearthError('HEARTH_ERR_MMDS_SECRET', { name, why: 'its value has the shape of a token or key' });
   }
 }

@@ -92,7 +92,8 @@ export class FlintlockClient {
       if (vm.status.state === state) return vm;
       const context = { operation: 'waitForState', endpoint: this.endpoint, uid };
       // The API has no failure message; the retry count is all flintlockd tells.
-      if (vm.status.state === 'FAILED') throw new FlintlockError('failed', { ...context, details: `state FAILED after ${vm.status.retry} reconcile attempt(s)` });
+      if (vm.status.state === 'FAILED')
+        throw new FlintlockError('failed', { ...context, details: `state FAILED after ${vm.status.retry} reconcile attempt(s)` });
       if (vm.status.state === 'DELETING') throw new FlintlockError('other', { ...context, details: `microVM is being deleted, it will not become ${state}` });
       const left = deadline - Date.now();
       if (left <= 0) throw new FlintlockError('timeout', { ...context, details: `still ${vm.status.state} after ${timeoutMs} ms, waiting for ${state}` });
@@ -112,7 +113,13 @@ export class FlintlockClient {
         throw error;
       }
       const left = deadline - Date.now();
-      if (left <= 0) throw new FlintlockError('timeout', { operation: 'waitForDeletion', endpoint: this.endpoint, uid, details: `still ${vm.status.state} after ${timeoutMs} ms` });
+      if (left <= 0)
+        throw new FlintlockError('timeout', {
+          operation: 'waitForDeletion',
+          endpoint: this.endpoint,
+          uid,
+          details: `still ${vm.status.state} after ${timeoutMs} ms`,
+        });
       await sleep(Math.min(this.#pollIntervalMs, left));
     }
   }
@@ -124,17 +131,26 @@ export class FlintlockClient {
   #call<Req, Res>(method: MethodDefinition<Req, Res>, request: Req, context: { operation: string; uid?: string }): Promise<Res> {
     return new Promise((resolve, reject) => {
       const options = { deadline: Date.now() + this.#callTimeoutMs };
-      this.#client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, new Metadata(), options, (error: ServiceError | null, response?: Res) => {
-        if (error) reject(fromGrpcError(error, { ...context, endpoint: this.endpoint }));
-        else if (response === undefined) reject(new FlintlockError('other', { ...context, endpoint: this.endpoint, details: 'empty response' }));
-        else resolve(response);
-      });
+      this.#client.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        request,
+        new Metadata(),
+        options,
+        (error: ServiceError | null, response?: Res) => {
+          if (error) reject(fromGrpcError(error, { ...context, endpoint: this.endpoint }));
+          else if (response === undefined) reject(new FlintlockError('other', { ...context, endpoint: this.endpoint, details: 'empty response' }));
+          else resolve(response);
+        },
+      );
     });
   }
 
   #microVmOf(response: MicroVmResponse, operation: string, uid?: string): FlintlockMicroVm {
     const vm: ProtoMicroVm | null | undefined = response.microvm;
-    if (!vm) throw new FlintlockError('other', { operation, endpoint: this.endpoint, ...(uid !== undefined && { uid }), details: 'the response carries no microvm' });
+    if (!vm)
+      throw new FlintlockError('other', { operation, endpoint: this.endpoint, ...(uid !== undefined && { uid }), details: 'the response carries no microvm' });
     return fromProtoMicroVm(vm);
   }
 }

@@ -30,7 +30,11 @@ export function agentBootstrapMetadata(options: AgentBootstrapOptions): Record<s
   const keys = options.sshAuthorizedKeys ?? [];
   for (const key of keys) {
     if (/[\r\n]/.test(key) || key.trim() === '') {
-      throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'sshAuthorizedKeys', reason: 'holds an empty or multi-line entry', hint: 'give one public key per entry, e.g. "ssh-ed25519 AAAA... user@host"' });
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+        option: 'sshAuthorizedKeys',
+        reason: 'holds an empty or multi-line entry',
+        hint: 'give one public key per entry, e.g. "ssh-ed25519 AAAA... user@host"',
+      });
     }
   }
 
@@ -52,7 +56,9 @@ export function agentBootstrapMetadata(options: AgentBootstrapOptions): Record<s
     // (and drops it from there). In the background, with its own output, because
     // cloud-init waits for runcmd and for everything holding its output pipe, and
     // the agent runs until Hearth is done with the VM.
-    runcmd: [['sh', '-c', `(set -a && . ${AGENT_ENV_PATH} && set +a && exec ${AGENT_BINARY} --connect "$HEARTH_AGENT_URL") </dev/null >>${AGENT_LOG_PATH} 2>&1 &`]],
+    runcmd: [
+      ['sh', '-c', `(set -a && . ${AGENT_ENV_PATH} && set +a && exec ${AGENT_BINARY} --connect "$HEARTH_AGENT_URL") </dev/null >>${AGENT_LOG_PATH} 2>&1 &`],
+    ],
   };
   const userData = `#cloud-config\n${stringify(cloudConfig)}`;
 
@@ -73,14 +79,22 @@ function checkHostname(hostname: string): void {
 
 function checkAgentUrl(agentUrl: string): void {
   if (URL.canParse(agentUrl) && !/[\r\n]/.test(agentUrl)) return;
-  throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'agentUrl', reason: `"${agentUrl}" is not a URL`, hint: 'give an absolute URL the guest can reach, e.g. https://10.0.0.1:8443' });
+  throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+    option: 'agentUrl',
+    reason: `"${agentUrl}" is not a URL`,
+    hint: 'give an absolute URL the guest can reach, e.g. https://10.0.0.1:8443',
+  });
 }
 
 function checkToken(token: string): void {
   // The value is never echoed back: it is a secret.
   // eslint-disable-next-line no-control-regex
   if (token !== '' && !/[\u0000-\u001f\u007f]/.test(token)) return;
-  throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'token', reason: 'is empty or holds control characters', hint: 'pass the token exactly as Hearth issued it' });
+  throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+    option: 'token',
+    reason: 'is empty or holds control characters',
+    hint: 'pass the token exactly as Hearth issued it',
+  });
 }
 
 /** Single quotes for sh, which the env file is sourced by; a quote inside becomes '\''. */

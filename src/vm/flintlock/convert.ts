@@ -82,7 +82,10 @@ export function fromProtoMicroVm(vm: ProtoMicroVm): FlintlockMicroVm {
       ...(status?.kernel_mount && { kernelMount: fromProtoMount(status.kernel_mount) }),
       ...(status?.initrd_mount && { initrdMount: fromProtoMount(status.initrd_mount) }),
       networkInterfaces: Object.fromEntries(
-        Object.entries(status?.network_interfaces ?? {}).map(([id, n]) => [id, { hostDeviceName: n.host_device_name, index: n.index, macAddress: n.mac_address }]),
+        Object.entries(status?.network_interfaces ?? {}).map(([id, n]) => [
+          id,
+          { hostDeviceName: n.host_device_name, index: n.index, macAddress: n.mac_address },
+        ]),
       ),
       retry: status?.retry ?? 0,
       vsockPath: status?.vsock_path ?? '',
@@ -111,7 +114,11 @@ function fromProtoInterface(nic: ProtoNetworkInterface): FlintlockNetworkInterfa
     type: nic.type ?? 'MACVTAP',
     ...(nic.guest_mac !== undefined && { guestMac: nic.guest_mac }),
     ...(nic.address && {
-      address: { address: nic.address.address, ...(nic.address.gateway !== undefined && { gateway: nic.address.gateway }), nameservers: nic.address.nameservers ?? [] },
+      address: {
+        address: nic.address.address,
+        ...(nic.address.gateway !== undefined && { gateway: nic.address.gateway }),
+        nameservers: nic.address.nameservers ?? [],
+      },
     }),
     ...(nic.overrides && { overrides: nic.overrides.bridge_name !== undefined ? { bridgeName: nic.overrides.bridge_name } : {} }),
   };

@@ -121,13 +121,29 @@ export class FlintlockDriver implements VmDriver {
 
   constructor(options: FlintlockDriverOptions) {
     if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/.test(options.endpoint)) {
-      throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'flintlock endpoint', reason: `"${options.endpoint}" is not HOST:PORT`, hint: "give flintlockd's --grpc-endpoint, e.g. 10.0.0.2:9090" });
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+        option: 'flintlock endpoint',
+        reason: `"${options.endpoint}" is not HOST:PORT`,
+        hint: "give flintlockd's --grpc-endpoint, e.g. 10.0.0.2:9090",
+      });
     }
     parseHostPort(options.agentListen, 'agent listen address');
     parseAgentUrl(options.agentUrl);
-    if (!options.kernelImage) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: 'flintlock kernel image', reason: 'is not set', hint: 'give the container image holding the guest kernel, e.g. ghcr.io/liquidmetal-dev/flintlock-kernel:5.10.77' });
+    if (!options.kernelImage)
+      throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+        option: 'flintlock kernel image',
+        reason: 'is not set',
+        hint: 'give the container image holding the guest kernel, e.g. ghcr.io/liquidmetal-dev/flintlock-kernel:5.10.77',
+      });
     this.#options = options;
-    this.capabilities = { ...VM_BOUNDS, snapshots: false, sourceDirectory: false, networking: ['remote'], images: { kind: 'mapped', names: Object.keys(options.rootImages ?? {}), references: true }, accel: ['kvm'] };
+    this.capabilities = {
+      ...VM_BOUNDS,
+      snapshots: false,
+      sourceDirectory: false,
+      networking: ['remote'],
+      images: { kind: 'mapped', names: Object.keys(options.rootImages ?? {}), references: true },
+      accel: ['kvm'],
+    };
     this.registry = new VmRegistry(options.paths.runtime);
     this.namespace = options.namespace ?? DEFAULT_FLINTLOCK_NAMESPACE;
     this.owner = labelValue(options.owner ?? osHostname());
@@ -136,7 +152,10 @@ export class FlintlockDriver implements VmDriver {
   }
 
   #clientNow(): FlintlockClient {
-    this.#client ??= FlintlockClient.connect(this.#options.endpoint, { ...(this.#options.tls !== undefined && { tls: this.#options.tls }), pollIntervalMs: this.#pollMs });
+    this.#client ??= FlintlockClient.connect(this.#options.endpoint, {
+      ...(this.#options.tls !== undefined && { tls: this.#options.tls }),
+      pollIntervalMs: this.#pollMs,
+    });
     return this.#client;
   }
 
@@ -170,7 +189,12 @@ export class FlintlockDriver implements VmDriver {
 
   async boot(spec: VmSpec): Promise<Vm> {
     validateVmSpec(spec, this.capabilities, this.name);
-    if (spec.source) throw this.#unsupported('attach a host directory', 'its VMs run on the flintlockd host, which cannot see files on this one', 'check the sources out inside the job (actions/checkout, git clone), or use the qemu or firecracker driver');
+    if (spec.source)
+      throw this.#unsupported(
+        'attach a host directory',
+        'its VMs run on the flintlockd host, which cannot see files on this one',
+        'check the sources out inside the job (actions/checkout, git clone), or use the qemu or firecracker driver',
+      );
     const rootImage = this.rootImageFor(spec.image);
     const listener = await this.listener();
 
@@ -211,7 +235,16 @@ export class FlintlockDriver implements VmDriver {
       const channel = AgentChannel.fromSocket(socket);
       live.channel = channel;
       // A PING, so the HELLO is asked for after the channel listens (the first may have raced it).
-      await withDeadline(channel.hello(true), deadline, () => new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: 'its agent connected but sent no HELLO', consoleLog: 'the VM console on the flintlockd host' }));
+      await withDeadline(
+        channel.hello(true),
+        deadline,
+        () =>
+          new HearthError('HEARTH_ERR_VM_BOOT', {
+            vmId: id,
+            reason: 'its agent connected but sent no HELLO',
+            consoleLog: 'the VM console on the flintlockd host',
+          }),
+      );
     } catch (error) {
       await this.destroy(id).catch((cleanup: unknown) => log.warn({ error: (cleanup as Error).message }, 'cleaning up the failed boot failed'));
       throw this.#hearthError(error, id, operation);
@@ -228,7 +261,12 @@ export class FlintlockDriver implements VmDriver {
     return {
       id,
       namespace: this.namespace,
-      labels: { [FLINTLOCK_LABELS.managedBy]: 'hearth', [FLINTLOCK_LABELS.owner]: this.owner, [FLINTLOCK_LABELS.vmId]: id, [FLINTLOCK_LABELS.image]: labelValue(spec.image) },
+      labels: {
+        [FLINTLOCK_LABELS.managedBy]: 'hearth',
+        [FLINTLOCK_LABELS.owner]: this.owner,
+        [FLINTLOCK_LABELS.vmId]: id,
+        [FLINTLOCK_LABELS.image]: labelValue(spec.image),
+      },
       vcpu: spec.cpus,
       memoryInMb: spec.memoryMib,
       kernel: { image: o.kernelImage, ...(o.kernelFilename && { filename: o.kernelFilename }), cmdline: { ...o.kernelCmdline }, addNetworkConfig: true },
@@ -251,11 +289,23 @@ export class FlintlockDriver implements VmDriver {
         try {
           state = (await this.#clientNow().getMicroVm(uid)).status.state;
         } catch (error) {
-          if (isFlintlockError(error, 'not-found')) throw new FlintlockError('not-found', { operation: 'GetMicroVM', endpoint: this.#options.endpoint, uid, details: 'the microVM disappeared while its agent was awaited' });
+          if (isFlintlockError(error, 'not-found'))
+            throw new FlintlockError('not-found', {
+              operation: 'GetMicroVM',
+              endpoint: this.#options.endpoint,
+              uid,
+              details: 'the microVM disappeared while its agent was awaited',
+            });
           live.log.debug({ error: (error as Error).message }, 'polling the microVM failed; still waiting for the agent');
           continue;
         }
-        if (state === 'FAILED' || state === 'DELETING') throw new FlintlockError(state === 'FAILED' ? 'failed' : 'other', { operation: 'GetMicroVM', endpoint: this.#options.endpoint, uid, details: `the microVM went ${state} while its agent was awaited` });
+        if (state === 'FAILED' || state === 'DELETING')
+          throw new FlintlockError(state === 'FAILED' ? 'failed' : 'other', {
+            operation: 'GetMicroVM',
+            endpoint: this.#options.endpoint,
+            uid,
+            details: `the microVM went ${state} while its agent was awaited`,
+          });
       }
     })();
     watch.catch(() => {});
@@ -270,15 +320,33 @@ export class FlintlockDriver implements VmDriver {
   async exec(vmId: string, request: ExecRequest, sink: OutputSink = {}): Promise<ExecResult> {
     const live = this.#live.require(vmId, 'run a command');
     // The VM's console is on the flintlockd host, not here.
-    return execOverAgent(live, request, sink, () => this.destroy(vmId), async () => "the agent's log is in the VM (cloud-init output) on the flintlockd host");
+    return execOverAgent(
+      live,
+      request,
+      sink,
+      () => this.destroy(vmId),
+      async () => "the agent's log is in the VM (cloud-init output) on the flintlockd host",
+    );
   }
 
   snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
-    return Promise.reject(this.#unsupported(`snapshot VM ${vmId} as "${snapshotName}"`, 'Flintlock has no snapshot API (its MicroVM service creates, gets, lists and deletes)', 'keep VMs warm with a booted pool (pools: NAME: { mode: booted }), or run snapshot pools on the firecracker driver'));
+    return Promise.reject(
+      this.#unsupported(
+        `snapshot VM ${vmId} as "${snapshotName}"`,
+        'Flintlock has no snapshot API (its MicroVM service creates, gets, lists and deletes)',
+        'keep VMs warm with a booted pool (pools: NAME: { mode: booted }), or run snapshot pools on the firecracker driver',
+      ),
+    );
   }
 
   restore(snapshotName: string): Promise<Vm> {
-    return Promise.reject(this.#unsupported(`restore snapshot "${snapshotName}"`, 'Flintlock has no snapshot API, so there are no snapshots to restore', 'cold-boot instead (a booted pool hides the boot time), or restore on the firecracker driver'));
+    return Promise.reject(
+      this.#unsupported(
+        `restore snapshot "${snapshotName}"`,
+        'Flintlock has no snapshot API, so there are no snapshots to restore',
+        'cold-boot instead (a booted pool hides the boot time), or restore on the firecracker driver',
+      ),
+    );
   }
 
   #unsupported(action: string, reason: string, hint: string): HearthError {
@@ -309,7 +377,9 @@ export class FlintlockDriver implements VmDriver {
           } catch (error) {
             if (!isFlintlockError(error, 'not-found')) throw error;
           }
-          await client.waitForDeletion(uid, this.#options.deleteTimeoutMs ?? DEFAULT_DELETE_TIMEOUT_MS).catch((error: unknown) => log.warn({ uid, error: (error as Error).message }, 'flintlockd is still deleting the microVM'));
+          await client
+            .waitForDeletion(uid, this.#options.deleteTimeoutMs ?? DEFAULT_DELETE_TIMEOUT_MS)
+            .catch((error: unknown) => log.warn({ uid, error: (error as Error).message }, 'flintlockd is still deleting the microVM'));
         }
       } catch (error) {
         throw this.#hearthError(error, vmId);
@@ -329,7 +399,10 @@ export class FlintlockDriver implements VmDriver {
     const results = await Promise.allSettled(this.#live.ids().map((id) => this.destroy(id)));
     const listener = this.#listener;
     this.#listener = undefined;
-    await listener?.then((l) => l.close(), () => {});
+    await listener?.then(
+      (l) => l.close(),
+      () => {},
+    );
     this.#client?.close();
     this.#client = undefined;
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -400,10 +473,24 @@ export class FlintlockDriver implements VmDriver {
   #hearthError(error: unknown, vmId: string, bootStep?: string): Error {
     if (isHearthError(error)) return error;
     if (error instanceof FlintlockError) {
-      return new HearthError('HEARTH_ERR_FLINTLOCK', { endpoint: error.endpoint, operation: error.operation, vmId, reason: `${error.details}${error.grpcCode ? ` (${error.grpcCode})` : ''}`, hint: error.fix }, { cause: error });
+      return new HearthError(
+        'HEARTH_ERR_FLINTLOCK',
+        {
+          endpoint: error.endpoint,
+          operation: error.operation,
+          vmId,
+          reason: `${error.details}${error.grpcCode ? ` (${error.grpcCode})` : ''}`,
+          hint: error.fix,
+        },
+        { cause: error },
+      );
     }
     if (bootStep === undefined) return error as Error;
-    return new HearthError('HEARTH_ERR_VM_BOOT', { vmId, reason: `${bootStep}: ${(error as Error).message}`, consoleLog: 'the VM console on the flintlockd host' }, { cause: error });
+    return new HearthError(
+      'HEARTH_ERR_VM_BOOT',
+      { vmId, reason: `${bootStep}: ${(error as Error).message}`, consoleLog: 'the VM console on the flintlockd host' },
+      { cause: error },
+    );
   }
 }
 

@@ -102,8 +102,10 @@ function fixFor(reason: FlintlockFailure, context: FlintlockErrorContext): strin
     case 'failed':
       return `flintlockd gave up on the microVM; read flintlockd's log at ${context.endpoint} for the cause, delete it and create it again`;
     case 'other':
-      if (context.grpcCode === 'UNIMPLEMENTED') return `flintlockd at ${context.endpoint} lacks ${context.operation}; upgrade it to a release with the v1alpha1 MicroVM API`;
-      if (context.grpcCode === 'UNAUTHENTICATED' || context.grpcCode === 'PERMISSION_DENIED') return `flintlockd at ${context.endpoint} refused the caller; check its basic-auth and TLS settings`;
+      if (context.grpcCode === 'UNIMPLEMENTED')
+        return `flintlockd at ${context.endpoint} lacks ${context.operation}; upgrade it to a release with the v1alpha1 MicroVM API`;
+      if (context.grpcCode === 'UNAUTHENTICATED' || context.grpcCode === 'PERMISSION_DENIED')
+        return `flintlockd at ${context.endpoint} refused the caller; check its basic-auth and TLS settings`;
       return `read flintlockd's log at ${context.endpoint}; it has the full error`;
   }
 }

@@ -46,7 +46,12 @@ export function guestNetworkArgs(network: TapNetwork, policy: EgressPolicy): str
 
 function parseAllow(entry: string): { cidr: string; port?: number } {
   const match = /^(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?(?::(\d{1,5}))?$/.exec(entry.trim());
-  if (!match) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option: `egress entry "${entry}"`, reason: 'is not CIDR or CIDR:PORT (IPv4)', hint: 'for example 140.82.112.0/20:443 or 1.1.1.1:53' });
+  if (!match)
+    throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+      option: `egress entry "${entry}"`,
+      reason: 'is not CIDR or CIDR:PORT (IPv4)',
+      hint: 'for example 140.82.112.0/20:443 or 1.1.1.1:53',
+    });
   const cidr = `${match[1]}/${match[2] ?? '32'}`;
   return match[3] ? { cidr, port: Number(match[3]) } : { cidr };
 }
@@ -85,10 +90,14 @@ table inet ${TABLE}_${device} {
     type filter hook forward priority filter; policy accept;
     iifname ${dev} ct state established,related accept
     iifname ${dev} oifname "hth*" drop
-${restricted ? `    iifname ${dev} ip daddr @egress accept
+${
+  restricted
+    ? `    iifname ${dev} ip daddr @egress accept
     iifname ${dev} ip daddr . tcp dport @egress_ports accept
     iifname ${dev} ip daddr . udp dport @egress_ports accept
-    iifname ${dev} drop` : ''}
+    iifname ${dev} drop`
+    : ''
+}
   }
   chain input {
     type filter hook input priority filter; policy accept;
@@ -101,8 +110,15 @@ ${restricted ? `    iifname ${dev} ip daddr @egress accept
 }
 
 async function requireTools(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new HearthError('HEARTH_ERR_NEEDS_ROOT', { what: 'a TAP network for a VM (ip tuntap, nftables)', command: 'sudo hearth …, or run hearth serve as root' });
-  for (const [tool, pkg] of [['ip', 'iproute2'], ['nft', 'nftables']] as const) {
+  if (process.getuid?.() !== 0)
+    throw new HearthError('HEARTH_ERR_NEEDS_ROOT', {
+      what: 'a TAP network for a VM (ip tuntap, nftables)',
+      command: 'sudo hearth …, or run hearth serve as root',
+    });
+  for (const [tool, pkg] of [
+    ['ip', 'iproute2'],
+    ['nft', 'nftables'],
+  ] as const) {
     if (!(await findExecutable(tool))) throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool, package: pkg });
   }
 }

@@ -53,26 +53,53 @@ export function shellQuote(value: string): string {
 export function qemuArgs(launch: QemuLaunch): string[] {
   const dir = launch.runtimeDir;
   const args = [
-    '-M', 'microvm,x-option-roms=off,rtc=on',
-    '-accel', launch.accel,
+    '-M',
+    'microvm,x-option-roms=off,rtc=on',
+    '-accel',
+    launch.accel,
     ...(launch.accel === 'kvm' ? ['-cpu', 'host'] : []),
-    '-m', String(launch.memoryMib),
-    '-smp', String(launch.cpus),
-    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-    '-kernel', launch.kernel,
-    '-initrd', launch.initrd,
-    '-append', kernelCommandLine(launch),
-    '-serial', `file:${optionValue(`${dir}/console.log`)}`,
-    '-device', 'virtio-serial-device',
-    '-chardev', `socket,id=agent,path=${optionValue(`${dir}/agent.sock`)},server=on,wait=off`,
-    '-device', `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
-    '-qmp', `unix:${optionValue(`${dir}/qmp.sock`)},server=on,wait=off`,
-    '-device', 'virtio-rng-device',
+    '-m',
+    String(launch.memoryMib),
+    '-smp',
+    String(launch.cpus),
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-no-reboot',
+    '-kernel',
+    launch.kernel,
+    '-initrd',
+    launch.initrd,
+    '-append',
+    kernelCommandLine(launch),
+    '-serial',
+    `file:${optionValue(`${dir}/console.log`)}`,
+    '-device',
+    'virtio-serial-device',
+    '-chardev',
+    `socket,id=agent,path=${optionValue(`${dir}/agent.sock`)},server=on,wait=off`,
+    '-device',
+    `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+    '-qmp',
+    `unix:${optionValue(`${dir}/qmp.sock`)},server=on,wait=off`,
+    '-device',
+    'virtio-rng-device',
   ];
   (launch.disks ?? []).forEach((disk, i) => {
-    args.push('-drive', `file=${optionValue(disk.path)},if=none,id=disk${i},format=${disk.format}${disk.readOnly ? ',readonly=on' : ''}`, '-device', `virtio-blk-device,drive=disk${i}`);
+    args.push(
+      '-drive',
+      `file=${optionValue(disk.path)},if=none,id=disk${i},format=${disk.format}${disk.readOnly ? ',readonly=on' : ''}`,
+      '-device',
+      `virtio-blk-device,drive=disk${i}`,
+    );
   });
-  if (launch.network) args.push('-netdev', launch.tap ? `tap,id=net0,ifname=${optionValue(launch.tap)},script=no,downscript=no` : 'user,id=net0', '-device', 'virtio-net-device,netdev=net0');
+  if (launch.network)
+    args.push(
+      '-netdev',
+      launch.tap ? `tap,id=net0,ifname=${optionValue(launch.tap)},script=no,downscript=no` : 'user,id=net0',
+      '-device',
+      'virtio-net-device,netdev=net0',
+    );
   if (launch.incoming) args.push('-incoming', `exec:cat ${shellQuote(launch.incoming)}`);
   return args;
 }

@@ -97,9 +97,21 @@ export class QemuDriver implements VmDriver {
     this.qemuBinary = options.qemuBinary ?? 'qemu-system-x86_64';
     const accel: readonly Accel[] = options.accel === 'kvm' || options.accel === 'tcg' ? [options.accel] : ['kvm', 'tcg'];
     // Networked VMs get user-mode NAT, or a TAP device each under an egress policy.
-    this.capabilities = { ...VM_BOUNDS, snapshots: true, sourceDirectory: true, networking: ['none', options.egress ? 'tap' : 'user'], images: { kind: 'cache' }, accel };
+    this.capabilities = {
+      ...VM_BOUNDS,
+      snapshots: true,
+      sourceDirectory: true,
+      networking: ['none', options.egress ? 'tap' : 'user'],
+      images: { kind: 'cache' },
+      accel,
+    };
     // QEMU's command line names the VM's QMP socket, inside its runtime directory.
-    this.live = new LiveVms({ registry: this.registry, runtimeDir: options.paths.runtime, vmmPrograms: ['qemu-system'], leakMarker: (vmId) => join(this.registry.dirOf(vmId), 'qmp.sock') });
+    this.live = new LiveVms({
+      registry: this.registry,
+      runtimeDir: options.paths.runtime,
+      vmmPrograms: ['qemu-system'],
+      leakMarker: (vmId) => join(this.registry.dirOf(vmId), 'qmp.sock'),
+    });
   }
 
   /** KVM when a probe boot proves it works, TCG otherwise; decided once per process. */
@@ -119,7 +131,13 @@ export class QemuDriver implements VmDriver {
     const image = await loadImage(this.options.paths.cache, 'minimal');
     const started = performance.now();
     try {
-      const vm = await this.launch({ spec: { image: 'minimal', cpus: 1, memoryMib: 256, network: false }, image, accel: 'kvm', origin: { kind: 'cold' }, bootTimeoutMs: KVM_PROBE_TIMEOUT_MS });
+      const vm = await this.launch({
+        spec: { image: 'minimal', cpus: 1, memoryMib: 256, network: false },
+        image,
+        accel: 'kvm',
+        origin: { kind: 'cold' },
+        bootTimeoutMs: KVM_PROBE_TIMEOUT_MS,
+      });
       await this.destroy(vm.id);
       return { usable: true, reason: `a KVM guest answered in ${Math.round(performance.now() - started)} ms` };
     } catch (error) {
@@ -160,18 +178,35 @@ export class QemuDriver implements VmDriver {
       cacheDir: this.options.paths.cache,
       driver: this.name,
       name: snapshotName,
-      check: (s) => (options.network !== undefined && options.network !== s.spec.network ? `it was taken ${s.spec.network ? 'with' : 'without'} a network device; the device set of a restore cannot change` : undefined),
+      check: (s) =>
+        options.network !== undefined && options.network !== s.spec.network
+          ? `it was taken ${s.spec.network ? 'with' : 'without'} a network device; the device set of a restore cannot change`
+          : undefined,
     });
     const stale = (reason: string): HearthError => new HearthError('HEARTH_ERR_SNAPSHOT_STALE', { name: snapshotName, reason });
     const version = await this.version();
     if (version !== snapshot.vmmVersion) throw stale(`it was taken with ${snapshot.vmmVersion}, this host has ${version}`);
     if (snapshot.accel === 'kvm' && (await this.accel()).accel !== 'kvm') throw stale('it was taken under KVM, which this host cannot use now');
-    return this.launch({ spec: snapshot.spec, image, accel: snapshot.accel, origin: { kind: 'snapshot', name: snapshotName }, incoming: snapshot.statePath, ...(snapshot.diskFile ? { snapshotDisk: join(snapshot.dir, snapshot.diskFile) } : {}) });
+    return this.launch({
+      spec: snapshot.spec,
+      image,
+      accel: snapshot.accel,
+      origin: { kind: 'snapshot', name: snapshotName },
+      incoming: snapshot.statePath,
+      ...(snapshot.diskFile ? { snapshotDisk: join(snapshot.dir, snapshot.diskFile) } : {}),
+    });
   }
 
   private async launch(plan: LaunchPlan): Promise<Vm> {
     const started = performance.now();
-    const { id, dir, entry, log } = await registerNewVm(this.registry, this.options.logger, { driver: this.name, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, accel: plan.accel });
+    const { id, dir, entry, log } = await registerNewVm(this.registry, this.options.logger, {
+      driver: this.name,
+      image: plan.image.id,
+      cpus: plan.spec.cpus,
+      memoryMib: plan.spec.memoryMib,
+      network: plan.spec.network,
+      accel: plan.accel,
+    });
 
     let disks: { disks: QemuDisk[]; kernelArgs: string[] };
     let tap: string | undefined;
@@ -187,21 +222,41 @@ export class QemuDriver implements VmDriver {
       await tearDownTap(this.options.paths.runtime, dir);
       await this.registry.remove(id);
       if (isHearthError(error)) throw error;
-      throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: `preparing its disks and network failed: ${(error as Error).message}`, consoleLog: join(dir, 'console.log') }, { cause: error });
+      throw new HearthError(
+        'HEARTH_ERR_VM_BOOT',
+        { vmId: id, reason: `preparing its disks and network failed: ${(error as Error).message}`, consoleLog: join(dir, 'console.log') },
+        { cause: error },
+      );
     }
-    const args = qemuArgs({ ...plan.spec, accel: plan.accel, kernel: plan.image.kernelPath, initrd: plan.image.initrdPath, runtimeDir: dir, incoming: plan.incoming, disks: disks.disks, extraKernelArgs: disks.kernelArgs, ...(tap ? { tap } : {}) });
+    const args = qemuArgs({
+      ...plan.spec,
+      accel: plan.accel,
+      kernel: plan.image.kernelPath,
+      initrd: plan.image.initrdPath,
+      runtimeDir: dir,
+      incoming: plan.incoming,
+      disks: disks.disks,
+      extraKernelArgs: disks.kernelArgs,
+      ...(tap ? { tap } : {}),
+    });
     const { child, exited, spawnError } = await startVmm(this.registry, entry, this.qemuBinary, args, { logFile: join(dir, 'qemu.log'), stdout: false });
 
     const vm: Vm = { id, spec: plan.spec, accel: plan.accel, origin: plan.origin, startMs: 0, state: 'booting' };
     const live: LiveVm = { vm, dir, child, exited, log };
     this.live.add(live);
-    log.info({ accel: plan.accel, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, origin: plan.origin.kind }, 'vm starting');
+    log.info(
+      { accel: plan.accel, image: plan.image.id, cpus: plan.spec.cpus, memoryMib: plan.spec.memoryMib, network: plan.spec.network, origin: plan.origin.kind },
+      'vm starting',
+    );
 
     const timeoutMs = plan.bootTimeoutMs ?? this.options.bootTimeoutMs ?? 60_000;
     const deadline = Date.now() + timeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const failure = new Promise<never>((_, reject) => {
-      exited.then(() => reject(new Error(`QEMU exited during boot (${child.exitCode ?? child.signalCode ?? 'spawn failed'})`)), () => {});
+      exited.then(
+        () => reject(new Error(`QEMU exited during boot (${child.exitCode ?? child.signalCode ?? 'spawn failed'})`)),
+        () => {},
+      );
       timer = setTimeout(() => reject(new BootStalledError(`the guest agent did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
     });
     failure.catch(() => {});
@@ -214,7 +269,8 @@ export class QemuDriver implements VmDriver {
       const detail = [(error as Error).message, await tail(join(dir, 'qemu.log'), 5), await tail(join(dir, 'console.log'))].filter(Boolean).join('\n');
       await this.destroy(id);
       const failedSpawn = spawnError();
-      if (failedSpawn?.code === 'ENOENT') throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool: this.qemuBinary, package: 'qemu-system-x86' }, { cause: failedSpawn });
+      if (failedSpawn?.code === 'ENOENT')
+        throw new HearthError('HEARTH_ERR_TOOL_MISSING', { tool: this.qemuBinary, package: 'qemu-system-x86' }, { cause: failedSpawn });
       throw new HearthError('HEARTH_ERR_VM_BOOT', { vmId: id, reason: detail, consoleLog: join(dir, 'console.log') }, { cause: error });
     } finally {
       clearTimeout(timer);
@@ -230,7 +286,6 @@ export class QemuDriver implements VmDriver {
     return execOverAgent(live, request, sink, () => this.destroy(vmId));
   }
 
-
   /** QEMU's part of the shared snapshot steps (snapshot-steps.ts): a migration to a file, the overlay frozen beside it, `cont`. */
   async snapshot(vmId: string, snapshotName: string): Promise<SnapshotInfo> {
     validateSnapshotName(snapshotName);
@@ -240,8 +295,10 @@ export class QemuDriver implements VmDriver {
     let qmp: QmpClient | undefined;
     const vmm: SnapshotVmm = {
       refuse: async () => {
-        if (live.vm.spec.network && this.options.egress) return { state: 'on a TAP network', hint: 'snapshot a VM without network, or run pools in booted mode when runners.egress is set' };
-        if (kind === undefined) return { state: 'attached to a source disk', hint: 'snapshot a VM booted without --source; give the source to the clones instead' };
+        if (live.vm.spec.network && this.options.egress)
+          return { state: 'on a TAP network', hint: 'snapshot a VM without network, or run pools in booted mode when runners.egress is set' };
+        if (kind === undefined)
+          return { state: 'attached to a source disk', hint: 'snapshot a VM booted without --source; give the source to the clones instead' };
         return undefined;
       },
       save: async (staging) => {
@@ -254,14 +311,21 @@ export class QemuDriver implements VmDriver {
         for (;;) {
           const status = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
           if (status.status === 'completed') break;
-          if (status.status === 'failed' || status.status === 'cancelled') throw new Error(`migration ${status.status}: ${status['error-desc'] ?? 'no detail'}`);
+          if (status.status === 'failed' || status.status === 'cancelled')
+            throw new Error(`migration ${status.status}: ${status['error-desc'] ?? 'no detail'}`);
           await sleep(10);
         }
         // Migration has paused the guest and flushed its disks: the overlay now matches the
         // saved memory exactly. Frozen beside it, before the source runs on and writes again.
         const hasDisk = kind === 'rootfs';
         if (hasDisk) await copyFile(join(live.dir, 'root.qcow2'), join(staging, 'root.qcow2'));
-        return { stateFile: 'state', ...(hasDisk ? { diskFile: 'root.qcow2' } : {}), sizeBytes: (await stat(join(staging, 'state'))).size, accel: live.vm.accel, vmmVersion: await this.version() };
+        return {
+          stateFile: 'state',
+          ...(hasDisk ? { diskFile: 'root.qcow2' } : {}),
+          sizeBytes: (await stat(join(staging, 'state'))).size,
+          accel: live.vm.accel,
+          vmmVersion: await this.version(),
+        };
       },
       resume: async () => {
         await qmp?.execute('cont');

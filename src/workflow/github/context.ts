@@ -32,14 +32,31 @@ export async function githubContextFor(options: {
   const ref = `refs/heads/${branch}`;
   const repo = { full_name: repository, name, owner: { login: owner }, default_branch: 'main', fork: false, private: false };
   const sender = { login: 'hearth', type: 'User' };
-  const commit = { id: sha, message: 'local run', timestamp: new Date().toISOString(), author: { name: 'hearth', email: 'hearth@localhost' }, committer: { name: 'hearth', email: 'hearth@localhost' } };
+  const commit = {
+    id: sha,
+    message: 'local run',
+    timestamp: new Date().toISOString(),
+    author: { name: 'hearth', email: 'hearth@localhost' },
+    committer: { name: 'hearth', email: 'hearth@localhost' },
+  };
   let payload: Record<string, unknown>;
   switch (options.event) {
     case 'pull_request':
     case 'pull_request_target': {
       // The fields workflows read: head/base ref, sha and repo (a same-repository PR, not a fork), labels, draft, author.
       const side = (branchName: string) => ({ label: `${owner}:${branchName}`, ref: branchName, sha, user: { login: owner }, repo });
-      const pullRequest = { number: 1, state: 'open', title: 'local run', user: { login: 'hearth' }, labels: [], draft: false, merged: false, commits: 1, head: side(branch), base: side('main') };
+      const pullRequest = {
+        number: 1,
+        state: 'open',
+        title: 'local run',
+        user: { login: 'hearth' },
+        labels: [],
+        draft: false,
+        merged: false,
+        commits: 1,
+        head: side(branch),
+        base: side('main'),
+      };
       payload = { action: 'opened', number: 1, pull_request: pullRequest, repository: repo, sender };
       break;
     }
@@ -47,7 +64,20 @@ export async function githubContextFor(options: {
       payload = { inputs: { ...options.inputs }, ref, repository: repo, sender };
       break;
     default:
-      payload = { ref, before: '0'.repeat(40), after: sha, created: false, deleted: false, forced: false, base_ref: null, commits: [commit], head_commit: commit, pusher: { name: 'hearth', email: 'hearth@localhost' }, repository: repo, sender };
+      payload = {
+        ref,
+        before: '0'.repeat(40),
+        after: sha,
+        created: false,
+        deleted: false,
+        forced: false,
+        base_ref: null,
+        commits: [commit],
+        head_commit: commit,
+        pusher: { name: 'hearth', email: 'hearth@localhost' },
+        repository: repo,
+        sender,
+      };
   }
   const runId = String(Date.now());
   const github: Record<string, unknown> = {

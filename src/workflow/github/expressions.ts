@@ -50,11 +50,19 @@ export function truthy(value: unknown): boolean {
 function parse(expression: string, location: SourceLocation) {
   try {
     const { tokens } = new Lexer(expression).lex();
-    const ast = new Parser(tokens, CONTEXT_NAMES, STATUS_FUNCTIONS.map((name) => ({ name, minArgs: 0, maxArgs: 0 }))).parse();
+    const ast = new Parser(
+      tokens,
+      CONTEXT_NAMES,
+      STATUS_FUNCTIONS.map((name) => ({ name, minArgs: 0, maxArgs: 0 })),
+    ).parse();
     const usesStatus = tokens.some((t, i) => STATUS_FUNCTIONS.includes(String(t.lexeme).toLowerCase()) && tokens[i + 1]?.lexeme === '(');
     return { ast, usesStatus };
   } catch (error) {
-    throw workflowError(location, `invalid expression "${expression}": ${(error as Error).message}`, 'see https://docs.github.com/actions/learn-github-actions/expressions');
+    throw workflowError(
+      location,
+      `invalid expression "${expression}": ${(error as Error).message}`,
+      'see https://docs.github.com/actions/learn-github-actions/expressions',
+    );
   }
 }
 
@@ -63,7 +71,11 @@ export function evaluateValue(expression: string, contexts: ExpressionContexts, 
   try {
     return fromData(new Evaluator(ast, toData(contexts), statusFunctions(status)).evaluate());
   } catch (error) {
-    throw workflowError(location, `cannot evaluate "${expression}": ${(error as Error).message}`, 'check the names of contexts and functions in the expression');
+    throw workflowError(
+      location,
+      `cannot evaluate "${expression}": ${(error as Error).message}`,
+      'check the names of contexts and functions in the expression',
+    );
   }
 }
 

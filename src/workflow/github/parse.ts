@@ -34,7 +34,11 @@ function display(value: unknown): string {
 }
 
 /** Matrix expansion as GitHub documents it: product, then exclude (partial matches), then include. */
-export function expandMatrix(axes: Record<string, unknown[]>, include: Record<string, unknown>[], exclude: Record<string, unknown>[]): Record<string, unknown>[] {
+export function expandMatrix(
+  axes: Record<string, unknown[]>,
+  include: Record<string, unknown>[],
+  exclude: Record<string, unknown>[],
+): Record<string, unknown>[] {
   let combos: Record<string, unknown>[] = Object.keys(axes).length ? [{}] : [];
   for (const [key, values] of Object.entries(axes)) combos = combos.flatMap((combo) => values.map((value) => ({ ...combo, [key]: value })));
   const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
@@ -151,19 +155,41 @@ class GithubWorkflowParser {
   }
 
   /** `uses: ./dir`: a composite action runs; a missing or non-composite one fails its job, pointing at this `uses:`. */
-  private async loadLocalAction(source: YamlSource, uses: string, withArgs: Record<string, string>, at: Node, chain: readonly string[]): Promise<GithubStepAction> {
+  private async loadLocalAction(
+    source: YamlSource,
+    uses: string,
+    withArgs: Record<string, string>,
+    at: Node,
+    chain: readonly string[],
+  ): Promise<GithubStepAction> {
     const dir = join(this.options.repoRoot, uses);
     const file = await findActionFile(dir);
-    if (!file) return unsupportedAt(source, at, uses, `local action ${uses} has no action.yml (looked in ${dir})`, 'check the path: it is relative to the project root');
-    if (chain.includes(file)) return unsupportedAt(source, at, uses, `local action ${uses} uses itself (${[...chain, file].join(' -> ')})`, 'break the cycle between these actions');
-    if (chain.length >= MAX_ACTION_DEPTH) return unsupportedAt(source, at, uses, `local action ${uses} nests composite actions deeper than ${MAX_ACTION_DEPTH} levels, which GitHub refuses`, 'flatten the actions');
+    if (!file)
+      return unsupportedAt(source, at, uses, `local action ${uses} has no action.yml (looked in ${dir})`, 'check the path: it is relative to the project root');
+    if (chain.includes(file))
+      return unsupportedAt(source, at, uses, `local action ${uses} uses itself (${[...chain, file].join(' -> ')})`, 'break the cycle between these actions');
+    if (chain.length >= MAX_ACTION_DEPTH)
+      return unsupportedAt(
+        source,
+        at,
+        uses,
+        `local action ${uses} nests composite actions deeper than ${MAX_ACTION_DEPTH} levels, which GitHub refuses`,
+        'flatten the actions',
+      );
     const loaded = await this.readActionFile(file, chain);
     if (loaded.kind === 'other') {
-      return unsupportedAt(source, at, uses, `local action ${uses} is a "${loaded.using}" action (${formatLocation(loaded.at)}); hearth run runs composite actions only`, 'rewrite it as a composite action, or run its commands in a run: step');
+      return unsupportedAt(
+        source,
+        at,
+        uses,
+        `local action ${uses} is a "${loaded.using}" action (${formatLocation(loaded.at)}); hearth run runs composite actions only`,
+        'rewrite it as a composite action, or run its commands in a run: step',
+      );
     }
     const { action } = loaded;
     for (const [name, spec] of Object.entries(action.inputs)) {
-      if (spec.required && spec.default === undefined && !(name in withArgs)) throw source.error(at, `local action ${uses} requires input "${name}"`, `add it under with:`);
+      if (spec.required && spec.default === undefined && !(name in withArgs))
+        throw source.error(at, `local action ${uses} requires input "${name}"`, `add it under with:`);
     }
     return { kind: 'composite', path: uses, with: withArgs, inputs: action.inputs, outputs: action.outputs, steps: action.steps };
   }
@@ -173,7 +199,13 @@ class GithubWorkflowParser {
     const name = uses.split('@')[0]!.split('/').slice(0, 2).join('/').toLowerCase();
     const translate = ACTION_TRANSLATIONS[name];
     if (translate && !uses.startsWith('docker://')) return translate(withArgs);
-    return unsupportedAt(source, at, uses, `the action ${uses} cannot run under hearth run (it runs actions/checkout and local composite actions, and no translation for ${name} is registered)`, 'replace the step with run: commands, or remove it for local runs');
+    return unsupportedAt(
+      source,
+      at,
+      uses,
+      `the action ${uses} cannot run under hearth run (it runs actions/checkout and local composite actions, and no translation for ${name} is registered)`,
+      'replace the step with run: commands, or remove it for local runs',
+    );
   }
 
   async parseSteps(source: YamlSource, nodes: readonly Node[], defaults: StepDefaults, chain: readonly string[] = []): Promise<GithubStep[]> {
@@ -183,15 +215,18 @@ class GithubWorkflowParser {
       if (!step) throw source.error(node, 'a step must be a mapping with run: or uses:', 'for example - run: make test');
       const run = source.string(source.get(step, 'run'), 'run');
       const uses = source.string(source.get(step, 'uses'), 'uses');
-      if ((run === undefined) === (uses === undefined)) throw source.error(node, 'a step needs exactly one of run: and uses:', 'split it into two steps, or add the missing key');
+      if ((run === undefined) === (uses === undefined))
+        throw source.error(node, 'a step needs exactly one of run: and uses:', 'split it into two steps, or add the missing key');
       const withArgs = source.stringMap(source.get(step, 'with'), 'with');
-      const action: GithubStepAction = run !== undefined ? { kind: 'run', script: run } : await this.parseAction(source, uses!, withArgs, source.get(step, 'uses')!, chain);
+      const action: GithubStepAction =
+        run !== undefined ? { kind: 'run', script: run } : await this.parseAction(source, uses!, withArgs, source.get(step, 'uses')!, chain);
       const ifNode = source.get(step, 'if');
       const coe = source.string(source.get(step, 'continue-on-error'), 'continue-on-error');
       const id = source.string(source.get(step, 'id'), 'id');
       const name = source.string(source.get(step, 'name'), 'name') ?? (run !== undefined ? `Run ${run.trim().split('\n')[0]}` : `Run ${uses}`);
       // defaults.run applies to run: steps only.
-      const workingDirectory = source.string(source.get(step, 'working-directory'), 'working-directory') ?? (run !== undefined ? defaults.workingDirectory : undefined);
+      const workingDirectory =
+        source.string(source.get(step, 'working-directory'), 'working-directory') ?? (run !== undefined ? defaults.workingDirectory : undefined);
       const shell = source.string(source.get(step, 'shell'), 'shell') ?? (run !== undefined ? defaults.shell : undefined);
       const timeout = this.stepTimeout(source, source.get(step, 'timeout-minutes'));
       steps.push({
@@ -217,7 +252,12 @@ class GithubWorkflowParser {
     const location = source.at(node);
     if (text.includes('${{')) return { minutes: unwrapExpression(text), location };
     const minutes = Number(text);
-    if (!(minutes > 0)) throw source.error(node, `timeout-minutes must be a positive number, not "${text}"`, 'for example timeout-minutes: 10, or an expression such as ${{ matrix.timeout }}');
+    if (!(minutes > 0))
+      throw source.error(
+        node,
+        `timeout-minutes must be a positive number, not "${text}"`,
+        'for example timeout-minutes: 10, or an expression such as ${{ matrix.timeout }}',
+      );
     return { minutes, location };
   }
 
@@ -227,7 +267,8 @@ class GithubWorkflowParser {
     const node = s.get(job, 'env');
     if (isScalar(node) && typeof node.value === 'string' && node.value.includes('${{')) {
       const value = evaluateValue(unwrapExpression(node.value), ctx, s.at(node));
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) throw s.error(node, `jobs.${jobId}.env evaluates to ${JSON.stringify(value)}, not a mapping`, 'make the expression yield an object');
+      if (value === null || typeof value !== 'object' || Array.isArray(value))
+        throw s.error(node, `jobs.${jobId}.env evaluates to ${JSON.stringify(value)}, not a mapping`, 'make the expression yield an object');
       return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
     }
     void at;
@@ -244,7 +285,11 @@ class GithubWorkflowParser {
     const minutes = value.trim() === '' ? Number.NaN : Number(value);
     if (!(minutes > 0)) {
       const shown = value === text ? `"${text}"` : `"${text}", which evaluates to "${value}"`;
-      throw s.error(node, `jobs.${jobId}.timeout-minutes must be a positive number, not ${shown}`, 'for example timeout-minutes: 30; an expression may use matrix and inputs (--input NAME=VALUE)');
+      throw s.error(
+        node,
+        `jobs.${jobId}.timeout-minutes must be a positive number, not ${shown}`,
+        'for example timeout-minutes: 30; an expression may use matrix and inputs (--input NAME=VALUE)',
+      );
     }
     return minutes;
   }
@@ -256,10 +301,16 @@ class GithubWorkflowParser {
     const failFast = s.string(s.get(strategy, 'fail-fast'), 'fail-fast') !== 'false';
     const maxParallelText = s.string(s.get(strategy, 'max-parallel'), 'max-parallel');
     const maxParallel = maxParallelText !== undefined ? Number(maxParallelText) : undefined;
-    if (maxParallel !== undefined && !(maxParallel >= 1)) throw s.error(s.get(strategy, 'max-parallel'), `max-parallel must be a positive number, not "${maxParallelText}"`, 'for example max-parallel: 2');
+    if (maxParallel !== undefined && !(maxParallel >= 1))
+      throw s.error(s.get(strategy, 'max-parallel'), `max-parallel must be a positive number, not "${maxParallelText}"`, 'for example max-parallel: 2');
     const matrixNode = s.get(strategy, 'matrix');
     if (matrixNode === undefined) return { combos: [{}], failFast, ...(maxParallel ? { maxParallel } : {}) };
-    if (isScalar(matrixNode)) throw s.error(matrixNode, `jobs.${jobId}.strategy.matrix is an expression (${String(matrixNode.value)}) that is only known while running`, 'write the matrix out in the file for local runs');
+    if (isScalar(matrixNode))
+      throw s.error(
+        matrixNode,
+        `jobs.${jobId}.strategy.matrix is an expression (${String(matrixNode.value)}) that is only known while running`,
+        'write the matrix out in the file for local runs',
+      );
     const matrix = s.map(matrixNode, 'matrix')!;
     const axes: Record<string, unknown[]> = {};
     let include: Record<string, unknown>[] = [];
@@ -268,7 +319,11 @@ class GithubWorkflowParser {
       const key = s.keyOf(pair);
       const value = pair.value as Node;
       if (isScalar(value) && typeof value.value === 'string' && value.value.includes('${{')) {
-        throw s.error(value, `matrix.${key} is an expression (${value.value}) that is only known while running`, 'write the values out in the file for local runs');
+        throw s.error(
+          value,
+          `matrix.${key} is an expression (${value.value}) that is only known while running`,
+          'write the values out in the file for local runs',
+        );
       }
       if (key === 'include' || key === 'exclude') {
         if (!isSeq(value)) throw s.error(value, `matrix.${key} must be a list of mappings`, `for example ${key}: [{os: linux}]`);
@@ -295,7 +350,12 @@ class GithubWorkflowParser {
     if (this.options.event !== 'workflow_dispatch') return inputs;
     const known = new Map((declared?.items ?? []).map((pair) => [s.keyOf(pair), s.map(pair.value as Node, `inputs.${s.keyOf(pair)}`)]));
     for (const name of Object.keys(inputs)) {
-      if (!known.has(name)) throw s.error(declared ?? on ?? root, `--input ${name} is not an input of this workflow`, known.size ? `valid inputs: ${[...known.keys()].join(', ')}` : 'this workflow declares no workflow_dispatch inputs');
+      if (!known.has(name))
+        throw s.error(
+          declared ?? on ?? root,
+          `--input ${name} is not an input of this workflow`,
+          known.size ? `valid inputs: ${[...known.keys()].join(', ')}` : 'this workflow declares no workflow_dispatch inputs',
+        );
     }
     for (const [name, spec] of known) {
       if (name in inputs) continue;
@@ -330,10 +390,19 @@ class GithubWorkflowParser {
       const jobId = s.keyOf(pair);
       const job = s.map(pair.value as Node, `jobs.${jobId}`);
       if (!job) throw s.error(pair.value as Node, `jobs.${jobId} is empty`, 'give it runs-on: and steps:');
-      if (s.get(job, 'uses') !== undefined) throw s.error(s.get(job, 'uses'), `jobs.${jobId} calls a reusable workflow, which hearth run does not run yet`, 'run the called workflow file directly');
+      if (s.get(job, 'uses') !== undefined)
+        throw s.error(
+          s.get(job, 'uses'),
+          `jobs.${jobId} calls a reusable workflow, which hearth run does not run yet`,
+          'run the called workflow file directly',
+        );
       for (const refused of ['services', 'container'] as const) {
         if (s.get(job, refused) !== undefined) {
-          throw s.error(s.get(job, refused), `jobs.${jobId}.${refused} is not supported yet: hearth run executes steps directly in a microVM, without containers`, `remove ${refused}: for local runs, and install what it provided in a step`);
+          throw s.error(
+            s.get(job, refused),
+            `jobs.${jobId}.${refused} is not supported yet: hearth run executes steps directly in a microVM, without containers`,
+            `remove ${refused}: for local runs, and install what it provided in a step`,
+          );
         }
       }
       const stepsNode = s.get(job, 'steps');
@@ -357,7 +426,12 @@ class GithubWorkflowParser {
         const values = Object.values(matrix).map(display);
         const name = nameTemplate ? interpolate(nameTemplate, ctx, at) : jobId;
         const timeoutMinutes = this.jobTimeout(jobId, job, ctx);
-        const key = combos.length > 1 && !(nameTemplate ?? '').includes('matrix.') ? `${name} (${values.join(', ')})` : combos.length === 1 && values.length ? `${name} (${values.join(', ')})` : name;
+        const key =
+          combos.length > 1 && !(nameTemplate ?? '').includes('matrix.')
+            ? `${name} (${values.join(', ')})`
+            : combos.length === 1 && values.length
+              ? `${name} (${values.join(', ')})`
+              : name;
         const body: GithubJobBody = {
           kind: 'github',
           jobId,
@@ -381,7 +455,8 @@ class GithubWorkflowParser {
     const jobs: PlannedJob[] = [];
     for (const jobId of order) {
       const { ids, node } = needsOf.get(jobId)!;
-      for (const id of ids) if (!expansions.has(id)) throw s.error(node, `jobs.${jobId} needs "${id}", which is not a job of this workflow`, `jobs are: ${order.join(', ')}`);
+      for (const id of ids)
+        if (!expansions.has(id)) throw s.error(node, `jobs.${jobId} needs "${id}", which is not a job of this workflow`, `jobs are: ${order.join(', ')}`);
       const needs = ids.flatMap((id) => expansions.get(id)!.map((j) => j.key));
       for (const job of expansions.get(jobId)!) jobs.push({ ...job, needs });
     }
@@ -393,7 +468,8 @@ class GithubWorkflowParser {
     const state = new Map<string, 'visiting' | 'done'>();
     const visit = (id: string, path: string[]): void => {
       if (state.get(id) === 'done') return;
-      if (state.get(id) === 'visiting') throw this.source.error(needsOf.get(id)!.node, `needs form a cycle: ${[...path, id].join(' -> ')}`, 'remove one of these needs');
+      if (state.get(id) === 'visiting')
+        throw this.source.error(needsOf.get(id)!.node, `needs form a cycle: ${[...path, id].join(' -> ')}`, 'remove one of these needs');
       state.set(id, 'visiting');
       for (const next of needsOf.get(id)!.ids) visit(next, [...path, id]);
       state.set(id, 'done');
@@ -435,6 +511,11 @@ export async function parseGithubWorkflow(file: string, options: GithubPlanOptio
 export async function parseCompositeAction(file: string, options: { readonly repoRoot: string }): Promise<CompositeAction> {
   const parser = new GithubWorkflowParser(await YamlSource.load(file), { repoRoot: options.repoRoot, event: 'push', inputs: {} });
   const loaded = await parser.readActionFile(file, []);
-  if (loaded.kind === 'other') throw workflowError(loaded.at, `the action uses "${loaded.using}"; hearth run runs composite actions only`, 'rewrite it as a composite action, or run its commands in a run: step');
+  if (loaded.kind === 'other')
+    throw workflowError(
+      loaded.at,
+      `the action uses "${loaded.using}"; hearth run runs composite actions only`,
+      'rewrite it as a composite action, or run its commands in a run: step',
+    );
   return loaded.action;
 }

@@ -26,8 +26,33 @@ export interface GitlabPlanOptions {
 export const GITLAB_PROJECT_DIR = '/workspace';
 
 const DEFAULT_STAGES = ['.pre', 'build', 'test', 'deploy', '.post'];
-const GLOBAL_KEYWORDS = new Set(['default', 'include', 'stages', 'variables', 'workflow', 'image', 'services', 'cache', 'before_script', 'after_script', 'types']);
-const DEFAULTABLE = ['before_script', 'after_script', 'image', 'tags', 'timeout', 'interruptible', 'retry', 'cache', 'artifacts', 'hooks', 'id_tokens', 'services'];
+const GLOBAL_KEYWORDS = new Set([
+  'default',
+  'include',
+  'stages',
+  'variables',
+  'workflow',
+  'image',
+  'services',
+  'cache',
+  'before_script',
+  'after_script',
+  'types',
+]);
+const DEFAULTABLE = [
+  'before_script',
+  'after_script',
+  'image',
+  'tags',
+  'timeout',
+  'interruptible',
+  'retry',
+  'cache',
+  'artifacts',
+  'hooks',
+  'id_tokens',
+  'services',
+];
 const REF_MARKER = '\u0000hearth-reference:';
 
 type Json = unknown;
@@ -49,7 +74,11 @@ export function deepMerge(base: JsonMap, over: JsonMap): JsonMap {
 
 function gitValue(repoRoot: string, args: string[]): string | undefined {
   try {
-    return execFileSync('git', ['-C', repoRoot, ...args], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() || undefined;
+    return (
+      execFileSync('git', ['-C', repoRoot, ...args], { stdio: ['ignore', 'pipe', 'ignore'] })
+        .toString()
+        .trim() || undefined
+    );
   } catch {
     return undefined;
   }
@@ -65,7 +94,10 @@ export function predefinedVariables(options: GitlabPlanOptions, job?: PlannedJob
     CI_SERVER: 'yes',
     CI_PIPELINE_SOURCE: options.source,
     CI_COMMIT_REF_NAME: options.ref,
-    CI_COMMIT_REF_SLUG: options.ref.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 63),
+    CI_COMMIT_REF_SLUG: options.ref
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .slice(0, 63),
     CI_COMMIT_SHA: sha,
     CI_COMMIT_SHORT_SHA: sha.slice(0, 8),
     CI_COMMIT_BEFORE_SHA: '0'.repeat(40),
@@ -115,7 +147,10 @@ function hasServices(value: Json): boolean {
 
 /** Expands $VAR and ${VAR} as GitLab does in tags and similar fields. */
 export function expandVariables(text: string, variables: Readonly<Record<string, string>>): string {
-  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (whole, braced: string | undefined, bare: string | undefined) => variables[braced ?? bare ?? ''] ?? whole);
+  return text.replace(
+    /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+    (whole, braced: string | undefined, bare: string | undefined) => variables[braced ?? bare ?? ''] ?? whole,
+  );
 }
 
 function flattenScript(value: Json): string[] {
@@ -134,7 +169,12 @@ class GitlabCiParser {
     try {
       await access(file);
     } catch {
-      if (includedFrom) throw includedFrom.source.error(includedFrom.node, `include: local file ${file} does not exist`, 'check the path: local includes are relative to the project root');
+      if (includedFrom)
+        throw includedFrom.source.error(
+          includedFrom.node,
+          `include: local file ${file} does not exist`,
+          'check the path: local includes are relative to the project root',
+        );
     }
     // GitLab's YAML reader lets a later duplicate key win, so this one does too.
     const source = await YamlSource.load(file, { merge: true, uniqueKeys: false });
@@ -153,16 +193,33 @@ class GitlabCiParser {
     const include = source.get(root, 'include');
     if (include !== undefined) {
       const entries = Array.isArray(config.include) ? config.include : [config.include];
-      const nodes = include && 'items' in include && Array.isArray((include as { items: unknown[] }).items) ? ((include as { items: Node[] }).items) : [include];
+      const nodes = include && 'items' in include && Array.isArray((include as { items: unknown[] }).items) ? (include as { items: Node[] }).items : [include];
       for (const [i, entry] of entries.entries()) {
         const node = nodes[i] ?? include;
-        const local = typeof entry === 'string' ? (/^https?:\/\//.test(entry) ? undefined : entry) : isPlainMap(entry) && typeof entry.local === 'string' ? entry.local : undefined;
+        const local =
+          typeof entry === 'string'
+            ? /^https?:\/\//.test(entry)
+              ? undefined
+              : entry
+            : isPlainMap(entry) && typeof entry.local === 'string'
+              ? entry.local
+              : undefined;
         if (local === undefined) {
-          const kind = typeof entry === 'string' ? 'remote' : isPlainMap(entry) ? (['remote', 'project', 'template', 'component'].find((k) => k in entry) ?? 'unknown') : 'unknown';
-          throw source.error(node, `include: ${kind} is not supported by hearth run (only include: local)`, 'copy the included configuration into the project and include it with local:');
+          const kind =
+            typeof entry === 'string'
+              ? 'remote'
+              : isPlainMap(entry)
+                ? (['remote', 'project', 'template', 'component'].find((k) => k in entry) ?? 'unknown')
+                : 'unknown';
+          throw source.error(
+            node,
+            `include: ${kind} is not supported by hearth run (only include: local)`,
+            'copy the included configuration into the project and include it with local:',
+          );
         }
         if (isPlainMap(entry) && Array.isArray(entry.rules) && !this.includeWanted(entry.rules, local, source, node)) continue;
-        if (local.includes('*')) throw source.error(node, `include: local with a wildcard (${local}) is not supported by hearth run`, 'list the files one by one');
+        if (local.includes('*'))
+          throw source.error(node, `include: local with a wildcard (${local}) is not supported by hearth run`, 'list the files one by one');
         const path = join(this.options.repoRoot, local.replace(/^\/+/, ''));
         merged = deepMerge(merged, await this.loadFile(path, { source, node }, depth + 1));
       }
@@ -181,7 +238,11 @@ class GitlabCiParser {
         try {
           matched = evaluateRuleIf(String(rule.if), vars);
         } catch (error) {
-          throw source.error(node, `cannot evaluate the rules of include ${local}: ${(error as Error).message}`, 'GitLab rules use $VARIABLE, ==, !=, =~ /regex/, &&, || and parentheses');
+          throw source.error(
+            node,
+            `cannot evaluate the rules of include ${local}: ${(error as Error).message}`,
+            'GitLab rules use $VARIABLE, ==, !=, =~ /regex/, &&, || and parentheses',
+          );
         }
         if (!matched) continue;
       }
@@ -222,7 +283,11 @@ class GitlabCiParser {
       let target: Json = config;
       for (const part of ref.path) {
         if (!isPlainMap(target) || !(part in target)) {
-          throw workflowError({ file: ref.file, line: ref.line, column: ref.column }, `!reference [${ref.path.join(', ')}] points at nothing`, 'check the job and key names');
+          throw workflowError(
+            { file: ref.file, line: ref.line, column: ref.column },
+            `!reference [${ref.path.join(', ')}] points at nothing`,
+            'check the job and key names',
+          );
         }
         target = target[part];
       }
@@ -235,7 +300,13 @@ class GitlabCiParser {
 
   private resolveExtends(name: string, jobs: JsonMap, chain: string[] = []): JsonMap {
     const job = jobs[name];
-    if (!isPlainMap(job)) throw this.error(chain[chain.length - 1] ?? name, 'extends', `extends: "${name}" is not a job or template in this configuration`, 'check the name, including its leading dot');
+    if (!isPlainMap(job))
+      throw this.error(
+        chain[chain.length - 1] ?? name,
+        'extends',
+        `extends: "${name}" is not a job or template in this configuration`,
+        'check the name, including its leading dot',
+      );
     if (chain.includes(name)) throw this.error(name, 'extends', `extends forms a cycle: ${[...chain, name].join(' -> ')}`, 'remove one of these extends');
     if (chain.length > 11) throw this.error(name, 'extends', 'extends nests more than 11 levels', 'flatten the templates');
     const parents = job.extends === undefined ? [] : Array.isArray(job.extends) ? job.extends.map(String) : [String(job.extends)];
@@ -289,7 +360,12 @@ class GitlabCiParser {
     try {
       return evaluateRuleIf(expression, variables);
     } catch (error) {
-      throw this.error(jobName, key, `cannot evaluate "${expression}": ${(error as Error).message}`, 'GitLab rules use $VARIABLE, ==, !=, =~ /regex/, &&, || and parentheses');
+      throw this.error(
+        jobName,
+        key,
+        `cannot evaluate "${expression}": ${(error as Error).message}`,
+        'GitLab rules use $VARIABLE, ==, !=, =~ /regex/, &&, || and parentheses',
+      );
     }
   }
 
@@ -298,12 +374,23 @@ class GitlabCiParser {
     const config = this.resolveReferences(merged, merged) as JsonMap;
     const main = this.files[0]!.source;
     const mainRoot = main.root();
-    if (hasServices(config.services)) throw main.error(main.get(mainRoot, 'services') ?? mainRoot, 'services: is not supported by hearth run: it runs jobs directly in a microVM, without containers', 'remove services: for local runs and start what you need in before_script');
+    if (hasServices(config.services))
+      throw main.error(
+        main.get(mainRoot, 'services') ?? mainRoot,
+        'services: is not supported by hearth run: it runs jobs directly in a microVM, without containers',
+        'remove services: for local runs and start what you need in before_script',
+      );
     const stages = Array.isArray(config.stages) ? ['.pre', ...config.stages.map(String).filter((s) => s !== '.pre' && s !== '.post'), '.post'] : DEFAULT_STAGES;
     const globalVariables = variablesOf(config.variables);
     const defaults: JsonMap = { ...(isPlainMap(config.default) ? config.default : {}) };
-    for (const legacy of ['image', 'before_script', 'after_script', 'cache']) if (config[legacy] !== undefined && defaults[legacy] === undefined) defaults[legacy] = config[legacy];
-    if (hasServices(defaults.services)) throw main.error(main.get(mainRoot, 'default') ?? mainRoot, 'default: services: is not supported by hearth run: it runs jobs directly in a microVM, without containers', 'remove services: for local runs');
+    for (const legacy of ['image', 'before_script', 'after_script', 'cache'])
+      if (config[legacy] !== undefined && defaults[legacy] === undefined) defaults[legacy] = config[legacy];
+    if (hasServices(defaults.services))
+      throw main.error(
+        main.get(mainRoot, 'default') ?? mainRoot,
+        'default: services: is not supported by hearth run: it runs jobs directly in a microVM, without containers',
+        'remove services: for local runs',
+      );
     const baseVars = { ...predefinedVariables(this.options), ...globalVariables, ...this.options.variables };
 
     const skipped: { key: string; reason: string }[] = [];
@@ -319,29 +406,54 @@ class GitlabCiParser {
     const drafts: Draft[] = [];
     for (const name of jobNames) {
       const job = this.resolveExtends(name, config);
-      if (job.trigger !== undefined) throw this.error(name, 'trigger', `job ${name} triggers another pipeline (trigger:), which hearth run does not support`, 'run the downstream pipeline file directly');
-      if (hasServices(job.services)) throw this.error(name, 'services', `job ${name} uses services:, which hearth run does not support yet: it runs jobs directly in a microVM, without containers`, 'remove services: for local runs and start what you need in before_script');
+      if (job.trigger !== undefined)
+        throw this.error(
+          name,
+          'trigger',
+          `job ${name} triggers another pipeline (trigger:), which hearth run does not support`,
+          'run the downstream pipeline file directly',
+        );
+      if (hasServices(job.services))
+        throw this.error(
+          name,
+          'services',
+          `job ${name} uses services:, which hearth run does not support yet: it runs jobs directly in a microVM, without containers`,
+          'remove services: for local runs and start what you need in before_script',
+        );
       const inherit = isPlainMap(job.inherit) ? job.inherit : {};
       const inheritDefault = inherit.default;
       for (const key of DEFAULTABLE) {
         const allowed = inheritDefault === undefined || inheritDefault === true || (Array.isArray(inheritDefault) && inheritDefault.includes(key));
         if (allowed && job[key] === undefined && defaults[key] !== undefined) job[key] = defaults[key];
       }
-      if (hasServices(job.services)) throw this.error(name, undefined, `job ${name} inherits services: from default:, which hearth run does not support`, 'set inherit: default: false, or remove services:');
+      if (hasServices(job.services))
+        throw this.error(
+          name,
+          undefined,
+          `job ${name} inherits services: from default:, which hearth run does not support`,
+          'set inherit: default: false, or remove services:',
+        );
       const inheritVars = inherit.variables;
-      const inheritedVars = inheritVars === false ? {} : Array.isArray(inheritVars) ? Object.fromEntries(Object.entries(globalVariables).filter(([k]) => inheritVars.includes(k))) : globalVariables;
+      const inheritedVars =
+        inheritVars === false
+          ? {}
+          : Array.isArray(inheritVars)
+            ? Object.fromEntries(Object.entries(globalVariables).filter(([k]) => inheritVars.includes(k)))
+            : globalVariables;
       let variables = { ...inheritedVars, ...variablesOf(job.variables) };
       const script = flattenScript(job.script);
       if (script.length === 0) throw this.error(name, 'script', `job ${name} has no script`, 'add script: with the commands to run');
       const stage = job.stage === undefined ? 'test' : String(job.stage);
       const stageIndex = stages.indexOf(stage);
-      if (stageIndex < 0) throw this.error(name, 'stage', `job ${name} is in stage "${stage}", which stages: does not list`, `stages are: ${stages.join(', ')}`);
+      if (stageIndex < 0)
+        throw this.error(name, 'stage', `job ${name} is in stage "${stage}", which stages: does not list`, `stages are: ${stages.join(', ')}`);
 
       let when = job.when === undefined ? 'on_success' : String(job.when);
       let allowFailure = job.allow_failure === true || isPlainMap(job.allow_failure);
       const vars = { ...baseVars, ...variables, CI_JOB_NAME: name, CI_JOB_STAGE: stage };
       if (job.rules !== undefined) {
-        if (!Array.isArray(job.rules)) throw this.error(name, 'rules', `rules: of ${name} must be a list`, 'for example rules: [{ if: $CI_COMMIT_BRANCH == "main" }]');
+        if (!Array.isArray(job.rules))
+          throw this.error(name, 'rules', `rules: of ${name} must be a list`, 'for example rules: [{ if: $CI_COMMIT_BRANCH == "main" }]');
         let matched: JsonMap | undefined;
         for (const rule of job.rules) {
           if (!isPlainMap(rule)) continue;
@@ -380,15 +492,19 @@ class GitlabCiParser {
         when = 'on_success';
       }
       if (when === 'delayed') when = 'on_success';
-      if (!['on_success', 'on_failure', 'always'].includes(when)) throw this.error(name, 'when', `job ${name} has when: ${when}`, 'use on_success, on_failure, always, manual, delayed or never');
+      if (!['on_success', 'on_failure', 'always'].includes(when))
+        throw this.error(name, 'when', `job ${name} has when: ${when}`, 'use on_success, on_failure, always, manual, delayed or never');
 
       const timeoutText = job.timeout === undefined ? undefined : String(job.timeout);
       const timeoutMinutes = timeoutText === undefined ? 60 : parseDurationMinutes(timeoutText);
-      if (timeoutMinutes === undefined) throw this.error(name, 'timeout', `job ${name} has timeout "${timeoutText}", which is not a duration`, 'for example timeout: 1h 30m');
+      if (timeoutMinutes === undefined)
+        throw this.error(name, 'timeout', `job ${name} has timeout "${timeoutText}", which is not a duration`, 'for example timeout: 1h 30m');
       let explicitNeeds: { job: string; optional: boolean }[] | undefined;
       if (job.needs !== undefined) {
         if (!Array.isArray(job.needs)) throw this.error(name, 'needs', `needs: of ${name} must be a list`, 'for example needs: [build]');
-        explicitNeeds = job.needs.map((n) => (isPlainMap(n) ? { job: String(n.job ?? n.pipeline ?? ''), optional: n.optional === true } : { job: String(n), optional: false }));
+        explicitNeeds = job.needs.map((n) =>
+          isPlainMap(n) ? { job: String(n.job ?? n.pipeline ?? ''), optional: n.optional === true } : { job: String(n), optional: false },
+        );
       }
       const body: GitlabJobBody = {
         kind: 'gitlab',
@@ -401,10 +517,23 @@ class GitlabCiParser {
         ...(job.image !== undefined ? { image: isPlainMap(job.image) ? String(job.image.name) : String(job.image) } : {}),
       };
       const tags = Array.isArray(job.tags) ? job.tags.map(String) : [];
-      const common = { name, timeoutMinutes, allowFailure, location: this.location(name), stageIndex, baseName: name, ...(explicitNeeds ? { explicitNeeds } : {}) };
+      const common = {
+        name,
+        timeoutMinutes,
+        allowFailure,
+        location: this.location(name),
+        stageIndex,
+        baseName: name,
+        ...(explicitNeeds ? { explicitNeeds } : {}),
+      };
       for (const expansion of this.expandParallel(name, job.parallel)) {
         const labels = tags.map((tag) => expandVariables(tag, { ...baseVars, ...variables, ...expansion.variables }));
-        drafts.push({ ...common, labels, key: expansion.key, body: { ...body, variables: { ...body.variables, ...expansion.variables }, ...(expansion.node ? { node: expansion.node } : {}) } });
+        drafts.push({
+          ...common,
+          labels,
+          key: expansion.key,
+          body: { ...body, variables: { ...body.variables, ...expansion.variables }, ...(expansion.node ? { node: expansion.node } : {}) },
+        });
       }
     }
 
@@ -420,7 +549,12 @@ class GitlabCiParser {
         for (const need of draft.explicitNeeds) {
           if (!allNames.has(need.job)) {
             if (need.optional) continue;
-            throw this.error(draft.baseName, 'needs', `job ${draft.baseName} needs "${need.job}", which is not a job of this pipeline`, 'check the name, or mark the need optional: true');
+            throw this.error(
+              draft.baseName,
+              'needs',
+              `job ${draft.baseName} needs "${need.job}", which is not a job of this pipeline`,
+              'check the name, or mark the need optional: true',
+            );
           }
           if (!planned.has(need.job)) {
             if (need.optional) continue;
@@ -445,7 +579,15 @@ class GitlabCiParser {
       if (pattern.includes('*')) {
         // A glob: match by walking the tree.
         const { readdir } = await import('node:fs/promises');
-        const regex = new RegExp('^' + pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*\/?/g, '@@GLOBSTAR@@').replace(/\*/g, '[^/]*').replaceAll('@@GLOBSTAR@@', '(.*/)?') + '$');
+        const regex = new RegExp(
+          '^' +
+            pattern
+              .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+              .replace(/\*\*\/?/g, '@@GLOBSTAR@@')
+              .replace(/\*/g, '[^/]*')
+              .replaceAll('@@GLOBSTAR@@', '(.*/)?') +
+            '$',
+        );
         const entries = await readdir(this.options.repoRoot, { recursive: true }).catch(() => [] as string[]);
         if (entries.some((entry) => regex.test(String(entry)))) return true;
         continue;
@@ -478,7 +620,11 @@ class GitlabCiParser {
         }
         combos.push(...partial);
       }
-      return combos.map((variables, i) => ({ key: `${name}: [${Object.values(variables).join(', ')}]`, variables, node: { index: i + 1, total: combos.length } }));
+      return combos.map((variables, i) => ({
+        key: `${name}: [${Object.values(variables).join(', ')}]`,
+        variables,
+        node: { index: i + 1, total: combos.length },
+      }));
     }
     throw this.error(name, 'parallel', `parallel: of ${name} must be a number or matrix:`, 'for example parallel: 3');
   }
@@ -487,7 +633,12 @@ class GitlabCiParser {
     const wanted = this.options.job;
     if (!wanted) return plan;
     const roots = plan.jobs.filter((j) => j.key === wanted || j.name === wanted);
-    if (roots.length === 0) throw workflowError({ file: plan.file, line: 1, column: 1 }, `--job ${wanted}: no such planned job`, `jobs are: ${plan.jobs.map((j) => j.key).join(', ')}`);
+    if (roots.length === 0)
+      throw workflowError(
+        { file: plan.file, line: 1, column: 1 },
+        `--job ${wanted}: no such planned job`,
+        `jobs are: ${plan.jobs.map((j) => j.key).join(', ')}`,
+      );
     const keep = new Set<string>();
     const add = (key: string): void => {
       if (keep.has(key)) return;
@@ -507,4 +658,3 @@ class GitlabCiParser {
 export async function parseGitlabCi(file: string, options: GitlabPlanOptions): Promise<Plan> {
   return new GitlabCiParser(options).parse(file);
 }
-

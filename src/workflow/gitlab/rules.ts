@@ -155,7 +155,29 @@ export function evaluateRuleIf(expression: string, variables: Readonly<Record<st
 export function parseDurationMinutes(text: string): number | undefined {
   const trimmed = text.trim();
   if (/^\d+$/.test(trimmed)) return Math.max(1, Math.ceil(Number(trimmed) / 60));
-  const units: Record<string, number> = { s: 1 / 60, sec: 1 / 60, secs: 1 / 60, second: 1 / 60, seconds: 1 / 60, m: 1, min: 1, mins: 1, minute: 1, minutes: 1, h: 60, hr: 60, hrs: 60, hour: 60, hours: 60, d: 1440, day: 1440, days: 1440, w: 10080, week: 10080, weeks: 10080 };
+  const units: Record<string, number> = {
+    s: 1 / 60,
+    sec: 1 / 60,
+    secs: 1 / 60,
+    second: 1 / 60,
+    seconds: 1 / 60,
+    m: 1,
+    min: 1,
+    mins: 1,
+    minute: 1,
+    minutes: 1,
+    h: 60,
+    hr: 60,
+    hrs: 60,
+    hour: 60,
+    hours: 60,
+    d: 1440,
+    day: 1440,
+    days: 1440,
+    w: 10080,
+    week: 10080,
+    weeks: 10080,
+  };
   let total = 0;
   let rest = trimmed.toLowerCase();
   const part = /^(\d+(?:\.\d+)?)\s*([a-z]+)\s*(and\s+)?/;

@@ -63,8 +63,22 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
   const upstream = upstreamStatus(run.ancestors);
   const needStatus = upstream.status;
   const runner = { os: 'Linux', arch: 'X64', name: `hearth-${job.key}`, temp: '/tmp/runner', tool_cache: '/opt/hostedtoolcache', workspace: '/' };
-  const strategy = { 'fail-fast': body.strategy.failFast, 'job-index': body.strategy.jobIndex, 'job-total': body.strategy.jobTotal, 'max-parallel': body.strategy.maxParallel ?? body.strategy.jobTotal };
-  const base: Omit<ExpressionContexts, 'env' | 'steps' | 'job'> = { github: { ...env.github, job: body.jobId }, vars: env.vars, matrix: body.matrix, needs, runner, inputs: env.inputs, secrets: env.secrets, strategy };
+  const strategy = {
+    'fail-fast': body.strategy.failFast,
+    'job-index': body.strategy.jobIndex,
+    'job-total': body.strategy.jobTotal,
+    'max-parallel': body.strategy.maxParallel ?? body.strategy.jobTotal,
+  };
+  const base: Omit<ExpressionContexts, 'env' | 'steps' | 'job'> = {
+    github: { ...env.github, job: body.jobId },
+    vars: env.vars,
+    matrix: body.matrix,
+    needs,
+    runner,
+    inputs: env.inputs,
+    secrets: env.secrets,
+    strategy,
+  };
 
   const jobLevel: ExpressionContexts = { ...base, env: { ...body.workflowEnv }, steps: {}, job: { status: needStatus } };
   if (!evaluateCondition(body.if ?? '', jobLevel, needStatus, job.location)) {
@@ -89,7 +103,12 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
     for (const [k, v] of Object.entries(body.jobEnv)) jobEnv[k] = interpolate(v, { ...jobLevel, env: jobEnv }, job.location);
     const scope = { base, jobEnv, steps: {} as Record<string, StepRecord>, inputs: env.inputs };
     await runSteps(body.steps, scope, { session, log, state, outcomes, body, env, signal: run.signal });
-    const finalContexts: ExpressionContexts = { ...base, env: { ...jobEnv, ...state.envFromFiles }, steps: scope.steps, job: { status: state.failed ? 'failure' : 'success' } };
+    const finalContexts: ExpressionContexts = {
+      ...base,
+      env: { ...jobEnv, ...state.envFromFiles },
+      steps: scope.steps,
+      job: { status: state.failed ? 'failure' : 'success' },
+    };
     const outputs: Record<string, string> = {};
     for (const [name, template] of Object.entries(body.outputs)) outputs[name] = interpolate(template, finalContexts, job.location);
     if (state.summary.length) log.line(`job summary:\n${state.summary.join('\n')}`);
@@ -97,7 +116,9 @@ export async function runGithubJob(run: JobRun, env: GithubRunEnvironment): Prom
   } catch (error) {
     if (run.signal.aborted) return { result: 'cancelled', outputs: {}, steps: outcomes, bootMs, reason: 'cancelled' };
     // The host enforces the job's timeout-minutes by destroying the VM.
-    const reason = isHearthError(error, 'HEARTH_ERR_EXEC_TIMEOUT') ? `the job ran past its timeout-minutes (${job.timeoutMinutes}); the VM was destroyed` : (error as Error).message;
+    const reason = isHearthError(error, 'HEARTH_ERR_EXEC_TIMEOUT')
+      ? `the job ran past its timeout-minutes (${job.timeoutMinutes}); the VM was destroyed`
+      : (error as Error).message;
     log.line(`error: ${reason}`);
     return { result: 'failure', outputs: {}, steps: outcomes, bootMs, reason };
   } finally {
@@ -170,28 +191,43 @@ async function runSteps(steps: readonly GithubStep[], scope: StepScope, deps: St
     deps.log.line(`▶ ${name}`);
     const started = performance.now();
     const { exitCode, outputs } = await runStep(step, env, contexts, scope, deps);
-    const continueOnError = typeof step.continueOnError === 'boolean' ? step.continueOnError : evaluateCondition(`${step.continueOnError}`, contexts(env), status, step.location);
+    const continueOnError =
+      typeof step.continueOnError === 'boolean' ? step.continueOnError : evaluateCondition(`${step.continueOnError}`, contexts(env), status, step.location);
     const outcome = exitCode === 0 ? 'success' : 'failure';
     const conclusion = outcome === 'failure' && continueOnError ? 'success' : outcome;
     scope.steps[id] = { outcome, conclusion, outputs };
     if (conclusion === 'failure') deps.state.failed = true;
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     deps.outcomes.push({ name, result: outcome, ...(outcome !== conclusion ? { failedButContinued: true } : {}), durationMs: performance.now() - started });
-    deps.log.line(outcome === 'success' ? `✓ ${name} (${seconds} s)` : `✗ ${name} (${seconds} s, exit ${exitCode}${conclusion === 'success' ? ', continue-on-error' : ''})`);
+    deps.log.line(
+      outcome === 'success' ? `✓ ${name} (${seconds} s)` : `✗ ${name} (${seconds} s, exit ${exitCode}${conclusion === 'success' ? ', continue-on-error' : ''})`,
+    );
   }
 }
 
-async function runStep(step: GithubStep, env: Record<string, string>, contexts: (env: Record<string, string>) => ExpressionContexts, scope: StepScope, deps: StepDeps): Promise<{ exitCode: number; outputs: Record<string, string> }> {
+async function runStep(
+  step: GithubStep,
+  env: Record<string, string>,
+  contexts: (env: Record<string, string>) => ExpressionContexts,
+  scope: StepScope,
+  deps: StepDeps,
+): Promise<{ exitCode: number; outputs: Record<string, string> }> {
   const { session, state, body } = deps;
   const action = step.action;
   if (action.kind === 'checkout') {
     const path = joinPath(WORKSPACE, action.with.path ? interpolate(action.with.path, contexts(env), step.location) : undefined);
-    const exitCode = await session.runScript({ script: `mkdir -p '${path}' && cp -a /mnt/hearth-src/. '${path}/'\necho "copied the local working tree into ${path}"\n`, shell: 'sh', env: {}, cwd: '/' });
+    const exitCode = await session.runScript({
+      script: `mkdir -p '${path}' && cp -a /mnt/hearth-src/. '${path}/'\necho "copied the local working tree into ${path}"\n`,
+      shell: 'sh',
+      env: {},
+      cwd: '/',
+    });
     return { exitCode, outputs: {} };
   }
   if (action.kind === 'composite') {
     const inputs: Record<string, string> = {};
-    for (const [name, spec] of Object.entries(action.inputs)) if (spec.default !== undefined) inputs[name] = interpolate(spec.default, contexts(env), step.location);
+    for (const [name, spec] of Object.entries(action.inputs))
+      if (spec.default !== undefined) inputs[name] = interpolate(spec.default, contexts(env), step.location);
     for (const [name, value] of Object.entries(action.with)) inputs[name] = interpolate(value, contexts(env), step.location);
     const inner: StepScope = { base: scope.base, jobEnv: env, steps: {}, inputs };
     const failedBefore = state.failed;
@@ -244,10 +280,19 @@ async function runStep(step: GithubStep, env: Record<string, string>, contexts: 
   if (timeoutSeconds && (exitCode === 137 || exitCode === 124) && performance.now() - started >= timeoutSeconds * 1000 - 500) {
     deps.log.line(`error: ${step.name} ran past its timeout-minutes (${timeoutSeconds} s) and was killed`);
   }
-  const raw = (await session.capture(['sh', '-c', `cat ${files.GITHUB_OUTPUT}; printf '\\0'; cat ${files.GITHUB_ENV}; printf '\\0'; cat ${files.GITHUB_PATH}; printf '\\0'; cat ${files.GITHUB_STEP_SUMMARY}`])).split('\0');
+  const raw = (
+    await session.capture([
+      'sh',
+      '-c',
+      `cat ${files.GITHUB_OUTPUT}; printf '\\0'; cat ${files.GITHUB_ENV}; printf '\\0'; cat ${files.GITHUB_PATH}; printf '\\0'; cat ${files.GITHUB_STEP_SUMMARY}`,
+    ])
+  ).split('\0');
   const outputs = parseFileCommand(raw[0] ?? '', 'GITHUB_OUTPUT');
   Object.assign(state.envFromFiles, parseFileCommand(raw[1] ?? '', 'GITHUB_ENV'));
-  const added = (raw[2] ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+  const added = (raw[2] ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   // Later additions come first, as with the runner's prepend.
   state.pathPrefix.unshift(...added.reverse());
   addStepSummary(state, deps.log, raw[3] ?? '');
@@ -261,7 +306,9 @@ export const STEP_SUMMARY_LIMIT_BYTES = 1024 * 1024;
 function addStepSummary(state: JobState, log: JobLog, text: string): void {
   const bytes = Buffer.byteLength(text);
   if (bytes > STEP_SUMMARY_LIMIT_BYTES) {
-    log.line(`error: $GITHUB_STEP_SUMMARY upload aborted, supports content up to a size of ${STEP_SUMMARY_LIMIT_BYTES / 1024}k, got ${Math.ceil(bytes / 1024)}k`);
+    log.line(
+      `error: $GITHUB_STEP_SUMMARY upload aborted, supports content up to a size of ${STEP_SUMMARY_LIMIT_BYTES / 1024}k, got ${Math.ceil(bytes / 1024)}k`,
+    );
     return;
   }
   if (text.trim()) state.summary.push(text.trim());
@@ -278,7 +325,11 @@ export function stepTimeoutSeconds(step: GithubStep, contexts: ExpressionContext
   if (typeof minutes === 'number') return Math.ceil(minutes * 60);
   const value = evaluateValue(minutes, contexts, location);
   const number = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
-  if (!(number > 0)) throw workflowError(location, `timeout-minutes \${{ ${minutes} }} evaluates to ${JSON.stringify(value)}, not a positive number`, 'make the expression yield a number of minutes, or write a number');
+  if (!(number > 0))
+    throw workflowError(
+      location,
+      `timeout-minutes \${{ ${minutes} }} evaluates to ${JSON.stringify(value)}, not a positive number`,
+      'make the expression yield a number of minutes, or write a number',
+    );
   return Math.ceil(number * 60);
 }
-

@@ -123,12 +123,21 @@ export async function runGitlabJob(run: JobRun, env: GitlabRunEnvironment): Prom
   const { session, bootMs, dispose } = await bootJobVm(run, env, log);
   const steps: StepOutcome[] = [];
   const sections = [...(body.beforeScript.length ? [{ name: 'before_script', commands: body.beforeScript }] : []), { name: 'script', commands: body.script }];
-  const clock = new SectionClock(sections.map((s) => s.name), log);
+  const clock = new SectionClock(
+    sections.map((s) => s.name),
+    log,
+  );
   const marker = `hearth-section-${randomBytes(6).toString('hex')}`;
   let scriptDone = false;
   try {
     await session.capture(['sh', '-c', `mkdir -p ${GITLAB_PROJECT_DIR} && cp -a /mnt/hearth-src/. ${GITLAB_PROJECT_DIR}/`]);
-    const variables = { ...predefinedVariables(env.planOptions, job), ...body.variables, ...env.planOptions.variables, HOME: '/root', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+    const variables = {
+      ...predefinedVariables(env.planOptions, job),
+      ...body.variables,
+      ...env.planOptions.variables,
+      HOME: '/root',
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    };
     log.interceptStdout((line) => {
       if (!line.startsWith(`${marker} `)) return false;
       clock.start(line.slice(marker.length + 1));
@@ -145,7 +154,13 @@ export async function runGitlabJob(run: JobRun, env: GitlabRunEnvironment): Prom
       log.line('Running after_script');
       // after_script has a timeout of its own, past the job's.
       session.extendDeadline(AFTER_SCRIPT_SECONDS + 30);
-      const afterCode = await session.runScript({ script: gitlabScript(body.afterScript), shell: 'bash', env: { ...variables, CI_JOB_STATUS: ok ? 'success' : 'failed' }, cwd: GITLAB_PROJECT_DIR, timeoutSeconds: AFTER_SCRIPT_SECONDS });
+      const afterCode = await session.runScript({
+        script: gitlabScript(body.afterScript),
+        shell: 'bash',
+        env: { ...variables, CI_JOB_STATUS: ok ? 'success' : 'failed' },
+        cwd: GITLAB_PROJECT_DIR,
+        timeoutSeconds: AFTER_SCRIPT_SECONDS,
+      });
       const durationMs = performance.now() - afterStarted;
       const seconds = (durationMs / 1000).toFixed(1);
       // As in GitLab, a failing after_script does not change the job's result.
@@ -158,7 +173,9 @@ export async function runGitlabJob(run: JobRun, env: GitlabRunEnvironment): Prom
     const timedOut = isHearthError(error, 'HEARTH_ERR_EXEC_TIMEOUT');
     if (!scriptDone) steps.push(...clock.finish(undefined, timedOut ? 'timed out' : run.signal.aborted ? 'cancelled' : 'error'));
     if (run.signal.aborted) return { result: 'cancelled', outputs: {}, steps, bootMs, reason: 'cancelled' };
-    const reason = timedOut ? `execution took longer than the job's timeout of ${minutesText(job.timeoutMinutes)}; the VM was destroyed` : (error as Error).message;
+    const reason = timedOut
+      ? `execution took longer than the job's timeout of ${minutesText(job.timeoutMinutes)}; the VM was destroyed`
+      : (error as Error).message;
     log.line(`ERROR: Job failed: ${reason}`);
     return { result: 'failure', outputs: {}, steps, bootMs, reason };
   } finally {

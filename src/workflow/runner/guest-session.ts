@@ -55,7 +55,11 @@ export class GuestSession {
   async capture(argv: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<string> {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    const result = await this.driver.exec(this.vmId, { argv, env, cwd: '/', timeoutSeconds: this.remainingSeconds() }, { stdout: (b) => out.push(Buffer.from(b)), stderr: (b) => err.push(Buffer.from(b)) });
+    const result = await this.driver.exec(
+      this.vmId,
+      { argv, env, cwd: '/', timeoutSeconds: this.remainingSeconds() },
+      { stdout: (b) => out.push(Buffer.from(b)), stderr: (b) => err.push(Buffer.from(b)) },
+    );
     if (result.exitCode !== 0) throw new Error(`${argv.join(' ')} failed (${result.exitCode}): ${Buffer.concat(err).toString('utf8').trim()}`);
     return Buffer.concat(out).toString('utf8');
   }

@@ -54,7 +54,6 @@ export interface PlanRunOptions {
   readonly onProgress?: (running: readonly string[], finished: number, total: number) => void;
 }
 
-
 interface Group {
   running: number;
   failed: boolean;
@@ -108,7 +107,7 @@ export async function runPlan(plan: Plan, options: PlanRunOptions): Promise<Fini
 
   let wake: () => void = () => {};
   for (;;) {
-    for (let i = 0; i < pending.length; ) {
+    for (let i = 0; i < pending.length;) {
       const job = pending[i]!;
       if (!job.needs.every((key) => finished.has(key))) {
         i++;
@@ -117,13 +116,23 @@ export async function runPlan(plan: Plan, options: PlanRunOptions): Promise<Fini
       const group = groupOf(job);
       if (options.signal?.aborted || (group?.failed && job.body.kind === 'github' && job.body.strategy.failFast)) {
         pending.splice(i, 1);
-        finish(job, { result: 'cancelled', outputs: {}, steps: [], reason: options.signal?.aborted ? 'the run was interrupted' : 'fail-fast: another job of its matrix failed' }, Date.now());
+        finish(
+          job,
+          {
+            result: 'cancelled',
+            outputs: {},
+            steps: [],
+            reason: options.signal?.aborted ? 'the run was interrupted' : 'fail-fast: another job of its matrix failed',
+          },
+          Date.now(),
+        );
         continue;
       }
       const shape = shapes.get(job.key)!;
       const now = used();
       const fits = running.size === 0 || (now.cpus + shape.cpus <= capacity.cpus && now.memoryMib + shape.memoryMib <= capacity.memoryMib);
-      const groupFull = group !== undefined && job.body.kind === 'github' && job.body.strategy.maxParallel !== undefined && group.running >= job.body.strategy.maxParallel;
+      const groupFull =
+        group !== undefined && job.body.kind === 'github' && job.body.strategy.maxParallel !== undefined && group.running >= job.body.strategy.maxParallel;
       if (!fits || running.size >= maxJobs) break;
       if (groupFull) {
         i++;

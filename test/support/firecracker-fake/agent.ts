@@ -1,6 +1,17 @@
 // The "guest" behind the fake vsock: answers the Hearth agent protocol the way
 // src/guest/agent/hearth-agent.c does, frame for frame, without running anything.
-import { FrameType, HELLO_FLAG_IDENTITY_NETWORK, IdentityExtension, PROTOCOL_VERSION, checkIdentityNetwork, encodeFrame, type ExecMessage, type Frame, type IdentityMessage, type IdentityNetwork } from '../../../src/guest/protocol.ts';
+import {
+  FrameType,
+  HELLO_FLAG_IDENTITY_NETWORK,
+  IdentityExtension,
+  PROTOCOL_VERSION,
+  checkIdentityNetwork,
+  encodeFrame,
+  type ExecMessage,
+  type Frame,
+  type IdentityMessage,
+  type IdentityNetwork,
+} from '../../../src/guest/protocol.ts';
 
 /** The real agent's name (AGENT_VERSION in hearth-agent.c). */
 export const FAKE_AGENT_NAME = 'hearth-agent/1';

@@ -65,7 +65,9 @@ export const FIRECRACKER_API: ApiDocument = {
       put: { operationId: 'putGuestDriveByID', parameters: [pathParam('drive_id'), body('Drive', true)] },
       patch: { operationId: 'patchGuestDriveByID', parameters: [pathParam('drive_id'), body('PartialDrive', true)] },
     },
-    '/network-interfaces/{iface_id}': { put: { operationId: 'putGuestNetworkInterfaceByID', parameters: [pathParam('iface_id'), body('NetworkInterface', true)] } },
+    '/network-interfaces/{iface_id}': {
+      put: { operationId: 'putGuestNetworkInterfaceByID', parameters: [pathParam('iface_id'), body('NetworkInterface', true)] },
+    },
     // GET /mmds is read by test/vm/firecracker.test.ts to see what the driver stored.
     '/mmds': { put: { operationId: 'putMmds', parameters: [body('MmdsContentsObject', undefined)] }, get: { operationId: 'getMmds' } },
     '/mmds/config': { put: { operationId: 'putMmdsConfig', parameters: [body('MmdsConfig', true)] } },
@@ -75,7 +77,11 @@ export const FIRECRACKER_API: ApiDocument = {
     '/snapshot/load': { put: { operationId: 'loadSnapshot', parameters: [body('SnapshotLoadParams', true)] } },
   },
   definitions: {
-    InstanceActionInfo: { type: 'object', required: ['action_type'], properties: { action_type: { type: 'string', enum: ['FlushMetrics', 'InstanceStart', 'SendCtrlAltDel'] } } },
+    InstanceActionInfo: {
+      type: 'object',
+      required: ['action_type'],
+      properties: { action_type: { type: 'string', enum: ['FlushMetrics', 'InstanceStart', 'SendCtrlAltDel'] } },
+    },
     BootSource: { type: 'object', required: ['kernel_image_path'], properties: { boot_args: string, initrd_path: string, kernel_image_path: string } },
     CpuTemplate: { type: 'string', enum: ['C3', 'T2', 'T2S', 'T2CL', 'T2A', 'V1N1', 'None'] },
     MachineConfiguration: {
@@ -131,9 +137,17 @@ export const FIRECRACKER_API: ApiDocument = {
       },
     },
     MmdsContentsObject: { type: 'object', additionalProperties: true },
-    Vsock: { type: 'object', required: ['guest_cid', 'uds_path'], properties: { guest_cid: { type: 'integer', minimum: 3 }, uds_path: string, vsock_id: string } },
+    Vsock: {
+      type: 'object',
+      required: ['guest_cid', 'uds_path'],
+      properties: { guest_cid: { type: 'integer', minimum: 3 }, uds_path: string, vsock_id: string },
+    },
     Vm: { type: 'object', required: ['state'], properties: { state: { type: 'string', enum: ['Paused', 'Resumed'] } } },
-    SnapshotCreateParams: { type: 'object', required: ['mem_file_path', 'snapshot_path'], properties: { mem_file_path: string, snapshot_path: string, snapshot_type: { type: 'string', enum: ['Full', 'Diff'] } } },
+    SnapshotCreateParams: {
+      type: 'object',
+      required: ['mem_file_path', 'snapshot_path'],
+      properties: { mem_file_path: string, snapshot_path: string, snapshot_type: { type: 'string', enum: ['Full', 'Diff'] } },
+    },
     SnapshotLoadParams: {
       type: 'object',
       required: ['snapshot_path'],
@@ -149,7 +163,11 @@ export const FIRECRACKER_API: ApiDocument = {
         clock_realtime: boolean,
       },
     },
-    MemoryBackend: { type: 'object', required: ['backend_type', 'backend_path'], properties: { backend_type: { type: 'string', enum: ['File', 'Uffd'] }, backend_path: string } },
+    MemoryBackend: {
+      type: 'object',
+      required: ['backend_type', 'backend_path'],
+      properties: { backend_type: { type: 'string', enum: ['File', 'Uffd'] }, backend_path: string },
+    },
     NetworkOverride: { type: 'object', required: ['iface_id', 'host_dev_name'], properties: { iface_id: string, host_dev_name: string } },
     VsockOverride: { type: 'object', required: ['uds_path'], properties: { uds_path: string } },
     Logger: {

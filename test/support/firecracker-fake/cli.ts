@@ -7,7 +7,21 @@ import { FakeFirecracker } from './server.ts';
 import { FAKE_VMM_VERSION, hostPath } from './vmm.ts';
 
 // Firecracker's flags that take a value; the fake reads --api-sock and --id and ignores the rest.
-const VALUE_FLAGS = new Set(['api-sock', 'id', 'log-path', 'level', 'module', 'seccomp-level', 'seccomp-filter', 'metrics-path', 'http-api-max-payload-size', 'mmds-size-limit', 'start-time-us', 'start-time-cpu-us', 'parent-cpu-time-us']);
+const VALUE_FLAGS = new Set([
+  'api-sock',
+  'id',
+  'log-path',
+  'level',
+  'module',
+  'seccomp-level',
+  'seccomp-filter',
+  'metrics-path',
+  'http-api-max-payload-size',
+  'mmds-size-limit',
+  'start-time-us',
+  'start-time-cpu-us',
+  'parent-cpu-time-us',
+]);
 const SWITCHES = new Set(['boot-timer', 'show-level', 'show-log-origin', 'no-seccomp']);
 // These change what the process does; ignoring them would fake a success the driver never earned.
 const UNSUPPORTED = new Set(['config-file', 'no-api', 'describe-snapshot', 'snapshot-version']);
@@ -52,7 +66,9 @@ const fake = await FakeFirecracker.start(hostPath(root, args.get('api-sock') ?? 
   ...(root ? { root } : {}),
   onRequest: logPath ? (entry) => appendFileSync(logPath, `${JSON.stringify(entry)}\n`) : undefined,
   ...(process.env.FAKE_FIRECRACKER_AGENT_FLAGS === undefined ? {} : { agentHelloFlags: Number(process.env.FAKE_FIRECRACKER_AGENT_FLAGS) }),
-  onIdentity: agentLogPath ? (identity) => appendFileSync(agentLogPath, `${JSON.stringify({ vmm: args.get('id'), hostname: identity.hostname, network: identity.network })}\n`) : undefined,
+  onIdentity: agentLogPath
+    ? (identity) => appendFileSync(agentLogPath, `${JSON.stringify({ vmm: args.get('id'), hostname: identity.hostname, network: identity.network })}\n`)
+    : undefined,
 }).catch((error: NodeJS.ErrnoException) => fail(`cannot open the API socket: ${error.code ?? error.message}`));
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

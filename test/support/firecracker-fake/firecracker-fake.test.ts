@@ -8,7 +8,19 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { FrameDecoder, FrameType, decodeExit, decodeHello, decodeOutput, encodeExec, encodeFrame, encodeIdentity, HELLO_FLAG_IDENTITY_NETWORK, type Frame, type FrameTypeCode } from '../../../src/guest/protocol.ts';
+import {
+  FrameDecoder,
+  FrameType,
+  decodeExit,
+  decodeHello,
+  decodeOutput,
+  encodeExec,
+  encodeFrame,
+  encodeIdentity,
+  HELLO_FLAG_IDENTITY_NETWORK,
+  type Frame,
+  type FrameTypeCode,
+} from '../../../src/guest/protocol.ts';
 import { FakeFirecracker, type FakeFirecrackerOptions } from './server.ts';
 import { specOperations, validateRequest } from './spec.ts';
 import { IMPLEMENTED_OPERATIONS } from './vmm.ts';
@@ -50,14 +62,17 @@ interface Answer {
 function api(socketPath: string, method: string, path: string, body?: unknown): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-    const req = request({ socketPath, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], json: text ? JSON.parse(text) : undefined });
-      });
-    });
+    const req = request(
+      { socketPath, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], json: text ? JSON.parse(text) : undefined });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -200,7 +215,14 @@ describe('FakeFirecracker lifecycle', () => {
     const missing = await link.exec(4, ['make', 'test']);
     assert.equal(missing.code, 127);
     assert.match(missing.stderr, /cannot run make/);
-    assert.deepEqual(first.execs.map((e) => e.argv), [['echo', 'hello', 'world'], ['sh', '-c', 'exit 3'], ['make', 'test']]);
+    assert.deepEqual(
+      first.execs.map((e) => e.argv),
+      [
+        ['echo', 'hello', 'world'],
+        ['sh', '-c', 'exit 3'],
+        ['make', 'test'],
+      ],
+    );
     assert.deepEqual(first.execs[0]?.env, { CI: 'true' });
 
     await expect204(sock, 'PATCH', '/vm', { state: 'Paused' });
@@ -214,7 +236,16 @@ describe('FakeFirecracker lifecycle', () => {
     assert.deepEqual(first.rejected, []);
     assert.deepEqual(
       first.requests.filter((r) => r.method !== 'GET').map((r) => `${r.method} ${r.path} ${r.status}`),
-      ['PUT /boot-source 204', 'PUT /machine-config 204', 'PUT /drives/rootfs 204', 'PUT /vsock 204', 'PUT /actions 204', 'PATCH /vm 204', 'PUT /boot-source 400', 'PUT /snapshot/create 204'],
+      [
+        'PUT /boot-source 204',
+        'PUT /machine-config 204',
+        'PUT /drives/rootfs 204',
+        'PUT /vsock 204',
+        'PUT /actions 204',
+        'PATCH /vm 204',
+        'PUT /boot-source 400',
+        'PUT /snapshot/create 204',
+      ],
     );
 
     const second = await startFake(files.dir, 'api-2.sock');
@@ -267,7 +298,14 @@ describe('FakeFirecracker lifecycle', () => {
     await expectFault(sock, 'PATCH', '/vm', { state: 'Paused' }, 400, /not supported before starting/);
     await expectFault(sock, 'PUT', '/boot-source', { kernel_image_path: join(files.dir, 'nope') }, 400, /nope: No such file/);
     await configure(sock, files);
-    await expectFault(sock, 'PUT', '/snapshot/load', { snapshot_path: '/x', mem_backend: { backend_type: 'File', backend_path: '/y' } }, 400, /not allowed after configuring/);
+    await expectFault(
+      sock,
+      'PUT',
+      '/snapshot/load',
+      { snapshot_path: '/x', mem_backend: { backend_type: 'File', backend_path: '/y' } },
+      400,
+      /not allowed after configuring/,
+    );
     await expectFault(sock, 'PUT', '/vsock', { guest_cid: 3, uds_path: files.rootfs }, 400, /EADDRINUSE/);
     await expect204(sock, 'PUT', '/actions', { action_type: 'InstanceStart' });
     await expectFault(sock, 'PUT', '/actions', { action_type: 'InstanceStart' }, 400, /after starting/);
@@ -276,8 +314,22 @@ describe('FakeFirecracker lifecycle', () => {
 
     const fresh = await startFake(files.dir, 'api-fresh.sock');
     await expect204(fresh.apiSocketPath, 'PUT', '/logger', { log_path: join(files.dir, 'fc.log'), level: 'Debug' });
-    await expectFault(fresh.apiSocketPath, 'PUT', '/snapshot/load', { snapshot_path: join(files.dir, 'absent.snap'), mem_backend: { backend_type: 'File', backend_path: files.rootfs } }, 400, /Load snapshot error: .*absent\.snap/);
-    await expectFault(fresh.apiSocketPath, 'PUT', '/snapshot/load', { snapshot_path: files.kernel, mem_backend: { backend_type: 'File', backend_path: files.rootfs } }, 400, /Load snapshot error/);
+    await expectFault(
+      fresh.apiSocketPath,
+      'PUT',
+      '/snapshot/load',
+      { snapshot_path: join(files.dir, 'absent.snap'), mem_backend: { backend_type: 'File', backend_path: files.rootfs } },
+      400,
+      /Load snapshot error: .*absent\.snap/,
+    );
+    await expectFault(
+      fresh.apiSocketPath,
+      'PUT',
+      '/snapshot/load',
+      { snapshot_path: files.kernel, mem_backend: { backend_type: 'File', backend_path: files.rootfs } },
+      400,
+      /Load snapshot error/,
+    );
   });
 });
 
@@ -290,8 +342,22 @@ describe('FakeFirecracker spec validation', () => {
     await expectFault(sock, 'PUT', '/machine-config', { vcpu_count: 33, mem_size_mib: 256 }, 400, /`vcpu_count`/);
     await expectFault(sock, 'PUT', '/machine-config', { vcpu_count: 2, mem_size_mb: 256 }, 400, /`mem_size_mib`/);
     await expectFault(sock, 'PUT', '/machine-config', { vcpu_count: 2, mem_size_mib: 256, vcpus: 2 }, 400, /unknown field `vcpus`/);
-    await expectFault(sock, 'PUT', '/drives/rootfs', { drive_id: 'rootfs', path_on_host: files.rootfs, is_root_device: true }, 400, /missing field `is_read_only`/);
-    await expectFault(sock, 'PUT', '/drives/rootfs', { drive_id: 'data', path_on_host: files.rootfs, is_root_device: true, is_read_only: true }, 400, /id from the path does not match/);
+    await expectFault(
+      sock,
+      'PUT',
+      '/drives/rootfs',
+      { drive_id: 'rootfs', path_on_host: files.rootfs, is_root_device: true },
+      400,
+      /missing field `is_read_only`/,
+    );
+    await expectFault(
+      sock,
+      'PUT',
+      '/drives/rootfs',
+      { drive_id: 'data', path_on_host: files.rootfs, is_root_device: true, is_read_only: true },
+      400,
+      /id from the path does not match/,
+    );
     await expectFault(sock, 'PUT', '/vsock', { guest_cid: 2, uds_path: join(files.dir, 'v.sock') }, 400, /`guest_cid`/);
     await expectFault(sock, 'PUT', '/actions', { action_type: 'Boot' }, 400, /`action_type`.*InstanceStart/);
     await expectFault(sock, 'PUT', '/boot-source', undefined, 400, /Empty PUT request/);
@@ -314,7 +380,16 @@ describe('FakeFirecracker spec validation', () => {
     assert.equal(validateRequest('PUT', '/machine-config', { vcpu_count: 3, mem_size_mib: 128, smt: true }).ok, false);
     assert.equal(validateRequest('PUT', '/snapshot/load', { snapshot_path: '/s' }).ok, false, 'needs a memory source');
     assert.equal(validateRequest('PUT', '/mmds/config', { network_interfaces: [], ipv4_address: '10.0.0.1' }).ok, false);
-    assert.equal(validateRequest('PUT', '/drives/d', { drive_id: 'd', is_root_device: false, rate_limiter: { bandwidth: { size: 1 } }, path_on_host: '/d', is_read_only: true }).ok, false);
+    assert.equal(
+      validateRequest('PUT', '/drives/d', {
+        drive_id: 'd',
+        is_root_device: false,
+        rate_limiter: { bandwidth: { size: 1 } },
+        path_on_host: '/d',
+        is_read_only: true,
+      }).ok,
+      false,
+    );
   });
 
   it('implements every operation in the API schema', () => {
@@ -353,7 +428,10 @@ describe('bin/firecracker stand-in', () => {
     assert.equal(await exited, 0);
     assert.equal(existsSync(sock), false);
     assert.equal(output, '');
-    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { method: string; path: string; status: number; valid: boolean });
+    const lines = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { method: string; path: string; status: number; valid: boolean });
     assert.deepEqual(
       lines.map((l) => [l.method, l.path, l.status, l.valid]),
       [

@@ -132,5 +132,17 @@ for (const key of Object.keys(process.env)) if (!key.startsWith('FAKE_FIRECRACKE
 process.env.FAKE_FIRECRACKER_ROOT = chroot;
 process.chdir(chroot);
 const startUs = Math.round(performance.timeOrigin * 1000);
-process.argv = [process.argv[0] as string, join(chroot, execName), '--id', id, '--start-time-us', String(startUs), '--start-time-cpu-us', '0', '--parent-cpu-time-us', '0', ...args.extra];
+process.argv = [
+  process.argv[0] as string,
+  join(chroot, execName),
+  '--id',
+  id,
+  '--start-time-us',
+  String(startUs),
+  '--start-time-cpu-us',
+  '0',
+  '--parent-cpu-time-us',
+  '0',
+  ...args.extra,
+];
 await import('./cli.ts');

@@ -88,9 +88,11 @@ export class FakeFirecracker {
       agentHelloFlags: options.agentHelloFlags,
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.queue = this.queue.then(() => this.serve(req, res)).catch(() => {
-        res.destroy();
-      });
+      this.queue = this.queue
+        .then(() => this.serve(req, res))
+        .catch(() => {
+          res.destroy();
+        });
     });
   }
 
@@ -140,11 +142,16 @@ export class FakeFirecracker {
       body = text.trim() === '' ? undefined : JSON.parse(text);
       const validation = validateRequest(method, path, body);
       valid = validation.ok;
-      reply = validation.ok ? await this.vmm.handle(validation.operation, validation.params, body) : { status: validation.status, body: { fault_message: validation.fault } };
+      reply = validation.ok
+        ? await this.vmm.handle(validation.operation, validation.params, body)
+        : { status: validation.status, body: { fault_message: validation.fault } };
     } catch (error) {
       // Only JSON.parse runs before validation; anything later is a bug in the fake.
       const unparsable = error instanceof SyntaxError && !valid;
-      reply = { status: unparsable ? 400 : 500, body: { fault_message: unparsable ? Faults.deserialize(error.message) : `fake firecracker: ${String(error)}` } };
+      reply = {
+        status: unparsable ? 400 : 500,
+        body: { fault_message: unparsable ? Faults.deserialize(error.message) : `fake firecracker: ${String(error)}` },
+      };
     }
 
     const fault = reply.status >= 400 ? (reply.body as { fault_message: string }).fault_message : undefined;

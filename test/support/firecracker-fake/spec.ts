@@ -6,9 +6,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { FIRECRACKER_API, type ApiDocument, type SchemaNode } from './api-schema.ts';
 import { Faults } from './faults.ts';
 
-export type Validation =
-  | { ok: true; operation: string; params: Record<string, string> }
-  | { ok: false; status: 400 | 404 | 405; fault: string };
+export type Validation = { ok: true; operation: string; params: Record<string, string> } | { ok: false; status: 400 | 404 | 405; fault: string };
 
 interface Operation {
   readonly id: string;
@@ -169,7 +167,8 @@ const PROSE_RULES: Record<string, ProseRule[]> = {
 
 function smtVcpus(b: Record<string, unknown>): string | undefined {
   const vcpus = b.vcpu_count;
-  if (b.smt === true && typeof vcpus === 'number' && vcpus !== 1 && vcpus % 2 !== 0) return 'invalid value for field `vcpu_count`: with smt enabled it must be 1 or even';
+  if (b.smt === true && typeof vcpus === 'number' && vcpus !== 1 && vcpus % 2 !== 0)
+    return 'invalid value for field `vcpu_count`: with smt enabled it must be 1 or even';
   return undefined;
 }
 

@@ -178,7 +178,13 @@ export class FakeVmm {
   }
 
   saved(): SavedConfig {
-    return { machine: this.machine, drives: [...this.drives.values()], interfaces: [...this.interfaces.values()], vsock: this.vsockConfig, devices: this.devices };
+    return {
+      machine: this.machine,
+      drives: [...this.drives.values()],
+      interfaces: [...this.interfaces.values()],
+      vsock: this.vsockConfig,
+      devices: this.devices,
+    };
   }
 
   async shutdown(): Promise<void> {
@@ -213,7 +219,8 @@ function mergePatch(target: Json, patch: Json): Json {
   const out: Json = { ...target };
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete out[key];
-    else if (typeof value === 'object' && !Array.isArray(value) && typeof out[key] === 'object' && out[key] !== null && !Array.isArray(out[key])) out[key] = mergePatch(out[key] as Json, value as Json);
+    else if (typeof value === 'object' && !Array.isArray(value) && typeof out[key] === 'object' && out[key] !== null && !Array.isArray(out[key]))
+      out[key] = mergePatch(out[key] as Json, value as Json);
     else out[key] = value;
   }
   return out;

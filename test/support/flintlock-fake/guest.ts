@@ -75,7 +75,12 @@ export class ProcessGuests implements FakeGuestRuntime {
     try {
       for (const command of config.runcmd ?? []) {
         const argv = Array.isArray(command) ? command.map(inRoot) : ['sh', '-c', inRoot(command)];
-        const child = spawn(argv[0]!, argv.slice(1), { cwd: root, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: root }, detached: true, stdio: ['ignore', console, console] });
+        const child = spawn(argv[0]!, argv.slice(1), {
+          cwd: root,
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: root },
+          detached: true,
+          stdio: ['ignore', console, console],
+        });
         guest.children.push(child);
         await new Promise<void>((resolve) => {
           child.once('exit', () => resolve());
@@ -159,7 +164,12 @@ export class QemuGuests implements FakeGuestRuntime {
       }
       for (const d of [...dirs].sort()) entries.push({ kind: 'dir', path: d });
       for (const file of config.write_files ?? []) {
-        entries.push({ kind: 'file', path: file.path, data: file.encoding === 'b64' ? Buffer.from(file.content ?? '', 'base64') : Buffer.from(file.content ?? ''), mode: Number.parseInt(file.permissions ?? '0644', 8) });
+        entries.push({
+          kind: 'file',
+          path: file.path,
+          data: file.encoding === 'b64' ? Buffer.from(file.content ?? '', 'base64') : Buffer.from(file.content ?? ''),
+          mode: Number.parseInt(file.permissions ?? '0644', 8),
+        });
       }
     }
     // The kernel unpacks concatenated archives in order; later files replace earlier ones.
@@ -172,19 +182,33 @@ export class QemuGuests implements FakeGuestRuntime {
       ...Object.entries(spec.kernel?.cmdline ?? {}).map(([key, value]) => (value === '' ? key : `${key}=${value}`)),
     ].join(' ');
     const args = [
-      '-M', 'microvm,x-option-roms=off,rtc=on',
-      '-accel', this.options.accel,
+      '-M',
+      'microvm,x-option-roms=off,rtc=on',
+      '-accel',
+      this.options.accel,
       ...(this.options.accel === 'kvm' ? ['-cpu', 'host'] : []),
-      '-m', String(spec.memory_in_mb),
-      '-smp', String(spec.vcpu),
-      '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-      '-kernel', this.options.kernel,
-      '-initrd', initrd,
-      '-append', cmdline,
-      '-serial', `file:${join(dir, 'console.log')}`,
-      '-device', 'virtio-rng-device',
-      '-netdev', 'user,id=net0',
-      '-device', 'virtio-net-device,netdev=net0',
+      '-m',
+      String(spec.memory_in_mb),
+      '-smp',
+      String(spec.vcpu),
+      '-nodefaults',
+      '-no-user-config',
+      '-nographic',
+      '-no-reboot',
+      '-kernel',
+      this.options.kernel,
+      '-initrd',
+      initrd,
+      '-append',
+      cmdline,
+      '-serial',
+      `file:${join(dir, 'console.log')}`,
+      '-device',
+      'virtio-rng-device',
+      '-netdev',
+      'user,id=net0',
+      '-device',
+      'virtio-net-device,netdev=net0',
     ];
     const child = spawn(this.options.qemuBinary ?? 'qemu-system-x86_64', args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.on('data', () => {});

@@ -3,7 +3,15 @@
 // CREATED; DELETING, then gone). With a guest runtime (./guest.ts), each
 // CREATED microVM's guest really comes up; without one, no VMs are behind it.
 import { randomBytes } from 'node:crypto';
-import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/proto-loader';
 import type { FakeGuestRuntime } from './guest.ts';
 import {

@@ -59,7 +59,8 @@ function githubFault(rule: ApiFailureRule): Reply {
       status: 403,
       headers: { 'retry-after': String(retryAfter) },
       json: {
-        message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.',
+        message:
+          'You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.',
         documentation_url: `${RATE_LIMIT_DOCS}#about-secondary-rate-limits`,
       },
     };
@@ -67,7 +68,13 @@ function githubFault(rule: ApiFailureRule): Reply {
   if (rule.status === 429 || rule.status === 403) {
     // A 403 without the secondary flag is the primary limit: GitHub sends no
     // Retry-After then, only the reset time.
-    const headers: Record<string, string> = { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-used': '5000', 'x-ratelimit-reset': reset, 'x-ratelimit-resource': 'core' };
+    const headers: Record<string, string> = {
+      'x-ratelimit-limit': '5000',
+      'x-ratelimit-remaining': '0',
+      'x-ratelimit-used': '5000',
+      'x-ratelimit-reset': reset,
+      'x-ratelimit-resource': 'core',
+    };
     if (rule.status === 429) headers['retry-after'] = String(retryAfter);
     return { status: rule.status, headers, json: { message: GITHUB_MESSAGES[rule.status], documentation_url: RATE_LIMIT_DOCS } };
   }

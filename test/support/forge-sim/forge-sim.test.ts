@@ -65,7 +65,13 @@ async function startReceiver(status = 200): Promise<{ url: string; got: Received
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, got };
 }
 
-async function gh(sim: ForgeSimulator, method: string, path: string, body?: unknown, token: string | null = OPTIONS.githubToken): Promise<{ status: number; json: Json; headers: Headers }> {
+async function gh(
+  sim: ForgeSimulator,
+  method: string,
+  path: string,
+  body?: unknown,
+  token: string | null = OPTIONS.githubToken,
+): Promise<{ status: number; json: Json; headers: Headers }> {
   const headers: Record<string, string> = { accept: 'application/vnd.github+json' };
   if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -74,8 +80,18 @@ async function gh(sim: ForgeSimulator, method: string, path: string, body?: unkn
   return { status: res.status, json: text ? (JSON.parse(text) as Json) : {}, headers: res.headers };
 }
 
-async function gl(sim: ForgeSimulator, method: string, path: string, body?: unknown, headers: Record<string, string> = { 'private-token': OPTIONS.gitlabToken }): Promise<{ status: number; json: unknown; headers: Headers }> {
-  const res = await fetch(`${sim.gitlabUrl}/api/v4${path}`, { method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) });
+async function gl(
+  sim: ForgeSimulator,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = { 'private-token': OPTIONS.gitlabToken },
+): Promise<{ status: number; json: unknown; headers: Headers }> {
+  const res = await fetch(`${sim.gitlabUrl}/api/v4${path}`, {
+    method,
+    headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const text = await res.text();
   return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null, headers: res.headers };
 }
@@ -148,14 +164,20 @@ describe('GitHub webhooks', () => {
 
     const wj = hook.body.workflow_job as Json;
     assert.equal(hook.body.action, 'queued');
-    assert.deepEqual({ id: wj.id, run_id: wj.run_id, status: wj.status, labels: wj.labels, runner_id: wj.runner_id, name: wj.name }, { id: job.id, run_id: job.runId, status: 'queued', labels: ['self-hosted', 'hearth'], runner_id: null, name: 'test' });
+    assert.deepEqual(
+      { id: wj.id, run_id: wj.run_id, status: wj.status, labels: wj.labels, runner_id: wj.runner_id, name: wj.name },
+      { id: job.id, run_id: job.runId, status: 'queued', labels: ['self-hosted', 'hearth'], runner_id: null, name: 'test' },
+    );
     const repo = hook.body.repository as Json;
     assert.equal(repo.full_name, 'acme/widgets');
     assert.equal((repo.owner as Json).login, 'acme');
 
     // Same shape as GitHub's: every field of the package's queued example is there.
     const require = createRequire(import.meta.url);
-    const sets = JSON.parse(readFileSync(require.resolve('@octokit/webhooks-examples/api.github.com/index.json'), 'utf8')) as { name: string; examples: Json[] }[];
+    const sets = JSON.parse(readFileSync(require.resolve('@octokit/webhooks-examples/api.github.com/index.json'), 'utf8')) as {
+      name: string;
+      examples: Json[];
+    }[];
     const example = sets.find((s) => s.name === 'workflow_job')!.examples.find((e) => e.action === 'queued')!;
     for (const key of Object.keys(example.workflow_job as Json)) assert.ok(key in wj, `workflow_job.${key} is present`);
     assert.ok('sender' in hook.body);
@@ -196,7 +218,13 @@ describe('GitHub REST', () => {
     assert.equal(runner.name, 'r1');
     assert.equal(runner.status, 'offline');
     assert.equal(runner.busy, false);
-    assert.deepEqual((runner.labels as Json[]).map((l) => [l.name, l.type]), [['self-hosted', 'custom'], ['hearth', 'custom']]);
+    assert.deepEqual(
+      (runner.labels as Json[]).map((l) => [l.name, l.type]),
+      [
+        ['self-hosted', 'custom'],
+        ['hearth', 'custom'],
+      ],
+    );
     const config = JSON.parse(Buffer.from(String(created.json.encoded_jit_config), 'base64').toString()) as Json;
     assert.equal(config.runnerId, runner.id);
     assert.equal(config.callbackUrl, `${sim.guestUrl}/_sim/github/runner`);
@@ -205,7 +233,10 @@ describe('GitHub REST', () => {
     const duplicate = await gh(sim, 'POST', path, { name: 'r1', runner_group_id: 1, labels: ['hearth'] });
     assert.equal(duplicate.status, 409);
     // Names are unique per scope, so another repo may reuse it.
-    assert.equal((await gh(sim, 'POST', '/repos/acme/other/actions/runners/generate-jitconfig', { name: 'r1', runner_group_id: 1, labels: ['hearth'] })).status, 201);
+    assert.equal(
+      (await gh(sim, 'POST', '/repos/acme/other/actions/runners/generate-jitconfig', { name: 'r1', runner_group_id: 1, labels: ['hearth'] })).status,
+      201,
+    );
 
     const listed = await gh(sim, 'GET', '/repos/acme/widgets/actions/runners?per_page=100');
     assert.equal(listed.json.total_count, 1);
@@ -274,7 +305,11 @@ describe('GitHub REST', () => {
   it('issues installation tokens for a valid app JWT and refuses bad ones', async () => {
     const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-    const sim = await startSim({ githubAppId: '12345', githubAppPublicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), githubInstallationId: '678' });
+    const sim = await startSim({
+      githubAppId: '12345',
+      githubAppPublicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      githubInstallationId: '678',
+    });
     const jwt = (claims: Json, key = privateKey): string => {
       const head = Buffer.from(JSON.stringify({ alg: 'RS256', typ: 'JWT' })).toString('base64url');
       const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
@@ -290,7 +325,13 @@ describe('GitHub REST', () => {
     assert.equal((await gh(sim, 'GET', '/repos/acme/widgets/actions/runners', undefined, String(issued.json.token))).status, 200);
 
     assert.equal((await gh(sim, 'POST', '/app/installations/679/access_tokens', undefined, good)).status, 404);
-    for (const bad of [jwt({ iat: now - 60, exp: now + 540, iss: '12345' }, other), jwt({ iat: now - 60, exp: now + 3600, iss: '12345' }), jwt({ iat: now - 900, exp: now - 300, iss: '12345' }), jwt({ iat: now, exp: now + 60, iss: '999' }), 'not.a.jwt']) {
+    for (const bad of [
+      jwt({ iat: now - 60, exp: now + 540, iss: '12345' }, other),
+      jwt({ iat: now - 60, exp: now + 3600, iss: '12345' }),
+      jwt({ iat: now - 900, exp: now - 300, iss: '12345' }),
+      jwt({ iat: now, exp: now + 60, iss: '999' }),
+      'not.a.jwt',
+    ]) {
       assert.equal((await gh(sim, 'POST', '/app/installations/678/access_tokens', undefined, bad)).status, 401);
     }
     // The JWT itself is not an API token.
@@ -330,7 +371,10 @@ describe('faults', () => {
     assert.equal(receiver.got.length, 3);
     assert.ok(sim.deliveries.filter((d) => d.held).length === 2);
     await sim.flushHeld();
-    assert.deepEqual(receiver.got.slice(3).map((r) => (r.body.workflow_job as Json).id), [second.id, first.id]);
+    assert.deepEqual(
+      receiver.got.slice(3).map((r) => (r.body.workflow_job as Json).id),
+      [second.id, first.id],
+    );
     assert.equal(sim.deliveries.filter((d) => d.held).length, 0);
   });
 
@@ -405,7 +449,10 @@ describe('GitLab', () => {
     const details = await gl(sim, 'GET', `/runners/${created.id as number}`);
     assert.deepEqual((details.json as Json).tag_list, ['hearth', 'job-1']);
     const listed = await gl(sim, 'GET', '/projects/1/runners');
-    assert.deepEqual((listed.json as Json[]).map((r) => [r.id, r.runner_type, r.is_shared]), [[created.id, 'project_type', false]]);
+    assert.deepEqual(
+      (listed.json as Json[]).map((r) => [r.id, r.runner_type, r.is_shared]),
+      [[created.id, 'project_type', false]],
+    );
     assert.equal(((await gl(sim, 'GET', '/projects/2/runners')).json as Json[]).length, 0);
     assert.equal((await gl(sim, 'DELETE', `/runners/${created.id as number}`)).status, 204);
     assert.equal((await gl(sim, 'DELETE', `/runners/${created.id as number}`)).status, 404);
@@ -415,12 +462,16 @@ describe('GitLab', () => {
     const sim = await startSim();
     const job = await sim.queueGitlabJob({ projectId: 5, tags: ['a', 'b'] });
     const untagged = await sim.queueGitlabJob({ projectId: 5, tags: [] });
-    const make = async (tags: string[], extra: Json = {}): Promise<string> => String(((await gl(sim, 'POST', '/user/runners', { runner_type: 'project_type', project_id: 5, tag_list: tags, ...extra })).json as Json).token);
-    const request = (token: string): Promise<Response> => fetch(`${sim.gitlabUrl}/api/v4/jobs/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+    const make = async (tags: string[], extra: Json = {}): Promise<string> =>
+      String(((await gl(sim, 'POST', '/user/runners', { runner_type: 'project_type', project_id: 5, tag_list: tags, ...extra })).json as Json).token);
+    const request = (token: string): Promise<Response> =>
+      fetch(`${sim.gitlabUrl}/api/v4/jobs/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
 
     assert.equal((await request('glrt-unknown')).status, 403);
     assert.equal((await request(await make(['a'], { run_untagged: false }))).status, 204, 'runner [a] may not take a job tagged [a, b]');
-    const otherProject = String(((await gl(sim, 'POST', '/user/runners', { runner_type: 'project_type', project_id: 6, tag_list: ['a', 'b'] })).json as Json).token);
+    const otherProject = String(
+      ((await gl(sim, 'POST', '/user/runners', { runner_type: 'project_type', project_id: 6, tag_list: ['a', 'b'] })).json as Json).token,
+    );
     assert.equal((await request(otherProject)).status, 204, 'a project runner serves its own project only');
 
     const runner = await make(['a', 'b', 'c'], { run_untagged: false });
@@ -436,11 +487,19 @@ describe('GitLab', () => {
     assert.deepEqual([(shown.json as Json).status, (shown.json as Json).tag_list], ['running', ['a', 'b']]);
     assert.deepEqual((await gl(sim, 'GET', `/projects/6/jobs/${job.id}`)).json, { message: '404 Job Not Found' });
     const pending = await gl(sim, 'GET', '/projects/5/jobs?scope[]=pending');
-    assert.deepEqual((pending.json as Json[]).map((j) => j.id), [untagged.id]);
+    assert.deepEqual(
+      (pending.json as Json[]).map((j) => j.id),
+      [untagged.id],
+    );
 
     // busybox wget sends the PUT as a POST with X-HTTP-Method-Override.
     const jobToken = (JSON.parse(text) as Json).token as string;
-    const put = (token: string): Promise<Response> => fetch(`${sim.gitlabUrl}/api/v4/jobs/${job.id}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-http-method-override': 'PUT' }, body: JSON.stringify({ token, state: 'success' }) });
+    const put = (token: string): Promise<Response> =>
+      fetch(`${sim.gitlabUrl}/api/v4/jobs/${job.id}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-http-method-override': 'PUT' },
+        body: JSON.stringify({ token, state: 'success' }),
+      });
     assert.equal((await put('glcbt-wrong')).status, 403);
     assert.equal((await put(jobToken)).status, 200);
     assert.ok(Date.now() - takenAt >= 200, 'the update waits for the simulated run');
@@ -454,14 +513,21 @@ describe('GitLab', () => {
     const job = await sim.queueGitlabJob({ projectId: 3, tags: ['secret-tag-x'], name: 'compile' });
     await sim.cancelGitlabJob(job.id);
 
-    assert.deepEqual(receiver.got.map((r) => r.body.build_status), ['pending', 'canceled']);
+    assert.deepEqual(
+      receiver.got.map((r) => r.body.build_status),
+      ['pending', 'canceled'],
+    );
     const [hook] = receiver.got as [Received];
     assert.equal(hook.headers['x-gitlab-event'], 'Job Hook');
     assert.equal(hook.headers['x-gitlab-token'], OPTIONS.gitlabWebhookToken);
     for (const header of ['x-gitlab-event-uuid', 'x-gitlab-webhook-uuid', 'idempotency-key']) assert.ok(hook.headers[header], `${header} is sent`);
     assert.equal(sim.deliveries[0]?.id, hook.headers['idempotency-key']);
-    assert.deepEqual([hook.body.object_kind, hook.body.build_id, hook.body.build_name, hook.body.project_id, hook.body.runner], ['build', job.id, 'compile', 3, null]);
-    for (const key of ['build_stage', 'build_created_at', 'pipeline_id', 'project_name', 'ref', 'sha', 'user', 'commit', 'repository', 'project']) assert.ok(key in hook.body, `${key} is present`);
+    assert.deepEqual(
+      [hook.body.object_kind, hook.body.build_id, hook.body.build_name, hook.body.project_id, hook.body.runner],
+      ['build', job.id, 'compile', 3, null],
+    );
+    for (const key of ['build_stage', 'build_created_at', 'pipeline_id', 'project_name', 'ref', 'sha', 'user', 'commit', 'repository', 'project'])
+      assert.ok(key in hook.body, `${key} is present`);
     assert.ok(!hook.raw.toString().includes('tag_list'), 'no tag_list anywhere in the hook');
     assert.ok(!hook.raw.toString().includes('secret-tag-x'), 'the job tags are not in the hook');
   });
@@ -475,7 +541,11 @@ describe('runner stand-ins', () => {
     const receiver = await startReceiver();
     sim.setWebhookTargets({ github: receiver.url });
     const job = await sim.queueGithubJob({ repo: 'acme/widgets', labels: ['self-hosted', 'hearth'] });
-    const jit = await gh(sim, 'POST', '/repos/acme/widgets/actions/runners/generate-jitconfig', { name: 'vm-1', runner_group_id: 1, labels: ['self-hosted', 'hearth'] });
+    const jit = await gh(sim, 'POST', '/repos/acme/widgets/actions/runners/generate-jitconfig', {
+      name: 'vm-1',
+      runner_group_id: 1,
+      labels: ['self-hosted', 'hearth'],
+    });
     const runnerId = (jit.json.runner as Json).id as number;
 
     const run = await runStandIn(GITHUB_RUNNER_STAND_IN, ['--jitconfig', String(jit.json.encoded_jit_config)]);
@@ -486,7 +556,11 @@ describe('runner stand-ins', () => {
     assert.deepEqual([sim.github.jobs.get(job.id)?.status, sim.github.jobs.get(job.id)?.conclusion], ['completed', 'success']);
     assert.equal(sim.github.runners.has(runnerId), false, 'the JIT runner is gone after its job');
     const hooks = receiver.got.map((r) => [r.body.action, (r.body.workflow_job as Json).runner_id]);
-    assert.deepEqual(hooks, [['queued', null], ['in_progress', runnerId], ['completed', runnerId]]);
+    assert.deepEqual(hooks, [
+      ['queued', null],
+      ['in_progress', runnerId],
+      ['completed', runnerId],
+    ]);
   });
 
   it('github-run.sh exits non-zero when the job is cancelled, and on bad options', { skip: skipStandIns }, async () => {
@@ -509,15 +583,31 @@ describe('runner stand-ins', () => {
     const receiver = await startReceiver();
     sim.setWebhookTargets({ gitlab: receiver.url });
     const job = await sim.queueGitlabJob({ projectId: 9, tags: ['hearth', 'job-77'] });
-    const created = (await gl(sim, 'POST', '/user/runners', { runner_type: 'project_type', project_id: 9, tag_list: 'hearth,job-77', run_untagged: false })).json as Json;
+    const created = (await gl(sim, 'POST', '/user/runners', { runner_type: 'project_type', project_id: 9, tag_list: 'hearth,job-77', run_untagged: false }))
+      .json as Json;
 
-    const run = await runStandIn(GITLAB_RUNNER_STAND_IN, ['run-single', '--url', sim.guestGitlabUrl, '--token', String(created.token), '--executor', 'shell', '--max-builds', '1', '--wait-timeout', '20']);
+    const run = await runStandIn(GITLAB_RUNNER_STAND_IN, [
+      'run-single',
+      '--url',
+      sim.guestGitlabUrl,
+      '--token',
+      String(created.token),
+      '--executor',
+      'shell',
+      '--max-builds',
+      '1',
+      '--wait-timeout',
+      '20',
+    ]);
     assert.equal(run.code, 0, run.stderr);
     await sim.webhooksIdle();
 
     assert.deepEqual([sim.gitlab.jobs.get(job.id)?.status, sim.gitlab.jobs.get(job.id)?.runnerId], ['success', created.id]);
     assert.equal(sim.gitlab.runners.get(created.id as number)?.credentialsSeenInGuest, true);
-    assert.deepEqual(receiver.got.map((r) => r.body.build_status), ['pending', 'running', 'success']);
+    assert.deepEqual(
+      receiver.got.map((r) => r.body.build_status),
+      ['pending', 'running', 'success'],
+    );
     assert.equal((receiver.got[1]!.body.runner as Json).id, created.id);
 
     const bad = await runStandIn(GITLAB_RUNNER_STAND_IN, ['run-single', '--url', sim.guestGitlabUrl, '--token', 'x', '--executor', 'shell', '--bogus', '1']);
@@ -525,7 +615,10 @@ describe('runner stand-ins', () => {
   });
 });
 
-it('the simulator\'s waitFor is the shared one: it names what it was waiting for', async () => {
+it("the simulator's waitFor is the shared one: it names what it was waiting for", async () => {
   const sim = await startSim();
-  await assert.rejects(sim.waitFor(() => false, 120, 'the moon'), /timed out after 120 ms waiting for the moon/);
+  await assert.rejects(
+    sim.waitFor(() => false, 120, 'the moon'),
+    /timed out after 120 ms waiting for the moon/,
+  );
 });

@@ -40,8 +40,10 @@ export class GithubApp {
     if (!verify('RSA-SHA256', Buffer.from(`${rawHeader}.${rawPayload}`), this.key, Buffer.from(rawSignature, 'base64url'))) return undecodable;
     if (String(payload.iss) !== this.appId) return { ok: false, message: `'Issuer' claim ('iss') must be an Integer` };
     const { iat, exp } = payload;
-    if (typeof iat !== 'number' || iat > nowSeconds + 60) return { ok: false, message: `'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued.` };
-    if (typeof exp !== 'number' || exp <= nowSeconds) return { ok: false, message: `'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires.` };
+    if (typeof iat !== 'number' || iat > nowSeconds + 60)
+      return { ok: false, message: `'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued.` };
+    if (typeof exp !== 'number' || exp <= nowSeconds)
+      return { ok: false, message: `'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires.` };
     if (exp > iat + MAX_LIFETIME_S) return { ok: false, message: `'Expiration time' claim ('exp') is too far in the future.` };
     return { ok: true };
   }

@@ -5,7 +5,18 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import type { Deliverer } from './deliveries.ts';
 import { pingExample, workflowJobExample } from './examples.ts';
 import { GithubApp } from './github-app.ts';
-import { headerValue, isoSeconds, isPositiveInteger, linkHeader, matchRoute, paginate, type Reply, type RequestContext, type Route, type SimCore } from './http.ts';
+import {
+  headerValue,
+  isoSeconds,
+  isPositiveInteger,
+  linkHeader,
+  matchRoute,
+  paginate,
+  type Reply,
+  type RequestContext,
+  type Route,
+  type SimCore,
+} from './http.ts';
 import type { ForgeSimulatorOptions, GithubSimJob, GithubSimRunner } from './types.ts';
 
 type Json = Record<string, unknown>;
@@ -62,17 +73,33 @@ export class GithubWorld {
   ];
 
   private readonly routes: Route[] = [
-    { method: 'POST', pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runners\/generate-jitconfig$/, handle: (ctx, [o, r]) => this.generateJitConfig(ctx, `repo:${o}/${r}`) },
+    {
+      method: 'POST',
+      pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runners\/generate-jitconfig$/,
+      handle: (ctx, [o, r]) => this.generateJitConfig(ctx, `repo:${o}/${r}`),
+    },
     { method: 'POST', pattern: /^\/orgs\/([^/]+)\/actions\/runners\/generate-jitconfig$/, handle: (ctx, [org]) => this.generateJitConfig(ctx, `org:${org}`) },
     { method: 'GET', pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runners$/, handle: (ctx, [o, r]) => this.listRunners(ctx, `repo:${o}/${r}`) },
     { method: 'GET', pattern: /^\/orgs\/([^/]+)\/actions\/runners$/, handle: (ctx, [org]) => this.listRunners(ctx, `org:${org}`) },
-    { method: 'GET', pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runners\/(\d+)$/, handle: (_ctx, [o, r, id]) => this.getRunner(`repo:${o}/${r}`, Number(id)) },
+    {
+      method: 'GET',
+      pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runners\/(\d+)$/,
+      handle: (_ctx, [o, r, id]) => this.getRunner(`repo:${o}/${r}`, Number(id)),
+    },
     { method: 'GET', pattern: /^\/orgs\/([^/]+)\/actions\/runners\/(\d+)$/, handle: (_ctx, [org, id]) => this.getRunner(`org:${org}`, Number(id)) },
-    { method: 'DELETE', pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runners\/(\d+)$/, handle: (_ctx, [o, r, id]) => this.deleteRunner(`repo:${o}/${r}`, Number(id)) },
+    {
+      method: 'DELETE',
+      pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runners\/(\d+)$/,
+      handle: (_ctx, [o, r, id]) => this.deleteRunner(`repo:${o}/${r}`, Number(id)),
+    },
     { method: 'DELETE', pattern: /^\/orgs\/([^/]+)\/actions\/runners\/(\d+)$/, handle: (_ctx, [org, id]) => this.deleteRunner(`org:${org}`, Number(id)) },
     { method: 'GET', pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runs$/, handle: (ctx, [o, r]) => this.listRuns(ctx, `${o}/${r}`) },
     { method: 'GET', pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runs\/(\d+)$/, handle: (_ctx, [o, r, id]) => this.getRun(`${o}/${r}`, Number(id)) },
-    { method: 'GET', pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runs\/(\d+)\/jobs$/, handle: (ctx, [o, r, id]) => this.listRunJobs(ctx, `${o}/${r}`, Number(id)) },
+    {
+      method: 'GET',
+      pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/runs\/(\d+)\/jobs$/,
+      handle: (ctx, [o, r, id]) => this.listRunJobs(ctx, `${o}/${r}`, Number(id)),
+    },
     { method: 'GET', pattern: /^\/repos\/([^/]+)\/([^/]+)\/actions\/jobs\/(\d+)$/, handle: (_ctx, [o, r, id]) => this.getJob(`${o}/${r}`, Number(id)) },
   ];
 
@@ -137,13 +164,30 @@ export class GithubWorld {
     if (rejected) return rejected;
     if (installationId !== this.app!.installationId) return notFound();
     const { token, expiresAt } = this.app!.issueToken();
-    return { status: 201, json: { token, expires_at: isoSeconds(expiresAt), permissions: { actions: 'read', administration: 'write', metadata: 'read' }, repository_selection: 'all' } };
+    return {
+      status: 201,
+      json: {
+        token,
+        expires_at: isoSeconds(expiresAt),
+        permissions: { actions: 'read', administration: 'write', metadata: 'read' },
+        repository_selection: 'all',
+      },
+    };
   }
 
   private getInstallation(ctx: RequestContext, account: string): Reply {
     const rejected = this.checkAppJwt(ctx);
     if (rejected) return rejected;
-    return { status: 200, json: { id: Number(this.app!.installationId), app_id: Number(this.app!.appId), account: { login: account }, target_type: 'Organization', repository_selection: 'all' } };
+    return {
+      status: 200,
+      json: {
+        id: Number(this.app!.installationId),
+        app_id: Number(this.app!.appId),
+        account: { login: account },
+        target_type: 'Organization',
+        repository_selection: 'all',
+      },
+    };
   }
 
   // ---- runners -----------------------------------------------------------
@@ -152,7 +196,8 @@ export class GithubWorld {
     let body: Json;
     try {
       const parsed: unknown = JSON.parse(ctx.body.toString('utf8') || 'null');
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return { status: 400, json: { message: 'Problems parsing JSON', documentation_url: JIT_DOCS } };
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+        return { status: 400, json: { message: 'Problems parsing JSON', documentation_url: JIT_DOCS } };
       body = parsed as Json;
     } catch {
       return { status: 400, json: { message: 'Problems parsing JSON', documentation_url: JIT_DOCS } };
@@ -164,19 +209,41 @@ export class GithubWorld {
     if (typeof name !== 'string' || name === '') return invalid(`For 'properties/name', ${JSON.stringify(name)} is not a non-empty string.`);
     if (!isPositiveInteger(groupId)) return invalid(`For 'properties/runner_group_id', ${JSON.stringify(groupId)} is not an integer.`);
     if (!Array.isArray(labels)) return invalid(`For 'properties/labels', ${JSON.stringify(labels)} is not an array.`);
-    if (labels.length < 1 || labels.length > 100) return invalid(`For 'properties/labels', the array must have between 1 and 100 items (it has ${labels.length}).`);
+    if (labels.length < 1 || labels.length > 100)
+      return invalid(`For 'properties/labels', the array must have between 1 and 100 items (it has ${labels.length}).`);
     const badLabel = labels.find((l) => typeof l !== 'string' || l === '');
     if (badLabel !== undefined) return invalid(`For 'items' of 'properties/labels', ${JSON.stringify(badLabel)} is not a non-empty string.`);
-    if (workFolder !== undefined && typeof workFolder !== 'string') return invalid(`For 'properties/work_folder', ${JSON.stringify(workFolder)} is not a string.`);
+    if (workFolder !== undefined && typeof workFolder !== 'string')
+      return invalid(`For 'properties/work_folder', ${JSON.stringify(workFolder)} is not a string.`);
     const taken = [...this.runners.values()].some((r) => sameScope(r.scope, scope) && r.name === name);
     if (taken) return { status: 409, json: { message: `Already exists - A runner with the name '${name}' already exists.`, documentation_url: JIT_DOCS } };
 
     const id = this.nextRunnerId++;
     const secret = randomBytes(16).toString('hex');
     // Real configs are opaque base64 JSON; this one names the sim's callback instead of GitHub's broker.
-    const config = { runnerId: id, name, callbackUrl: `${this.core.guestUrl}${GITHUB_RUNNER_CALLBACK}`, secret, scope, labels, workFolder: workFolder ?? '_work' };
+    const config = {
+      runnerId: id,
+      name,
+      callbackUrl: `${this.core.guestUrl}${GITHUB_RUNNER_CALLBACK}`,
+      secret,
+      scope,
+      labels,
+      workFolder: workFolder ?? '_work',
+    };
     const jitConfig = Buffer.from(JSON.stringify(config)).toString('base64');
-    const runner: RunnerRecord = { id, name, labels: labels as string[], scope, status: 'offline', busy: false, jitConfig, credentialsSeenInGuest: false, groupId, jobId: null, secret };
+    const runner: RunnerRecord = {
+      id,
+      name,
+      labels: labels as string[],
+      scope,
+      status: 'offline',
+      busy: false,
+      jitConfig,
+      credentialsSeenInGuest: false,
+      groupId,
+      jobId: null,
+      secret,
+    };
     this.runners.set(id, runner);
     return { status: 201, json: { runner: this.runnerObject(runner), encoded_jit_config: jitConfig } };
   }
@@ -203,7 +270,11 @@ export class GithubWorld {
   private listRunners(ctx: RequestContext, scope: string): Reply {
     const all = [...this.runners.values()].filter((r) => sameScope(r.scope, scope));
     const page = paginate(all, ctx.query, 30);
-    return { status: 200, headers: { link: linkHeader(this.core.url, ctx.path, ctx.query, page) }, json: { total_count: page.total, runners: page.items.map((r) => this.runnerObject(r)) } };
+    return {
+      status: 200,
+      headers: { link: linkHeader(this.core.url, ctx.path, ctx.query, page) },
+      json: { total_count: page.total, runners: page.items.map((r) => this.runnerObject(r)) },
+    };
   }
 
   private getRunner(scope: string, id: number): Reply {
@@ -225,7 +296,21 @@ export class GithubWorld {
     if (!/^[^/\s]+\/[^/\s]+$/.test(j.repo)) throw new Error(`repo must be owner/name, got ${JSON.stringify(j.repo)}`);
     const now = new Date();
     const run: RunRecord = { id: this.nextRunId++, repo: j.repo, name: WORKFLOW_NAME, runNumber: this.runs.size + 1, createdAt: now, jobIds: [] };
-    const job: JobRecord = { id: this.nextJobId++, runId: run.id, repo: j.repo, name: j.name ?? 'build', labels: [...j.labels], status: 'queued', conclusion: null, runnerId: null, runnerName: null, failingStep: j.failingStep ?? null, createdAt: now, startedAt: null, completedAt: null };
+    const job: JobRecord = {
+      id: this.nextJobId++,
+      runId: run.id,
+      repo: j.repo,
+      name: j.name ?? 'build',
+      labels: [...j.labels],
+      status: 'queued',
+      conclusion: null,
+      runnerId: null,
+      runnerName: null,
+      failingStep: j.failingStep ?? null,
+      createdAt: now,
+      startedAt: null,
+      completedAt: null,
+    };
     run.jobIds.push(job.id);
     this.runs.set(run.id, run);
     this.jobs.set(job.id, job);
@@ -319,7 +404,11 @@ export class GithubWorld {
       })
       .sort((a, b) => b.id - a.id);
     const page = paginate(runs, ctx.query, 30);
-    return { status: 200, headers: { link: linkHeader(this.core.url, ctx.path, ctx.query, page) }, json: { total_count: page.total, workflow_runs: page.items.map((r) => this.runObject(r)) } };
+    return {
+      status: 200,
+      headers: { link: linkHeader(this.core.url, ctx.path, ctx.query, page) },
+      json: { total_count: page.total, workflow_runs: page.items.map((r) => this.runObject(r)) },
+    };
   }
 
   private getRun(repo: string, id: number): Reply {
@@ -330,8 +419,16 @@ export class GithubWorld {
   private listRunJobs(ctx: RequestContext, repo: string, runId: number): Reply {
     const run = this.runOf(repo, runId);
     if (!run) return notFound();
-    const page = paginate(run.jobIds.map((id) => this.jobs.get(id)!), ctx.query, 30);
-    return { status: 200, headers: { link: linkHeader(this.core.url, ctx.path, ctx.query, page) }, json: { total_count: page.total, jobs: page.items.map((j) => this.jobObject(j)) } };
+    const page = paginate(
+      run.jobIds.map((id) => this.jobs.get(id)!),
+      ctx.query,
+      30,
+    );
+    return {
+      status: 200,
+      headers: { link: linkHeader(this.core.url, ctx.path, ctx.query, page) },
+      json: { total_count: page.total, jobs: page.items.map((j) => this.jobObject(j)) },
+    };
   }
 
   private getJob(repo: string, id: number): Reply {
@@ -388,11 +485,18 @@ export class GithubWorld {
     this.patchWorkflowJob(payload.workflow_job as Json, job);
     const [owner, name] = job.repo.split('/') as [string, string];
     const repository = payload.repository as Json;
-    Object.assign(repository, { id: repoId(job.repo), name, full_name: job.repo, html_url: `${this.core.url}/${job.repo}`, url: `${this.core.url}/repos/${job.repo}` });
+    Object.assign(repository, {
+      id: repoId(job.repo),
+      name,
+      full_name: job.repo,
+      html_url: `${this.core.url}/${job.repo}`,
+      url: `${this.core.url}/repos/${job.repo}`,
+    });
     (repository.owner as Json).login = owner;
     if (payload.organization) (payload.organization as Json).login = owner;
     // App webhooks name the installation; repository hooks do not.
-    if (this.options.githubInstallationId) payload.installation = { id: Number(this.options.githubInstallationId), node_id: 'MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ==' };
+    if (this.options.githubInstallationId)
+      payload.installation = { id: Number(this.options.githubInstallationId), node_id: 'MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ==' };
     else delete payload.installation;
     return this.send('workflow_job', action, job.id, JSON.stringify(payload));
   }

@@ -3,7 +3,19 @@
 // runner API (jobs/request, PUT jobs/:id) that gitlab-runner itself calls.
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Deliverer } from './deliveries.ts';
-import { headerValue, linkHeader, matchRoute, paginate, parseBody, toInteger, type Page, type Reply, type RequestContext, type Route, type SimCore } from './http.ts';
+import {
+  headerValue,
+  linkHeader,
+  matchRoute,
+  paginate,
+  parseBody,
+  toInteger,
+  type Page,
+  type Reply,
+  type RequestContext,
+  type Route,
+  type SimCore,
+} from './http.ts';
 import type { ForgeSimulatorOptions, GitlabSimJob, GitlabSimRunner } from './types.ts';
 
 type Json = Record<string, unknown>;
@@ -136,7 +148,9 @@ export class GitlabWorld {
   private listJobs(ctx: RequestContext, projectId: number): Reply {
     // `scope[]=pending&scope[]=running` or `scope=pending`; GitLab lists newest first.
     const scopes = [...ctx.query.getAll('scope[]'), ...ctx.query.getAll('scope')];
-    const jobs = [...this.jobs.values()].filter((j) => j.projectId === projectId && (scopes.length === 0 || scopes.includes(j.status))).sort((a, b) => b.id - a.id);
+    const jobs = [...this.jobs.values()]
+      .filter((j) => j.projectId === projectId && (scopes.length === 0 || scopes.includes(j.status)))
+      .sort((a, b) => b.id - a.id);
     const page = paginate(jobs, ctx.query, 20);
     return { status: 200, headers: this.pageHeaders(ctx, page), json: page.items.map((j) => this.jobObject(j)) };
   }
@@ -173,7 +187,15 @@ export class GitlabWorld {
   }
 
   private commit(job: JobRecord): Json {
-    return { id: SHA, short_id: SHA.slice(0, 8), title: 'Simulated commit', message: 'Simulated commit\n', author_name: USER.name, author_email: 'sim@sim.invalid', created_at: job.createdAt.toISOString() };
+    return {
+      id: SHA,
+      short_id: SHA.slice(0, 8),
+      title: 'Simulated commit',
+      message: 'Simulated commit\n',
+      author_name: USER.name,
+      author_email: 'sim@sim.invalid',
+      created_at: job.createdAt.toISOString(),
+    };
   }
 
   private jobObject(job: JobRecord): Json {
@@ -196,7 +218,16 @@ export class GitlabWorld {
       queued_duration: seconds(job.createdAt, job.startedAt ?? new Date()),
       user: USER,
       commit: this.commit(job),
-      pipeline: { id: job.pipelineId, iid: job.pipelineId - 9000, project_id: job.projectId, sha: SHA, ref: 'main', status: job.status, source: 'push', web_url: `${project.web_url}/-/pipelines/${job.pipelineId}` },
+      pipeline: {
+        id: job.pipelineId,
+        iid: job.pipelineId - 9000,
+        project_id: job.projectId,
+        sha: SHA,
+        ref: 'main',
+        status: job.status,
+        source: 'push',
+        web_url: `${project.web_url}/-/pipelines/${job.pipelineId}`,
+      },
       web_url: `${project.web_url}/-/jobs/${job.id}`,
       project: { ci_job_token_scope_enabled: false },
       artifacts: [],
@@ -224,7 +255,11 @@ export class GitlabWorld {
     const tags = parseTags(body.tag_list);
     if (typeof tags === 'string') return message(400, tags);
     const flags: Record<string, boolean> = {};
-    for (const [key, fallback] of [['run_untagged', true], ['locked', false], ['paused', false]] as const) {
+    for (const [key, fallback] of [
+      ['run_untagged', true],
+      ['locked', false],
+      ['paused', false],
+    ] as const) {
       const value = parseBool(body[key], fallback);
       if (value === undefined) return message(400, `${key} is invalid`);
       flags[key] = value;
@@ -276,8 +311,13 @@ export class GitlabWorld {
 
   private listProjectRunners(ctx: RequestContext, projectId: number): Reply {
     const type = ctx.query.get('type');
-    const wantTags = (ctx.query.get('tag_list') ?? '').split(',').map((t) => t.trim()).filter(Boolean);
-    const runners = [...this.runners.values()].filter((r) => this.servesProject(r, projectId) && (!type || r.runnerType === type) && wantTags.every((t) => r.tags.includes(t)));
+    const wantTags = (ctx.query.get('tag_list') ?? '')
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean);
+    const runners = [...this.runners.values()].filter(
+      (r) => this.servesProject(r, projectId) && (!type || r.runnerType === type) && wantTags.every((t) => r.tags.includes(t)),
+    );
     const page = paginate(runners, ctx.query, 20);
     return { status: 200, headers: this.pageHeaders(ctx, page), json: page.items.map((r) => this.runnerSummary(r)) };
   }
@@ -296,7 +336,10 @@ export class GitlabWorld {
         locked: runner.locked,
         access_level: runner.accessLevel,
         maximum_timeout: runner.maximumTimeout,
-        projects: runner.projectId !== null ? [{ id: runner.projectId, name: `project-${runner.projectId}`, path_with_namespace: `${NAMESPACE}/project-${runner.projectId}` }] : [],
+        projects:
+          runner.projectId !== null
+            ? [{ id: runner.projectId, name: `project-${runner.projectId}`, path_with_namespace: `${NAMESPACE}/project-${runner.projectId}` }]
+            : [],
         groups: runner.groupId !== null ? [{ id: runner.groupId, name: NAMESPACE, web_url: `${this.core.url}${GITLAB_PREFIX}/groups/${NAMESPACE}` }] : [],
       },
     };
@@ -355,7 +398,15 @@ export class GitlabWorld {
       token: job.token,
       allow_git_fetch: true,
       job_info: { id: job.id, name: job.name, stage: job.stage, project_id: job.projectId, project_name: project.name },
-      git_info: { repo_url: guestRepo, ref: 'main', sha: SHA, before_sha: '0000000000000000000000000000000000000000', ref_type: 'branch', refspecs: ['+refs/heads/main:refs/remotes/origin/main'], depth: 20 },
+      git_info: {
+        repo_url: guestRepo,
+        ref: 'main',
+        sha: SHA,
+        before_sha: '0000000000000000000000000000000000000000',
+        ref_type: 'branch',
+        refspecs: ['+refs/heads/main:refs/remotes/origin/main'],
+        depth: 20,
+      },
       runner_info: { timeout: 3600, runner_session_url: null },
       variables: [
         { key: 'CI_JOB_ID', value: String(job.id), public: true, masked: false },
@@ -417,12 +468,41 @@ export class GitlabWorld {
       build_allow_failure: false,
       build_failure_reason: job.status === 'failed' ? 'script_failure' : 'unknown',
       pipeline_id: job.pipelineId,
-      runner: runner ? { id: runner.id, description: runner.description, runner_type: runner.runnerType, active: !runner.paused, is_shared: runner.runnerType === 'instance_type', tags: [...runner.tags] } : null,
+      runner: runner
+        ? {
+            id: runner.id,
+            description: runner.description,
+            runner_type: runner.runnerType,
+            active: !runner.paused,
+            is_shared: runner.runnerType === 'instance_type',
+            tags: [...runner.tags],
+          }
+        : null,
       project_id: job.projectId,
       project_name: `${NAMESPACE} / ${project.name as string}`,
       user: USER,
-      commit: { id: job.pipelineId, name: null, sha: SHA, message: 'Simulated commit\n', author_name: USER.name, author_email: 'sim@sim.invalid', author_url: `${this.core.url}${GITLAB_PREFIX}/${USER.username}`, status: job.status, duration: seconds(job.startedAt, job.finishedAt), started_at: job.startedAt ? hookTime(job.startedAt) : null, finished_at: job.finishedAt ? hookTime(job.finishedAt) : null },
-      repository: { name: project.name, url: project.git_ssh_url, description: null, homepage: project.web_url, git_http_url: project.git_http_url, git_ssh_url: project.git_ssh_url, visibility_level: 0 },
+      commit: {
+        id: job.pipelineId,
+        name: null,
+        sha: SHA,
+        message: 'Simulated commit\n',
+        author_name: USER.name,
+        author_email: 'sim@sim.invalid',
+        author_url: `${this.core.url}${GITLAB_PREFIX}/${USER.username}`,
+        status: job.status,
+        duration: seconds(job.startedAt, job.finishedAt),
+        started_at: job.startedAt ? hookTime(job.startedAt) : null,
+        finished_at: job.finishedAt ? hookTime(job.finishedAt) : null,
+      },
+      repository: {
+        name: project.name,
+        url: project.git_ssh_url,
+        description: null,
+        homepage: project.web_url,
+        git_http_url: project.git_http_url,
+        git_ssh_url: project.git_ssh_url,
+        visibility_level: 0,
+      },
       project,
       environment: null,
     };

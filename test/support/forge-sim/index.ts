@@ -11,10 +11,31 @@ import { ApiFaults, seededRandom } from './faults.ts';
 import { GITHUB_RUNNER_CALLBACK, GithubWorld } from './github.ts';
 import { GITLAB_PREFIX, GitlabWorld, isGitlabRunnerApi } from './gitlab.ts';
 import { BodyTooLarge, JobClock, readBody, type Reply, type RequestContext } from './http.ts';
-import type { ApiFailureRule, ApiLogEntry, DeliveryRecord, FaultSettings, ForgeSimulatorOptions, GithubSimJob, GithubSimRunner, GitlabSimJob, GitlabSimRunner, SimForge } from './types.ts';
+import type {
+  ApiFailureRule,
+  ApiLogEntry,
+  DeliveryRecord,
+  FaultSettings,
+  ForgeSimulatorOptions,
+  GithubSimJob,
+  GithubSimRunner,
+  GitlabSimJob,
+  GitlabSimRunner,
+  SimForge,
+} from './types.ts';
 import { waitFor } from '../wait.ts';
 
-export type { ApiFailureRule, ApiLogEntry, DeliveryRecord, FaultSettings, ForgeSimulatorOptions, GithubSimJob, GithubSimRunner, GitlabSimJob, GitlabSimRunner } from './types.ts';
+export type {
+  ApiFailureRule,
+  ApiLogEntry,
+  DeliveryRecord,
+  FaultSettings,
+  ForgeSimulatorOptions,
+  GithubSimJob,
+  GithubSimRunner,
+  GitlabSimJob,
+  GitlabSimRunner,
+} from './types.ts';
 
 /** The run.sh stand-in, installed in test images as /opt/actions-runner/run.sh. */
 export const GITHUB_RUNNER_STAND_IN: string = join(import.meta.dirname, 'stand-ins', 'github-run.sh');
@@ -164,7 +185,10 @@ export class ForgeSimulator {
       const ctx: RequestContext = { method, path: url.pathname, query: url.searchParams, headers: req.headers, body: await readBody(req) };
       reply = await this.dispatch(forge, ctx);
     } catch (error) {
-      reply = error instanceof BodyTooLarge ? { status: 413, json: { message: error.message } } : { status: 500, json: { message: `simulator error: ${(error as Error).message}` } };
+      reply =
+        error instanceof BodyTooLarge
+          ? { status: 413, json: { message: error.message } }
+          : { status: 500, json: { message: `simulator error: ${(error as Error).message}` } };
     }
     // Paths only: query strings may carry tokens (DELETE /runners?token=).
     this.apiLog.push({ at, method, path: url.pathname, status: reply.status, forge });

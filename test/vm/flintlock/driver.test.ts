@@ -105,7 +105,12 @@ describe('Flintlock driver against the fake flintlockd with cloud-init guests', 
     assert.equal(spec.kernel?.add_network_config, true);
     assert.equal(spec.root_volume?.source?.container_source, 'ghcr.io/acme/hearth-runner:24.04');
     assert.equal(spec.interfaces?.length, 1, 'a NIC, so the guest can dial back');
-    assert.deepEqual(spec.labels, { [FLINTLOCK_LABELS.managedBy]: 'hearth', [FLINTLOCK_LABELS.owner]: 'test-host', [FLINTLOCK_LABELS.vmId]: vm.id, [FLINTLOCK_LABELS.image]: 'runner' });
+    assert.deepEqual(spec.labels, {
+      [FLINTLOCK_LABELS.managedBy]: 'hearth',
+      [FLINTLOCK_LABELS.owner]: 'test-host',
+      [FLINTLOCK_LABELS.vmId]: vm.id,
+      [FLINTLOCK_LABELS.image]: 'runner',
+    });
     assert.match(userData(request), new RegExp(`HEARTH_AGENT_URL='${driver.agentUrl}'`));
     const token = /HEARTH_AGENT_TOKEN='([^']+)'/.exec(userData(request))?.[1];
     assert.ok(token && token.length >= 40, 'a random per-VM token');
@@ -116,9 +121,12 @@ describe('Flintlock driver against the fake flintlockd with cloud-init guests', 
     assert.equal(result.exitCode, 7);
     assert.deepEqual(out.text(), { stdout: 'to-stdout\n', stderr: 'to-stderr\n' });
     const env = captureOutput();
-    assert.equal((await driver.exec(vm.id, { argv: ['sh', '-c', 'env; tr "\\0" "\\n" < /proc/$PPID/environ'], env: { STEP: 'two' }, cwd: '/' }, env.sink)).exitCode, 0);
+    assert.equal(
+      (await driver.exec(vm.id, { argv: ['sh', '-c', 'env; tr "\\0" "\\n" < /proc/$PPID/environ'], env: { STEP: 'two' }, cwd: '/' }, env.sink)).exitCode,
+      0,
+    );
     assert.match(env.text().stdout, /^STEP=two$/m);
-    assert.ok(!env.text().stdout.includes(token), 'the token is not in the guest commands\' environment, nor the agent\'s');
+    assert.ok(!env.text().stdout.includes(token), "the token is not in the guest commands' environment, nor the agent's");
 
     const uid = [...fake.microvms.values()].find((m) => m.spec?.id === vm.id)?.spec?.uid;
     assert.ok(uid);
@@ -173,7 +181,7 @@ describe('Flintlock driver against the fake flintlockd with cloud-init guests', 
     }
   });
 
-  it('fails the boot with flintlockd\'s verdict when the microVM goes FAILED', async () => {
+  it("fails the boot with flintlockd's verdict when the microVM goes FAILED", async () => {
     const slow = await FakeFlintlock.start({ createDelayMs: 60_000, deleteDelayMs: 50 });
     const failing = await startDriver({ endpoint: slow.endpoint });
     try {
@@ -213,8 +221,14 @@ describe('Flintlock driver against the fake flintlockd with cloud-init guests', 
       assert.equal(records.find((r) => r.id === 'vm-0rphan000000')?.leaked, true);
 
       const collected = await reconcileLeakedVms(driver, { all: false });
-      assert.deepEqual(collected.map((r) => r.id), ['vm-0rphan000000']);
-      assert.deepEqual((await driver.list()).map((r) => r.id), [vm.id]);
+      assert.deepEqual(
+        collected.map((r) => r.id),
+        ['vm-0rphan000000'],
+      );
+      assert.deepEqual(
+        (await driver.list()).map((r) => r.id),
+        [vm.id],
+      );
       const left = [...fake.microvms.values()].map((m) => m.spec?.id).sort();
       assert.deepEqual(left, [vm.id, 'unlabelled', 'vm-elsewhere000', 'vm-otherhost000'].sort(), 'other owners, namespaces and unlabelled VMs untouched');
     } finally {
@@ -232,8 +246,14 @@ describe('Flintlock driver against the fake flintlockd with cloud-init guests', 
       return true;
     });
     await assert.rejects(driver.restore('snap'), (error) => isHearthError(error, 'HEARTH_ERR_DRIVER_UNSUPPORTED') && /firecracker/.test(error.fix));
-    await assert.rejects(driver.boot({ ...SPEC, source: root }), (error) => isHearthError(error, 'HEARTH_ERR_DRIVER_UNSUPPORTED') && /checkout/.test(error.fix));
-    await assert.rejects(driver.boot({ ...SPEC, image: 'unmapped' }), (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /root images/.test(error.fix));
+    await assert.rejects(
+      driver.boot({ ...SPEC, source: root }),
+      (error) => isHearthError(error, 'HEARTH_ERR_DRIVER_UNSUPPORTED') && /checkout/.test(error.fix),
+    );
+    await assert.rejects(
+      driver.boot({ ...SPEC, image: 'unmapped' }),
+      (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /root images/.test(error.fix),
+    );
   });
 
   it('never puts a token into a log line, a label, the kernel cmdline or meta-data', () => {
@@ -243,25 +263,50 @@ describe('Flintlock driver against the fake flintlockd with cloud-init guests', 
     for (const request of creates()) {
       const { metadata, ...rest } = request.microvm!;
       const { 'user-data': _userData, ...otherDocuments } = metadata ?? {};
-      const visible = JSON.stringify({ ...rest, otherDocuments, requestMetadata: request.metadata }) + Buffer.from(otherDocuments['meta-data'] ?? '', 'base64').toString('utf8');
+      const visible =
+        JSON.stringify({ ...rest, otherDocuments, requestMetadata: request.metadata }) +
+        Buffer.from(otherDocuments['meta-data'] ?? '', 'base64').toString('utf8');
       for (const token of tokens) assert.ok(!visible.includes(token), 'a token outside user-data');
     }
     for (const token of tokens) assert.ok(!logs.includes(token), 'a token in the log');
   });
 
   it('is wired into createHostDriver, with the settings it needs asked for by name', () => {
-    assert.throws(() => createHostDriver('flintlock', { paths, logger }), (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /HEARTH_FLINTLOCK_AGENT_URL/.test(error.fix));
-    const wired = createHostDriver('flintlock', { paths, logger, flintlock: { endpoint: fake.endpoint, agentListen: '0.0.0.0:7071', agentUrl: 'tcp://10.0.0.1:7071', kernelImage: 'k' } });
-    assert.equal(wired.name, 'flintlock');
-    assert.throws(() => createHostDriver('flintlock', { paths, logger, flintlock: { endpoint: fake.endpoint, agentListen: '0.0.0.0:7071', agentUrl: 'tcp://hearth.local:7071', kernelImage: 'k' } }), (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /IP address/.test(error.fix));
-    assert.equal(flintlockOptionsFromEnv({}), undefined);
-    assert.deepEqual(flintlockOptionsFromEnv({ HEARTH_FLINTLOCK_ENDPOINT: '10.0.0.2:9090', HEARTH_FLINTLOCK_AGENT_URL: 'tcp://10.0.0.1:7071', HEARTH_FLINTLOCK_KERNEL_IMAGE: 'k', HEARTH_FLINTLOCK_ROOT_IMAGES: 'debian=ghcr.io/a/d:12,runner=ghcr.io/a/r:1' }), {
-      endpoint: '10.0.0.2:9090',
-      agentListen: '0.0.0.0:7071',
-      agentUrl: 'tcp://10.0.0.1:7071',
-      kernelImage: 'k',
-      rootImages: { debian: 'ghcr.io/a/d:12', runner: 'ghcr.io/a/r:1' },
+    assert.throws(
+      () => createHostDriver('flintlock', { paths, logger }),
+      (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /HEARTH_FLINTLOCK_AGENT_URL/.test(error.fix),
+    );
+    const wired = createHostDriver('flintlock', {
+      paths,
+      logger,
+      flintlock: { endpoint: fake.endpoint, agentListen: '0.0.0.0:7071', agentUrl: 'tcp://10.0.0.1:7071', kernelImage: 'k' },
     });
+    assert.equal(wired.name, 'flintlock');
+    assert.throws(
+      () =>
+        createHostDriver('flintlock', {
+          paths,
+          logger,
+          flintlock: { endpoint: fake.endpoint, agentListen: '0.0.0.0:7071', agentUrl: 'tcp://hearth.local:7071', kernelImage: 'k' },
+        }),
+      (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /IP address/.test(error.fix),
+    );
+    assert.equal(flintlockOptionsFromEnv({}), undefined);
+    assert.deepEqual(
+      flintlockOptionsFromEnv({
+        HEARTH_FLINTLOCK_ENDPOINT: '10.0.0.2:9090',
+        HEARTH_FLINTLOCK_AGENT_URL: 'tcp://10.0.0.1:7071',
+        HEARTH_FLINTLOCK_KERNEL_IMAGE: 'k',
+        HEARTH_FLINTLOCK_ROOT_IMAGES: 'debian=ghcr.io/a/d:12,runner=ghcr.io/a/r:1',
+      }),
+      {
+        endpoint: '10.0.0.2:9090',
+        agentListen: '0.0.0.0:7071',
+        agentUrl: 'tcp://10.0.0.1:7071',
+        kernelImage: 'k',
+        rootImages: { debian: 'ghcr.io/a/d:12', runner: 'ghcr.io/a/r:1' },
+      },
+    );
   });
 });
 
@@ -281,7 +326,13 @@ describe('Flintlock driver with real QEMU guests (minimal image, agent as PID 1)
     const image = await loadImage(paths.cache, 'minimal');
     // The same KVM decision as every other VM here: /dev/kvm can exist and still hang guests.
     const { accel } = await new QemuDriver({ paths, logger: createLogger({ level: 'silent' }) }).accel();
-    guests = new QemuGuests({ kernel: image.kernelPath, initrd: image.initrdPath, agentBinary: (await buildGuestAgent(paths.cache)).path, dir: join(root, 'guests'), accel });
+    guests = new QemuGuests({
+      kernel: image.kernelPath,
+      initrd: image.initrdPath,
+      agentBinary: (await buildGuestAgent(paths.cache)).path,
+      dir: join(root, 'guests'),
+      accel,
+    });
     fake = await FakeFlintlock.start({ createDelayMs: 100, deleteDelayMs: 100, guests });
     const port = await new Promise<number>((resolve) => {
       const probe = createServer().listen(0, '127.0.0.1', () => {
@@ -321,10 +372,10 @@ describe('Flintlock driver with real QEMU guests (minimal image, agent as PID 1)
     const result = await driver.exec(vm.id, { argv: ['sh', '-c', 'echo pid1=$(cat /proc/1/comm); ls -l /etc/hearth/agent.env >&2; exit 5'] }, out.sink);
     assert.equal(result.exitCode, 5);
     assert.match(out.text().stdout, /^pid1=init$/m);
-    assert.match(out.text().stderr, /^-rw------- .*\/etc\/hearth\/agent\.env$/m, 'written with cloud-init\'s permissions');
+    assert.match(out.text().stderr, /^-rw------- .*\/etc\/hearth\/agent\.env$/m, "written with cloud-init's permissions");
     const env = captureOutput();
     await driver.exec(vm.id, { argv: ['sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ; cat /proc/cmdline'] }, env.sink);
-    assert.ok(!env.text().stdout.includes(token), 'not in PID 1\'s environment nor on the kernel command line');
+    assert.ok(!env.text().stdout.includes(token), "not in PID 1's environment nor on the kernel command line");
 
     const console = await guests!.console(uid);
     assert.match(console, /connected to tcp:\/\/10\.0\.2\.2:\d+/);

@@ -52,9 +52,17 @@ for (const errorStyle of ['flintlockd', 'canonical'] satisfies FakeErrorStyle[])
       assert.equal(created.status.state, 'PENDING');
       assert.ok(created.createdAt instanceof Date);
 
-      const sent = fake.requests.find((r) => r.method === 'CreateMicroVM')?.request as { microvm: Record<string, unknown>; metadata: Record<string, { type_url: string; value: Buffer }> };
+      const sent = fake.requests.find((r) => r.method === 'CreateMicroVM')?.request as {
+        microvm: Record<string, unknown>;
+        metadata: Record<string, { type_url: string; value: Buffer }>;
+      };
       assert.equal(sent.microvm.memory_in_mb, 2048, 'camelCase mapped to the proto field');
-      assert.deepEqual(sent.microvm.kernel, { image: 'ghcr.io/hearth/kernel:6.1', cmdline: { console: 'ttyS0' }, filename: 'vmlinux', add_network_config: true });
+      assert.deepEqual(sent.microvm.kernel, {
+        image: 'ghcr.io/hearth/kernel:6.1',
+        cmdline: { console: 'ttyS0' },
+        filename: 'vmlinux',
+        add_network_config: true,
+      });
       assert.equal(sent.metadata.requestedBy?.type_url, 'type.googleapis.com/google.protobuf.StringValue');
 
       const ready = await client.waitForState(created.uid, 'CREATED', 5_000);
@@ -68,8 +76,14 @@ for (const errorStyle of ['flintlockd', 'canonical'] satisfies FakeErrorStyle[])
       assert.deepEqual(got.spec.labels, { 'hearth.dev/pool': 'default' });
 
       const other = await client.createMicroVm({ ...runnerSpec('runner-2'), namespace: 'elsewhere' });
-      assert.deepEqual((await client.listMicroVms('hearth')).map((vm) => vm.uid), [created.uid]);
-      assert.deepEqual((await client.listMicroVms('elsewhere', 'runner-2')).map((vm) => vm.uid), [other.uid]);
+      assert.deepEqual(
+        (await client.listMicroVms('hearth')).map((vm) => vm.uid),
+        [created.uid],
+      );
+      assert.deepEqual(
+        (await client.listMicroVms('elsewhere', 'runner-2')).map((vm) => vm.uid),
+        [other.uid],
+      );
       assert.deepEqual(await client.listMicroVms('elsewhere', 'runner-1'), []);
 
       await client.deleteMicroVm(created.uid);
@@ -120,7 +134,10 @@ for (const errorStyle of ['flintlockd', 'canonical'] satisfies FakeErrorStyle[])
       const slowClient = FlintlockClient.connect(slow.endpoint, { pollIntervalMs: 20 });
       try {
         const created = await slowClient.createMicroVm(runnerSpec('slow'));
-        await assert.rejects(slowClient.waitForState(created.uid, 'CREATED', 150), (error) => isFlintlockError(error, 'timeout') && /still PENDING/.test(error.details));
+        await assert.rejects(
+          slowClient.waitForState(created.uid, 'CREATED', 150),
+          (error) => isFlintlockError(error, 'timeout') && /still PENDING/.test(error.details),
+        );
       } finally {
         slowClient.close();
         await slow.close();
@@ -162,7 +179,12 @@ describe('the fake checks specs like flintlockd', () => {
 });
 
 describe('agentBootstrapMetadata', () => {
-  const metadata = agentBootstrapMetadata({ agentUrl: 'https://10.0.0.1:8443/agent', token: TOKEN, hostname: 'runner-7', sshAuthorizedKeys: ['ssh-ed25519 AAAAC3Nza test@hearth'] });
+  const metadata = agentBootstrapMetadata({
+    agentUrl: 'https://10.0.0.1:8443/agent',
+    token: TOKEN,
+    hostname: 'runner-7',
+    sshAuthorizedKeys: ['ssh-ed25519 AAAAC3Nza test@hearth'],
+  });
 
   it('builds base64 meta-data naming the instance and a #cloud-config user-data that starts the agent', () => {
     assert.deepEqual(Object.keys(metadata).sort(), ['meta-data', 'user-data']);
@@ -170,13 +192,20 @@ describe('agentBootstrapMetadata', () => {
 
     const userData = decode(metadata['user-data']);
     assert.ok(userData.startsWith('#cloud-config\n'), 'cloud-init ignores user-data without the header');
-    const config = parse(userData) as { write_files: { path: string; permissions: string; content: string }[]; runcmd: string[][]; ssh_authorized_keys: string[] };
+    const config = parse(userData) as {
+      write_files: { path: string; permissions: string; content: string }[];
+      runcmd: string[][];
+      ssh_authorized_keys: string[];
+    };
     const [file] = config.write_files;
     assert.equal(file?.path, '/etc/hearth/agent.env');
     assert.equal(file?.permissions, '0600');
     assert.equal(file?.content, `HEARTH_AGENT_URL='https://10.0.0.1:8443/agent'\nHEARTH_AGENT_TOKEN='${TOKEN}'\n`);
     // Detached, with its output in its own log: cloud-init waits for runcmd and for whatever holds its output.
-    assert.match(config.runcmd[0]?.at(-1) ?? '', /^\(set -a && \. \/etc\/hearth\/agent\.env .*exec \/usr\/local\/sbin\/hearth-agent --connect "\$HEARTH_AGENT_URL"\) <\/dev\/null >>\/var\/log\/hearth-agent\.log 2>&1 &$/);
+    assert.match(
+      config.runcmd[0]?.at(-1) ?? '',
+      /^\(set -a && \. \/etc\/hearth\/agent\.env .*exec \/usr\/local\/sbin\/hearth-agent --connect "\$HEARTH_AGENT_URL"\) <\/dev\/null >>\/var\/log\/hearth-agent\.log 2>&1 &$/,
+    );
     assert.deepEqual(config.ssh_authorized_keys, ['ssh-ed25519 AAAAC3Nza test@hearth']);
   });
 
@@ -196,7 +225,10 @@ describe('agentBootstrapMetadata', () => {
 
   for (const hostname of ['', '-runner', 'runner-', 'run_ner', 'a'.repeat(64), `${'a.'.repeat(127)}a`, 'bad..dots']) {
     it(`rejects the hostname ${JSON.stringify(hostname.length > 20 ? `${hostname.slice(0, 12)}...(${hostname.length})` : hostname)}`, () => {
-      assert.throws(() => agentBootstrapMetadata({ agentUrl: 'https://h/', token: TOKEN, hostname }), (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /RFC 1123/.test(error.message));
+      assert.throws(
+        () => agentBootstrapMetadata({ agentUrl: 'https://h/', token: TOKEN, hostname }),
+        (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /RFC 1123/.test(error.message),
+      );
     });
   }
 

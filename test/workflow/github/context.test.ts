@@ -8,14 +8,22 @@ import { githubContextFor } from '../../../src/workflow/github/context.ts';
 const SHA = 'a'.repeat(40);
 /** git as a repository on branch `feature/x` with an origin on GitHub would answer. */
 const git = async (_root: string, args: string[]): Promise<string | undefined> => {
-  const answers: Record<string, string> = { 'rev-parse HEAD': SHA, 'rev-parse --abbrev-ref HEAD': 'feature/x', 'config --get remote.origin.url': 'git@github.com:octo/widget.git' };
+  const answers: Record<string, string> = {
+    'rev-parse HEAD': SHA,
+    'rev-parse --abbrev-ref HEAD': 'feature/x',
+    'config --get remote.origin.url': 'git@github.com:octo/widget.git',
+  };
   return answers[args.join(' ')];
 };
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 const require = createRequire(import.meta.url);
-const examples = JSON.parse(readFileSync(require.resolve('@octokit/webhooks-examples/api.github.com/index.json'), 'utf8')) as { name: string; examples: Record<string, Json>[] }[];
-const realPayload = (event: string, action?: string): Json => examples.find((set) => set.name === event)!.examples.find((e) => action === undefined || e.action === action)!;
+const examples = JSON.parse(readFileSync(require.resolve('@octokit/webhooks-examples/api.github.com/index.json'), 'utf8')) as {
+  name: string;
+  examples: Record<string, Json>[];
+}[];
+const realPayload = (event: string, action?: string): Json =>
+  examples.find((set) => set.name === event)!.examples.find((e) => action === undefined || e.action === action)!;
 
 /** Paths in `ours` that a real payload of the event does not have, or has with another JSON type (null matches anything). */
 function shapeMismatches(ours: Json, real: Json, path = 'event'): string[] {
@@ -26,12 +34,26 @@ function shapeMismatches(ours: Json, real: Json, path = 'event'): string[] {
   }
   if (typeof ours === 'object') {
     if (typeof real !== 'object' || Array.isArray(real)) return [`${path}: object here, not in GitHub's`];
-    return Object.entries(ours).flatMap(([key, value]) => (key in real ? shapeMismatches(value, real[key]!, `${path}.${key}`) : [`${path}.${key}: not in GitHub's payload`]));
+    return Object.entries(ours).flatMap(([key, value]) =>
+      key in real ? shapeMismatches(value, real[key]!, `${path}.${key}`) : [`${path}.${key}: not in GitHub's payload`],
+    );
   }
   return typeof ours === typeof real ? [] : [`${path}: ${typeof ours} here, ${typeof real} in GitHub's`];
 }
 
-const contexts = (github: Record<string, unknown>) => ({ github, env: {}, vars: {}, matrix: {}, needs: {}, steps: {}, job: {}, runner: {}, inputs: {}, secrets: {}, strategy: {} });
+const contexts = (github: Record<string, unknown>) => ({
+  github,
+  env: {},
+  vars: {},
+  matrix: {},
+  needs: {},
+  steps: {},
+  job: {},
+  runner: {},
+  inputs: {},
+  secrets: {},
+  strategy: {},
+});
 const loc = { file: 'wf.yml', line: 1, column: 1 };
 
 describe('the synthesized --event payload and github context', () => {
@@ -49,7 +71,10 @@ describe('the synthesized --event payload and github context', () => {
     assert.equal(payload.after, SHA);
     assert.deepEqual(shapeMismatches(payload as Json, realPayload('push')), []);
     const c = contexts(github);
-    assert.equal(interpolate('${{ github.event.head_commit.id }} ${{ github.event.repository.full_name }} ${{ github.event.repository.default_branch }}', c, loc), `${SHA} octo/widget main`);
+    assert.equal(
+      interpolate('${{ github.event.head_commit.id }} ${{ github.event.repository.full_name }} ${{ github.event.repository.default_branch }}', c, loc),
+      `${SHA} octo/widget main`,
+    );
     assert.equal(evaluateCondition("github.event_name == 'push' && startsWith(github.ref, 'refs/heads/')", c, 'success', loc), true);
   });
 
@@ -62,7 +87,14 @@ describe('the synthesized --event payload and github context', () => {
     assert.deepEqual(shapeMismatches(payload as Json, realPayload('pull_request', 'opened')), []);
     const c = contexts(github);
     // What the fixtures' workflows read from a pull_request event.
-    assert.equal(interpolate('${{ github.event.number }} ${{ github.event.pull_request.number }} ${{ github.event.pull_request.head.sha }} ${{ github.event.pull_request.head.ref }} ${{ github.event.pull_request.base.ref }}', c, loc), `1 1 ${SHA} feature/x main`);
+    assert.equal(
+      interpolate(
+        '${{ github.event.number }} ${{ github.event.pull_request.number }} ${{ github.event.pull_request.head.sha }} ${{ github.event.pull_request.head.ref }} ${{ github.event.pull_request.base.ref }}',
+        c,
+        loc,
+      ),
+      `1 1 ${SHA} feature/x main`,
+    );
     assert.equal(evaluateCondition('github.event.pull_request.head.repo.full_name == github.repository', c, 'success', loc), true);
     assert.equal(evaluateCondition('!github.event.pull_request.head.repo.fork && !github.event.pull_request.draft', c, 'success', loc), true);
     assert.equal(evaluateCondition("contains(github.event.pull_request.labels.*.name, 'skip-ci')", c, 'success', loc), false);
@@ -74,7 +106,12 @@ describe('the synthesized --event payload and github context', () => {
     assert.equal(none.github.repository, 'local/project');
     assert.equal(none.github.sha, '0'.repeat(40));
     assert.equal(none.github.ref, 'refs/heads/main');
-    const detached = await githubContextFor({ event: 'push', repoRoot: '/p', inputs: {}, git: async (_r, args) => (args.includes('--abbrev-ref') ? 'HEAD' : git(_r, args)) });
+    const detached = await githubContextFor({
+      event: 'push',
+      repoRoot: '/p',
+      inputs: {},
+      git: async (_r, args) => (args.includes('--abbrev-ref') ? 'HEAD' : git(_r, args)),
+    });
     assert.equal(detached.github.ref, 'refs/heads/main');
   });
 

@@ -54,8 +54,18 @@ async function refusal(file: string): Promise<string> {
 
 describe('GitHub workflow fixtures', () => {
   it('the fixture set is the one these tests describe', () => {
-    const files = readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
-    assert.deepEqual(files, ['build.yml', 'local-actions.yml', 'refused-container.yml', 'refused-matrix-expression.yml', 'refused-reusable.yml', 'refused-services.yml', 'refused-step.yml']);
+    const files = readdirSync(DIR)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort();
+    assert.deepEqual(files, [
+      'build.yml',
+      'local-actions.yml',
+      'refused-container.yml',
+      'refused-matrix-expression.yml',
+      'refused-reusable.yml',
+      'refused-services.yml',
+      'refused-step.yml',
+    ]);
   });
 
   it('plans a matrix (exclude, include that extends and include that adds), needs on every expansion, if: and an unsupported action', async () => {
@@ -73,7 +83,12 @@ describe('GitHub workflow fixtures', () => {
       strategy: { group: 'test', failFast: false, maxParallel: 2, jobIndex: index, jobTotal: 4 },
       steps: ['checkout', 'composite', 'run'],
     });
-    const tests = [test('hearth-2cpu-2gb', 'stable', false, 0, true), test('hearth-2cpu-2gb', 'nightly', false, 1), test('hearth-4cpu-8gb', 'stable', false, 2), test('hearth-4cpu-8gb', 'beta', true, 3)];
+    const tests = [
+      test('hearth-2cpu-2gb', 'stable', false, 0, true),
+      test('hearth-2cpu-2gb', 'nightly', false, 1),
+      test('hearth-4cpu-8gb', 'stable', false, 2),
+      test('hearth-4cpu-8gb', 'beta', true, 3),
+    ];
     assert.deepEqual(p.jobs.map(summary), [
       {
         key: 'Lint',
@@ -136,7 +151,8 @@ describe('GitHub workflow fixtures', () => {
           key: 'missing',
           at: '19:3',
           steps: ['run', 'unsupported'],
-          unsupported: 'local-actions.yml:23:15: local action ./actions/not-here has no action.yml (looked in actions/not-here); fix: check the path: it is relative to the project root',
+          unsupported:
+            'local-actions.yml:23:15: local action ./actions/not-here has no action.yml (looked in actions/not-here); fix: check the path: it is relative to the project root',
         },
       ],
     );
@@ -147,10 +163,19 @@ describe('GitHub workflow fixtures', () => {
   });
 
   it('refuses what hearth run cannot plan, at the place in the file', async () => {
-    assert.equal(await refusal('refused-container.yml'), 'refused-container.yml:5:16: jobs.unit.container is not supported yet: hearth run executes steps directly in a microVM, without containers');
-    assert.equal(await refusal('refused-services.yml'), 'refused-services.yml:10:7: jobs.db.services is not supported yet: hearth run executes steps directly in a microVM, without containers');
+    assert.equal(
+      await refusal('refused-container.yml'),
+      'refused-container.yml:5:16: jobs.unit.container is not supported yet: hearth run executes steps directly in a microVM, without containers',
+    );
+    assert.equal(
+      await refusal('refused-services.yml'),
+      'refused-services.yml:10:7: jobs.db.services is not supported yet: hearth run executes steps directly in a microVM, without containers',
+    );
     assert.equal(await refusal('refused-reusable.yml'), 'refused-reusable.yml:4:11: jobs.changes calls a reusable workflow, which hearth run does not run yet');
-    assert.equal(await refusal('refused-matrix-expression.yml'), 'refused-matrix-expression.yml:15:18: matrix.include is an expression (${{ fromJSON(needs.plan.outputs.matrix) }}) that is only known while running');
+    assert.equal(
+      await refusal('refused-matrix-expression.yml'),
+      'refused-matrix-expression.yml:15:18: matrix.include is an expression (${{ fromJSON(needs.plan.outputs.matrix) }}) that is only known while running',
+    );
     assert.equal(await refusal('refused-step.yml'), 'refused-step.yml:7:9: a step needs exactly one of run: and uses:');
   });
 });
@@ -177,7 +202,14 @@ describe('composite action fixtures', () => {
     assert.equal(firstUnsupported(toolchain.steps), undefined);
 
     const cached = await load('with-cache');
-    assert.deepEqual(cached.steps.map((step) => [step.action.kind, step.shell]), [['unsupported', undefined], ['composite', undefined], ['run', 'sh']]);
+    assert.deepEqual(
+      cached.steps.map((step) => [step.action.kind, step.shell]),
+      [
+        ['unsupported', undefined],
+        ['composite', undefined],
+        ['run', 'sh'],
+      ],
+    );
     const nested = cached.steps[1]!.action;
     assert.ok(nested.kind === 'composite');
     assert.equal(nested.steps.length, 2, 'a composite action inside a composite action is loaded with its steps');
@@ -203,8 +235,14 @@ describe('composite action fixtures', () => {
     try {
       await writeFile(join(dir, 'node.yml'), 'name: n\nruns:\n  using: node20\n  main: index.js\n');
       await writeFile(join(dir, 'nosteps.yml'), 'runs:\n  using: composite\n');
-      await assert.rejects(parseCompositeAction(join(dir, 'node.yml'), { repoRoot: dir }), /node\.yml:3:10: the action uses "node20"; hearth run runs composite actions only/);
-      await assert.rejects(parseCompositeAction(join(dir, 'nosteps.yml'), { repoRoot: dir }), /nosteps\.yml:2:3: a composite action needs runs\.steps as a list/);
+      await assert.rejects(
+        parseCompositeAction(join(dir, 'node.yml'), { repoRoot: dir }),
+        /node\.yml:3:10: the action uses "node20"; hearth run runs composite actions only/,
+      );
+      await assert.rejects(
+        parseCompositeAction(join(dir, 'nosteps.yml'), { repoRoot: dir }),
+        /nosteps\.yml:2:3: a composite action needs runs\.steps as a list/,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

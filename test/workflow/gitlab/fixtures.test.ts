@@ -18,7 +18,19 @@ function summary(job: PlannedJob) {
   assert.equal(job.body.kind, 'gitlab');
   if (job.body.kind !== 'gitlab') throw new Error('unreachable');
   const { stage, variables, script, beforeScript, node } = job.body;
-  return { key: job.key, needs: job.needs, labels: job.labels, timeoutMinutes: job.timeoutMinutes, allowFailure: job.allowFailure, at: `${job.location.line}:${job.location.column}`, stage, variables, beforeScript, script, node };
+  return {
+    key: job.key,
+    needs: job.needs,
+    labels: job.labels,
+    timeoutMinutes: job.timeoutMinutes,
+    allowFailure: job.allowFailure,
+    at: `${job.location.line}:${job.location.column}`,
+    stage,
+    variables,
+    beforeScript,
+    script,
+    node,
+  };
 }
 
 async function refusal(file: string): Promise<string> {
@@ -33,15 +45,20 @@ async function refusal(file: string): Promise<string> {
 
 describe('GitLab CI fixtures', () => {
   it('the fixture set is the one these tests describe', () => {
-    assert.deepEqual(readdirSync(DIR).filter((f) => f.endsWith('.yml')).sort(), [
-      'pipeline.gitlab-ci.yml',
-      'refused-missing-include.gitlab-ci.yml',
-      'refused-remote-include.gitlab-ci.yml',
-      'refused-services.gitlab-ci.yml',
-      'refused-template-include.gitlab-ci.yml',
-      'refused-trigger.gitlab-ci.yml',
-      'skipped-by-workflow.gitlab-ci.yml',
-    ]);
+    assert.deepEqual(
+      readdirSync(DIR)
+        .filter((f) => f.endsWith('.yml'))
+        .sort(),
+      [
+        'pipeline.gitlab-ci.yml',
+        'refused-missing-include.gitlab-ci.yml',
+        'refused-remote-include.gitlab-ci.yml',
+        'refused-services.gitlab-ci.yml',
+        'refused-template-include.gitlab-ci.yml',
+        'refused-trigger.gitlab-ci.yml',
+        'skipped-by-workflow.gitlab-ci.yml',
+      ],
+    );
   });
 
   it('plans includes, extends, !reference, rules, only/except, manual and never, parallel and needs', async () => {
@@ -92,7 +109,18 @@ describe('GitLab CI fixtures', () => {
       matrix('amd64', 'debian', 1),
       matrix('arm64', 'debian', 2),
       matrix('riscv64', 'fedora', 3),
-      { key: 'lint', needs: [], ...common, timeoutMinutes: 10, allowFailure: true, at: '57:1', stage: 'test', variables: { ...globals, STRICT: '1' }, script: ['make lint'], node: undefined },
+      {
+        key: 'lint',
+        needs: [],
+        ...common,
+        timeoutMinutes: 10,
+        allowFailure: true,
+        at: '57:1',
+        stage: 'test',
+        variables: { ...globals, STRICT: '1' },
+        script: ['make lint'],
+        node: undefined,
+      },
     ]);
     const build = p.jobs[0]!.body;
     assert.ok(build.kind === 'gitlab' && build.image === 'debian:bookworm', 'extends brings the template image');
@@ -108,7 +136,10 @@ describe('GitLab CI fixtures', () => {
   it('follows the ref and the pipeline source through rules, only and except', async () => {
     // A merge request pipeline runs only jobs whose rules: say so: jobs without rules: or only: default to branches and tags.
     const mr = await plan('pipeline.gitlab-ci.yml', 'merge_request_event', 'feature');
-    assert.deepEqual(mr.jobs.map((j) => [j.key, j.needs]), [['docs', []]]);
+    assert.deepEqual(
+      mr.jobs.map((j) => [j.key, j.needs]),
+      [['docs', []]],
+    );
     assert.deepEqual(mr.skipped, [
       { key: 'build', reason: 'only: does not match this ref/source' },
       { key: 'unit', reason: 'only: does not match this ref/source' },
@@ -137,7 +168,10 @@ describe('GitLab CI fixtures', () => {
         ['tags-excluded', ['build']],
       ],
     );
-    assert.deepEqual(schedule.skipped.map((s) => s.key), ['docs', 'deploy', 'cleanup']);
+    assert.deepEqual(
+      schedule.skipped.map((s) => s.key),
+      ['docs', 'deploy', 'cleanup'],
+    );
   });
 
   it('skips the whole pipeline when workflow:rules match nothing', async () => {
@@ -148,14 +182,32 @@ describe('GitLab CI fixtures', () => {
       skipped: [{ key: '(pipeline)', reason: 'workflow:rules do not run a pipeline for this ref and source' }],
     });
     const web = await plan('skipped-by-workflow.gitlab-ci.yml', 'web');
-    assert.deepEqual(web.jobs.map((j) => j.key), ['test']);
+    assert.deepEqual(
+      web.jobs.map((j) => j.key),
+      ['test'],
+    );
   });
 
   it('refuses what hearth run cannot plan, at the place in the file', async () => {
-    assert.equal(await refusal('refused-services.gitlab-ci.yml'), 'refused-services.gitlab-ci.yml:6:3: job integration uses services:, which hearth run does not support yet: it runs jobs directly in a microVM, without containers');
-    assert.equal(await refusal('refused-remote-include.gitlab-ci.yml'), 'refused-remote-include.gitlab-ci.yml:2:5: include: remote is not supported by hearth run (only include: local)');
-    assert.equal(await refusal('refused-template-include.gitlab-ci.yml'), 'refused-template-include.gitlab-ci.yml:2:5: include: template is not supported by hearth run (only include: local)');
-    assert.equal(await refusal('refused-missing-include.gitlab-ci.yml'), 'refused-missing-include.gitlab-ci.yml:3:5: include: local file ci/does-not-exist.yml does not exist');
-    assert.equal(await refusal('refused-trigger.gitlab-ci.yml'), 'refused-trigger.gitlab-ci.yml:6:3: job downstream triggers another pipeline (trigger:), which hearth run does not support');
+    assert.equal(
+      await refusal('refused-services.gitlab-ci.yml'),
+      'refused-services.gitlab-ci.yml:6:3: job integration uses services:, which hearth run does not support yet: it runs jobs directly in a microVM, without containers',
+    );
+    assert.equal(
+      await refusal('refused-remote-include.gitlab-ci.yml'),
+      'refused-remote-include.gitlab-ci.yml:2:5: include: remote is not supported by hearth run (only include: local)',
+    );
+    assert.equal(
+      await refusal('refused-template-include.gitlab-ci.yml'),
+      'refused-template-include.gitlab-ci.yml:2:5: include: template is not supported by hearth run (only include: local)',
+    );
+    assert.equal(
+      await refusal('refused-missing-include.gitlab-ci.yml'),
+      'refused-missing-include.gitlab-ci.yml:3:5: include: local file ci/does-not-exist.yml does not exist',
+    );
+    assert.equal(
+      await refusal('refused-trigger.gitlab-ci.yml'),
+      'refused-trigger.gitlab-ci.yml:6:3: job downstream triggers another pipeline (trigger:), which hearth run does not support',
+    );
   });
 });

@@ -69,7 +69,10 @@ job:
 `);
     assert.deepEqual(body(p.jobs[0]).script, ['echo one', 'echo two', 'echo three']);
     assert.equal(body(p.jobs[0]).image, 'debian');
-    await assert.rejects(plan('job:\n  script:\n    - !reference [.missing, script]\n'), /\.gitlab-ci\.yml:3:18: !reference \[\.missing, script\] points at nothing/);
+    await assert.rejects(
+      plan('job:\n  script:\n    - !reference [.missing, script]\n'),
+      /\.gitlab-ci\.yml:3:18: !reference \[\.missing, script\] points at nothing/,
+    );
   });
 
   it('orders by stage unless needs say otherwise; needs: [] starts at once', async () => {
@@ -105,7 +108,10 @@ manual:
   when: manual
 `;
     const onMain = await plan(yaml);
-    assert.deepEqual(onMain.jobs.map((j) => j.key), ['deploy']);
+    assert.deepEqual(
+      onMain.jobs.map((j) => j.key),
+      ['deploy'],
+    );
     assert.equal(body(onMain.jobs[0]).variables.TARGET, 'prod');
     assert.equal(onMain.jobs[0]?.allowFailure, true);
     assert.deepEqual(onMain.skipped.map((s) => s.key).sort(), ['manual', 'mr-only', 'not-main']);
@@ -118,8 +124,13 @@ manual:
   });
 
   it('expands parallel: N and parallel: matrix: with GitLab names and variables', async () => {
-    const p = await plan('shard:\n  parallel: 3\n  script: [x]\nm:\n  parallel:\n    matrix:\n      - OS: [linux, mac]\n        V: "1"\n      - OS: bsd\n  script: [x]\n');
-    assert.deepEqual(p.jobs.map((j) => j.key), ['shard 1/3', 'shard 2/3', 'shard 3/3', 'm: [linux, 1]', 'm: [mac, 1]', 'm: [bsd]']);
+    const p = await plan(
+      'shard:\n  parallel: 3\n  script: [x]\nm:\n  parallel:\n    matrix:\n      - OS: [linux, mac]\n        V: "1"\n      - OS: bsd\n  script: [x]\n',
+    );
+    assert.deepEqual(
+      p.jobs.map((j) => j.key),
+      ['shard 1/3', 'shard 2/3', 'shard 3/3', 'm: [linux, 1]', 'm: [mac, 1]', 'm: [bsd]'],
+    );
     assert.deepEqual(body(p.jobs[1]).node, { index: 2, total: 3 });
     assert.deepEqual(body(p.jobs[4]).variables, { OS: 'mac', V: '1' });
   });
@@ -138,7 +149,14 @@ manual:
       'variables: {RUNNER: hearth-1cpu}\ninclude:\n  - local: never.yml\n    rules: [{if: $NOT_SET}]\n  - local: ci/kept.yml\n    rules: [{if: $CI_COMMIT_BRANCH == "main"}]\nj:\n  services: []\n  tags: [$RUNNER, "${SIZE}"]\n  parallel:\n    matrix:\n      - SIZE: [512mb, 1024mb]\n  script: [x]\n',
       { files: { 'ci/kept.yml': 'kept: {script: [k]}\n' } },
     );
-    assert.deepEqual(p.jobs.map((j) => [j.key, j.labels]), [['kept', []], ['j: [512mb]', ['hearth-1cpu', '512mb']], ['j: [1024mb]', ['hearth-1cpu', '1024mb']]]);
+    assert.deepEqual(
+      p.jobs.map((j) => [j.key, j.labels]),
+      [
+        ['kept', []],
+        ['j: [512mb]', ['hearth-1cpu', '512mb']],
+        ['j: [1024mb]', ['hearth-1cpu', '1024mb']],
+      ],
+    );
   });
 
   it('refuses remote includes, triggers and services at their place', async () => {
@@ -173,9 +191,15 @@ describe('GitLab expressions and durations', () => {
     assert.equal(parseDurationMinutes('soon'), undefined);
   });
 
-  it('plans each job\'s timeout (its own, default:, or 60 minutes), which bounds its VM, and names a bad one', async () => {
+  it("plans each job's timeout (its own, default:, or 60 minutes), which bounds its VM, and names a bad one", async () => {
     const p = await plan('default:\n  timeout: 10m\nslow:\n  timeout: 1h 30m\n  script: [sleep 1]\nquick:\n  script: [true]\n');
-    assert.deepEqual(p.jobs.map((j) => [j.key, j.timeoutMinutes]), [['slow', 90], ['quick', 10]]);
+    assert.deepEqual(
+      p.jobs.map((j) => [j.key, j.timeoutMinutes]),
+      [
+        ['slow', 90],
+        ['quick', 10],
+      ],
+    );
     assert.equal((await plan('plain:\n  script: [true]\n')).jobs[0]!.timeoutMinutes, 60);
     await assert.rejects(plan('bad:\n  timeout: soon\n  script: [true]\n'), /\.gitlab-ci\.yml:2:\d+: job bad has timeout "soon", which is not a duration/);
   });

@@ -4,7 +4,15 @@ import { ConsoleOutput } from '../../../src/workflow/runner/console-output.ts';
 import { JobLog } from '../../../src/workflow/runner/job-log.ts';
 
 function fakeStream(isTTY: boolean): NodeJS.WriteStream & { text: string } {
-  const stream = { isTTY, columns: 40, text: '', write(chunk: string) { stream.text += chunk; return true; } };
+  const stream = {
+    isTTY,
+    columns: 40,
+    text: '',
+    write(chunk: string) {
+      stream.text += chunk;
+      return true;
+    },
+  };
   return stream as unknown as NodeJS.WriteStream & { text: string };
 }
 

@@ -19,7 +19,14 @@ after(async () => {
 });
 
 /** Plans `yaml` and runs it against a FakeGuest: no VM boots, every script goes to `onScript`. */
-async function runWorkflow(yaml: string, options: { onScript?: (call: FakeScriptCall) => FakeScriptResult | Promise<FakeScriptResult>; files?: Record<string, string>; secrets?: Record<string, string> } = {}) {
+async function runWorkflow(
+  yaml: string,
+  options: {
+    onScript?: (call: FakeScriptCall) => FakeScriptResult | Promise<FakeScriptResult>;
+    files?: Record<string, string>;
+    secrets?: Record<string, string>;
+  } = {},
+) {
   for (const [path, content] of Object.entries(options.files ?? {})) {
     await mkdir(dirname(join(root, path)), { recursive: true });
     await writeFile(join(root, path), content);
@@ -36,13 +43,33 @@ async function runWorkflow(yaml: string, options: { onScript?: (call: FakeScript
   };
   const results = await runPlan(plan, {
     capacity: { cpus: 1000, memoryMib: 1_000_000 },
-    executeJob: (run) => runGithubJob(run, { driver: guest, repoRoot: root, write: (l) => lines.push(l), github, eventPayload: JSON.stringify(payload), secrets: options.secrets ?? {}, vars: {}, inputs: {}, network: false, jobIdOf }),
+    executeJob: (run) =>
+      runGithubJob(run, {
+        driver: guest,
+        repoRoot: root,
+        write: (l) => lines.push(l),
+        github,
+        eventPayload: JSON.stringify(payload),
+        secrets: options.secrets ?? {},
+        vars: {},
+        inputs: {},
+        network: false,
+        jobIdOf,
+      }),
   });
   const result = (key: string): FinishedJob => results.find((r) => r.key === key)!;
   return { results, result, lines, guest };
 }
 
-const finished = (key: string, result: FinishedJob['result'], allowFailure = false): FinishedJob => ({ key, result, allowFailure, outputs: {}, steps: [], durationMs: 0, shape: { cpus: 1, memoryMib: 512, image: 'debian' } });
+const finished = (key: string, result: FinishedJob['result'], allowFailure = false): FinishedJob => ({
+  key,
+  result,
+  allowFailure,
+  outputs: {},
+  steps: [],
+  durationMs: 0,
+  shape: { cpus: 1, memoryMib: 512, image: 'debian' },
+});
 
 describe('needs: a skipped or failed job up the chain', () => {
   it('skips jobs after a skipped one unless their if: has a status function, as GitHub does (also transitively)', async () => {
@@ -57,8 +84,19 @@ jobs:
   on-failure: {needs: plain, if: failure(), runs-on: x, steps: [{run: echo on-failure}]}
   by-result: {needs: gate, if: "always() && needs.gate.result == 'skipped'", runs-on: x, steps: [{run: echo by-result}]}
 `);
-    const results = Object.fromEntries(['gate', 'plain', 'expression', 'always', 'after-always', 'not-failed', 'on-failure', 'by-result'].map((k) => [k, result(k).result]));
-    assert.deepEqual(results, { gate: 'skipped', plain: 'skipped', expression: 'skipped', always: 'success', 'after-always': 'skipped', 'not-failed': 'success', 'on-failure': 'skipped', 'by-result': 'success' });
+    const results = Object.fromEntries(
+      ['gate', 'plain', 'expression', 'always', 'after-always', 'not-failed', 'on-failure', 'by-result'].map((k) => [k, result(k).result]),
+    );
+    assert.deepEqual(results, {
+      gate: 'skipped',
+      plain: 'skipped',
+      expression: 'skipped',
+      always: 'success',
+      'after-always': 'skipped',
+      'not-failed': 'success',
+      'on-failure': 'skipped',
+      'by-result': 'success',
+    });
     assert.equal(guest.boots.length, 3, 'only always, not-failed and by-result boot a VM');
     assert.equal(result('plain').reason, 'if: success() is false (gate was skipped)');
     assert.equal(result('after-always').reason, 'if: success() is false (gate was skipped)', 'a skip anywhere up the chain counts (actions/runner#2205)');
@@ -73,9 +111,10 @@ jobs:
 });
 
 describe('steps', () => {
-  it('applies defaults.run (job over workflow) to run: steps, a step\'s own shell and working-directory to it, and neither inside composite actions', async () => {
+  it("applies defaults.run (job over workflow) to run: steps, a step's own shell and working-directory to it, and neither inside composite actions", async () => {
     const action = 'runs:\n  using: composite\n  steps:\n    - run: echo inside\n      shell: bash\n';
-    const { guest, result } = await runWorkflow(`on: push
+    const { guest, result } = await runWorkflow(
+      `on: push
 defaults:
   run: {shell: sh, working-directory: from-workflow}
 jobs:
@@ -93,7 +132,9 @@ jobs:
         shell: python
         working-directory: /abs
       - uses: ./act
-`, { files: { 'act/action.yml': action } });
+`,
+      { files: { 'act/action.yml': action } },
+    );
     assert.equal(result('job').result, 'success');
     const seen = guest.scripts.map((s) => [s.script.trim(), s.command.replace(/ \/tmp\/hearth\/scripts\/script-\d+\.(sh|py)$/, ''), s.request.cwd]);
     assert.deepEqual(seen.sort(), [
@@ -132,7 +173,8 @@ jobs:
   });
 
   it('kills a step at its timeout-minutes, a number or an expression, and names a bad value with its place', async () => {
-    const { guest, result, lines } = await runWorkflow(`on: push
+    const { guest, result, lines } = await runWorkflow(
+      `on: push
 jobs:
   t:
     runs-on: x
@@ -145,27 +187,33 @@ jobs:
       - {run: none}
       - {run: bad, timeout-minutes: "\${{ env.BAD }}"}
       - {run: never}
-`, {
-      onScript: async (call) => {
-        if (call.script !== 'slow') return {};
-        // The scenario: a step that runs longer than its 0.3 s timeout-minutes.
-        await new Promise((resolve) => setTimeout(resolve, 600));
-        return { exitCode: 137 };
+`,
+      {
+        onScript: async (call) => {
+          if (call.script !== 'slow') return {};
+          // The scenario: a step that runs longer than its 0.3 s timeout-minutes.
+          await new Promise((resolve) => setTimeout(resolve, 600));
+          return { exitCode: 137 };
+        },
       },
-    });
+    );
     const timeouts = Object.fromEntries(guest.scripts.map((s) => [s.script, /^exec timeout -s KILL (\d+) /.exec(s.command)?.[1] ?? 'none']));
     assert.deepEqual(timeouts, { fixed: '90', 'from-matrix': '120', slow: '1', none: 'none' });
-    assert.ok(lines.some((l) => l === '[t (2)] error: Run slow ran past its timeout-minutes (1 s) and was killed'), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l === '[t (2)] error: Run slow ran past its timeout-minutes (1 s) and was killed'),
+      lines.join('\n'),
+    );
     const job = result('t (2)');
     assert.equal(job.result, 'failure');
     assert.match(job.reason ?? '', /wf\.yml:12:37: timeout-minutes \$\{\{ env\.BAD \}\} evaluates to "soon", not a positive number/);
   });
 
-  it('bounds every command by the job\'s timeout-minutes and says so when the host stops the job', async () => {
+  it("bounds every command by the job's timeout-minutes and says so when the host stops the job", async () => {
     const { guest, result, lines } = await runWorkflow('on: push\njobs:\n  j:\n    runs-on: x\n    timeout-minutes: 3\n    steps:\n      - run: sleep 1000\n', {
       onScript: () => ({ throws: new HearthError('HEARTH_ERR_EXEC_TIMEOUT', { vmId: 'fake-1', timeoutSeconds: 180 }) }),
     });
-    for (const request of guest.requests) assert.ok(request.timeoutSeconds !== undefined && request.timeoutSeconds > 160 && request.timeoutSeconds <= 180, `exec bound ${request.timeoutSeconds}`);
+    for (const request of guest.requests)
+      assert.ok(request.timeoutSeconds !== undefined && request.timeoutSeconds > 160 && request.timeoutSeconds <= 180, `exec bound ${request.timeoutSeconds}`);
     assert.equal(result('j').result, 'failure');
     assert.equal(result('j').reason, 'the job ran past its timeout-minutes (3); the VM was destroyed');
     assert.ok(lines.includes('[j] error: the job ran past its timeout-minutes (3); the VM was destroyed'));

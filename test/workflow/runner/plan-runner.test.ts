@@ -5,19 +5,37 @@ import { planExitCode, runPlan, type JobOutcome, type JobRun } from '../../../sr
 
 const location = { file: 'ci.yml', line: 1, column: 1 };
 
-function job(key: string, options: { needs?: string[]; group?: string; total?: number; failFast?: boolean; maxParallel?: number; labels?: string[]; allowFailure?: boolean } = {}): PlannedJob {
+function job(
+  key: string,
+  options: { needs?: string[]; group?: string; total?: number; failFast?: boolean; maxParallel?: number; labels?: string[]; allowFailure?: boolean } = {},
+): PlannedJob {
   const body: GithubJobBody = {
     kind: 'github',
     jobId: options.group ?? key,
     matrix: {},
-    strategy: { group: options.group ?? key, failFast: options.failFast ?? true, jobIndex: 0, jobTotal: options.total ?? 1, ...(options.maxParallel ? { maxParallel: options.maxParallel } : {}) },
+    strategy: {
+      group: options.group ?? key,
+      failFast: options.failFast ?? true,
+      jobIndex: 0,
+      jobTotal: options.total ?? 1,
+      ...(options.maxParallel ? { maxParallel: options.maxParallel } : {}),
+    },
     workflowEnv: {},
     jobEnv: {},
     defaults: {},
     outputs: {},
     steps: [],
   };
-  return { key, name: key, needs: options.needs ?? [], labels: options.labels ?? ['1cpu', '512mb'], timeoutMinutes: 5, allowFailure: options.allowFailure ?? false, location, body };
+  return {
+    key,
+    name: key,
+    needs: options.needs ?? [],
+    labels: options.labels ?? ['1cpu', '512mb'],
+    timeoutMinutes: 5,
+    allowFailure: options.allowFailure ?? false,
+    location,
+    body,
+  };
 }
 
 function plan(jobs: PlannedJob[]): Plan {
@@ -56,7 +74,10 @@ it('starts a job only after its needs and hands it their outcomes', async () => 
     },
   });
   assert.deepEqual(seen.c, ['a', 'b']);
-  assert.deepEqual(results.map((r) => r.key), ['c', 'a', 'b']);
+  assert.deepEqual(
+    results.map((r) => r.key),
+    ['c', 'a', 'b'],
+  );
   assert.equal(planExitCode(results), 0);
 });
 
@@ -73,7 +94,10 @@ it('fail-fast cancels the rest of a matrix; max-parallel caps it', async () => {
   const matrix = ['m (1)', 'm (2)', 'm (3)', 'm (4)'].map((k) => job(k, { group: 'm', total: 4, maxParallel: 2 }));
   const results = await runPlan(plan(matrix), { executeJob: rec.executeJob, capacity: { cpus: 100, memoryMib: 100_000 } });
   assert.equal(rec.peak(), 2);
-  assert.deepEqual(results.map((r) => r.result), ['failure', 'cancelled', 'cancelled', 'cancelled']);
+  assert.deepEqual(
+    results.map((r) => r.result),
+    ['failure', 'cancelled', 'cancelled', 'cancelled'],
+  );
   assert.equal(planExitCode(results), 1);
 });
 
@@ -81,7 +105,10 @@ it('without fail-fast the other expansions finish; allowed failures keep the exi
   const rec = recorder({ 'm (1)': 'failure' });
   const matrix = ['m (1)', 'm (2)'].map((k) => job(k, { group: 'm', total: 2, failFast: false, allowFailure: true }));
   const results = await runPlan(plan(matrix), { executeJob: rec.executeJob });
-  assert.deepEqual(results.map((r) => r.result), ['failure', 'success']);
+  assert.deepEqual(
+    results.map((r) => r.result),
+    ['failure', 'success'],
+  );
   assert.equal(planExitCode(results), 0);
 });
 
