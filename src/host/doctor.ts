@@ -164,7 +164,7 @@ export function kvmFix(facts: KvmFacts): string {
 export async function runDoctor(
   paths: HearthPaths,
   driver: QemuDriver,
-  options: { reprobe?: boolean; firecrackerBinary?: string | null } = {},
+  options: { reprobe?: boolean; firecrackerBinary?: string | null; accel?: 'auto' | 'kvm' | 'tcg' } = {},
 ): Promise<DoctorReport> {
   const checks: Check[] = [];
   const qemu = await checkQemu(driver.qemuBinary);
@@ -200,7 +200,9 @@ export async function runDoctor(
       status: decision.accel === 'kvm' ? 'ok' : 'warn',
       detail: `${decision.accel.toUpperCase()}: ${decision.reason}`,
       ...(decision.accel === 'tcg'
-        ? { fix: `VMs run under TCG (software emulation, slower). For KVM: ${kvmFix(await kvmFacts({ override: process.env.HEARTH_ACCEL }))}` }
+        ? {
+            fix: `VMs run under TCG (software emulation, slower). For KVM: ${kvmFix(await kvmFacts({ override: options.accel === 'auto' ? undefined : options.accel }))}`,
+          }
         : {}),
     });
   } else {

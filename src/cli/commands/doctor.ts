@@ -12,7 +12,11 @@ export function registerDoctor(program: Command, context: CliContextSource): voi
     .action(async (options: { reprobe?: boolean; json?: boolean }) => {
       const { paths, qemu: driver, host } = await context();
       const { runDoctor } = await import('../../host/doctor.ts');
-      const report = await runDoctor(paths, driver, { reprobe: options.reprobe ?? false, firecrackerBinary: host.config.firecracker.binary });
+      const report = await runDoctor(paths, driver, {
+        reprobe: options.reprobe ?? false,
+        firecrackerBinary: host.config.firecracker.binary,
+        accel: host.config.qemu.accel,
+      });
       if (options.json) {
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       } else {
