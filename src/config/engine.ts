@@ -1,5 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { createRequire } from 'node:module';
+import type { Document, LineCounter, Node } from 'yaml';
+
+/**
+ * The YAML library, loaded on the first file read: most commands read no settings file, and
+ * loading it costs about a third of `hearth vm ls`'s start (bench/cli-start.ts).
+ */
+let yamlModule: typeof import('yaml') | undefined;
+function yaml(): typeof import('yaml') {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yamlModule;
+}
 import { HearthError } from '../errors.ts';
 
 /**
@@ -280,6 +291,7 @@ export function readYamlFile(path: string, hint: string): YamlFile {
     const code = (error as NodeJS.ErrnoException).code;
     throw configError(path, 'file', code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (error as Error).message})`, hint);
   }
+  const { LineCounter, parseDocument } = yaml();
   const lines = new LineCounter();
   const document = parseDocument(textContent, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const first = document.errors[0];
@@ -293,6 +305,7 @@ export function readYamlFile(path: string, hint: string): YamlFile {
 /** Takes a top-level mapping (such as pools:) out of the file, for a reader of its own; its JS value, or undefined. */
 export function takeSection(file: YamlFile, name: string): unknown {
   const top = file.document.contents;
+  const { isMap, isScalar } = yaml();
   if (!isMap(top)) return undefined;
   const entry = top.items.find((pair) => isScalar(pair.key) && pair.key.value === name);
   if (!entry) return undefined;
@@ -306,6 +319,7 @@ function collectFromFile(file: YamlFile, keys: readonly string[], node: unknown,
     const range = (target as Node | null)?.range;
     return range ? file.lines.linePos(range[0]).line : 1;
   };
+  const { isMap, isScalar } = yaml();
   if (node === null || node === undefined || (isScalar(node) && node.value === null)) return;
   const where = prefix || 'the top level';
   if (!isMap(node))
