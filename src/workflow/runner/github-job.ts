@@ -216,7 +216,7 @@ async function runStep(
   const action = step.action;
   if (action.kind === 'checkout') {
     const path = joinPath(WORKSPACE, action.with.path ? interpolate(action.with.path, contexts(env), step.location) : undefined);
-    const exitCode = await session.runScript({
+    const { exitCode } = await session.runScript({
       script: `mkdir -p '${path}' && cp -a /mnt/hearth-src/. '${path}/'\necho "copied the local working tree into ${path}"\n`,
       shell: 'sh',
       env: {},
@@ -267,8 +267,7 @@ async function runStep(
   };
   const path = [...state.pathPrefix, '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
   const timeoutSeconds = stepTimeoutSeconds(step, contexts(env));
-  const started = performance.now();
-  const exitCode = await session.runScript({
+  const { exitCode, durationMs } = await session.runScript({
     script: interpolate(action.script, contexts(env), step.location),
     shell: step.shell ?? 'bash',
     env: { ...defaults, PATH: path, ...env },
@@ -277,7 +276,7 @@ async function runStep(
     setup: `mkdir -p ${dir} && : > ${files.GITHUB_OUTPUT} && : > ${files.GITHUB_ENV} && : > ${files.GITHUB_PATH} && : > ${files.GITHUB_STEP_SUMMARY}`,
   });
   // `timeout -s KILL` ends the script with 137 (124 where timeout's own status shows).
-  if (timeoutSeconds && (exitCode === 137 || exitCode === 124) && performance.now() - started >= timeoutSeconds * 1000 - 500) {
+  if (timeoutSeconds && (exitCode === 137 || exitCode === 124) && durationMs >= timeoutSeconds * 1000 - 500) {
     deps.log.line(`error: ${step.name} ran past its timeout-minutes (${timeoutSeconds} s) and was killed`);
   }
   const raw = (

@@ -143,7 +143,7 @@ export async function runGitlabJob(run: JobRun, env: GitlabRunEnvironment): Prom
       clock.start(line.slice(marker.length + 1));
       return true;
     });
-    const exitCode = await session.runScript({ script: gitlabSectionsScript(sections, marker), shell: 'bash', env: variables, cwd: GITLAB_PROJECT_DIR });
+    const { exitCode } = await session.runScript({ script: gitlabSectionsScript(sections, marker), shell: 'bash', env: variables, cwd: GITLAB_PROJECT_DIR });
     log.interceptStdout(undefined);
     steps.push(...clock.finish(exitCode));
     scriptDone = true;
@@ -154,7 +154,7 @@ export async function runGitlabJob(run: JobRun, env: GitlabRunEnvironment): Prom
       log.line('Running after_script');
       // after_script has a timeout of its own, past the job's.
       session.extendDeadline(AFTER_SCRIPT_SECONDS + 30);
-      const afterCode = await session.runScript({
+      const { exitCode: afterCode } = await session.runScript({
         script: gitlabScript(body.afterScript),
         shell: 'bash',
         env: { ...variables, CI_JOB_STATUS: ok ? 'success' : 'failed' },

@@ -69,7 +69,8 @@ export class GuestSession {
   }
 
   /** Runs a script; returns its exit status (124/137 when its own timeout killed it). */
-  async runScript(run: ScriptRun): Promise<number> {
+  /** Runs one script; its exit status, and how long the command ran as the driver measured it. */
+  async runScript(run: ScriptRun): Promise<{ exitCode: number; durationMs: number }> {
     const file = `/tmp/hearth/scripts/script-${++this.counter}${run.shell === 'python' ? '.py' : '.sh'}`;
     // Each round trip costs a few hundred ms under TCG, so set-up rides along with the write.
     await this.writeFile(file, run.script, run.setup);
@@ -81,6 +82,6 @@ export class GuestSession {
       { stdout: (b) => this.log.chunk('stdout', b), stderr: (b) => this.log.chunk('stderr', b) },
     );
     this.log.flush();
-    return result.exitCode;
+    return { exitCode: result.exitCode, durationMs: result.durationMs };
   }
 }

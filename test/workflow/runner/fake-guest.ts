@@ -6,6 +6,8 @@ import { FAKE_CAPABILITIES } from '../../support/fake-driver.ts';
 export interface FakeScriptResult {
   readonly exitCode?: number;
   readonly stdout?: string;
+  /** How long the command ran, as the driver reports it (default 1 ms). */
+  readonly durationMs?: number;
   /** What the step leaves in its $GITHUB_OUTPUT / $GITHUB_ENV / $GITHUB_PATH / $GITHUB_STEP_SUMMARY files. */
   readonly files?: { readonly output?: string; readonly env?: string; readonly path?: string; readonly summary?: string };
   /** Thrown from exec instead of an exit status (e.g. the host-side timeout). */
@@ -50,9 +52,9 @@ export class FakeGuest implements VmDriver {
   async exec(vmId: string, request: ExecRequest, sink: OutputSink = {}): Promise<ExecResult> {
     this.requests.push(request);
     const [, , command = '', , content, path] = request.argv;
-    const done = (exitCode: number, stdout = ''): ExecResult => {
+    const done = (exitCode: number, stdout = '', durationMs = 1): ExecResult => {
       if (stdout) sink.stdout?.(Buffer.from(stdout), 0n);
-      return { exitCode, signal: 0, durationMs: 1 };
+      return { exitCode, signal: 0, durationMs };
     };
     if (command.startsWith('mkdir -p "$(dirname "$2")"') && content !== undefined && path !== undefined) {
       this.files.set(`${vmId}:${path}`, content);
@@ -67,7 +69,7 @@ export class FakeGuest implements VmDriver {
       const result = await this.onScript(call);
       if (result.throws) throw result.throws;
       if (result.files) this.stepFiles.set(`${vmId}:${this.filesDir.get(vmId) ?? ''}`, result.files);
-      return done(result.exitCode ?? 0, result.stdout);
+      return done(result.exitCode ?? 0, result.stdout, result.durationMs);
     }
     if (command.startsWith('cat /tmp/hearth/files/')) {
       const dir = /^cat (\S+)\/output/.exec(command)?.[1] ?? '';

@@ -189,12 +189,8 @@ jobs:
       - {run: never}
 `,
       {
-        onScript: async (call) => {
-          if (call.script !== 'slow') return {};
-          // The scenario: a step that runs longer than its 0.3 s timeout-minutes.
-          await new Promise((resolve) => setTimeout(resolve, 600));
-          return { exitCode: 137 };
-        },
+        // The scenario: a step killed after running past its 0.3 s timeout-minutes (the guest's timeout makes it 1 s).
+        onScript: (call) => (call.script === 'slow' ? { exitCode: 137, durationMs: 1_000 } : {}),
       },
     );
     const timeouts = Object.fromEntries(guest.scripts.map((s) => [s.script, /^exec timeout -s KILL (\d+) /.exec(s.command)?.[1] ?? 'none']));
