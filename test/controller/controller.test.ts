@@ -6,15 +6,13 @@ import { after, afterEach, before, test } from 'node:test';
 import { RunnerController, type ControllerSettings } from '../../src/controller/controller.ts';
 import { admitJob } from '../../src/controller/ingest.ts';
 import type { Forge, ForgeKind } from '../../src/forge/forge.ts';
-import { GithubAuth } from '../../src/forge/github/auth.ts';
-import { GithubForge } from '../../src/forge/github/client.ts';
 import { LeaderElection } from '../../src/ledger/leader.ts';
 import { Ledger, type Job } from '../../src/ledger/ledger.ts';
 import { createLogger } from '../../src/log.ts';
 import type { VmSpec, Vm } from '../../src/vm/driver.ts';
 import { FakeDriver } from '../support/fake-driver.ts';
 import { ForgeSimulator } from '../support/forge-sim/index.ts';
-import { OWNED_LABELS, REPO, SECRETS } from '../support/serve-host.ts';
+import { OWNED_LABELS, REPO, SECRETS, simGithubForge } from '../support/serve-host.ts';
 
 const logger = createLogger({ level: 'silent' });
 const HOST = 'h1';
@@ -32,15 +30,7 @@ const running: { controller: RunnerController; ledger: Ledger; driver: FakeDrive
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'hearth-controller-'));
   sim = await ForgeSimulator.start({ ...SECRETS, jobDurationMs: 100, seed: 5 });
-  const github = new GithubForge({
-    apiUrl: sim.githubApiUrl,
-    auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
-    repos: [REPO],
-    orgs: [],
-    runnerGroupId: 1,
-    runnerCommand: '/opt/actions-runner/run.sh',
-    logger,
-  });
+  const github = simGithubForge(sim, logger);
   forges = new Map<ForgeKind, Forge>([['github', github]]);
 });
 afterEach(async () => {
@@ -188,15 +178,7 @@ test('cleanup duties left by a controller that died are carried out by the next 
 test('a job the forge cancels while its runner waits is aborted: VM destroyed, registration removed, released', async () => {
   const slow = await ForgeSimulator.start({ ...SECRETS, jobDurationMs: 60_000, seed: 6 });
   try {
-    const github = new GithubForge({
-      apiUrl: slow.githubApiUrl,
-      auth: GithubAuth.fromConfig(slow.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
-      repos: [REPO],
-      orgs: [],
-      runnerGroupId: 1,
-      runnerCommand: '/opt/actions-runner/run.sh',
-      logger,
-    });
+    const github = simGithubForge(slow, logger);
     forges.set('github', github);
     const driver = new FakeDriver({ runtimeDir: join(root, 'slow'), rewriteUrl: (url) => url.replace(slow.guestUrl, slow.url), pollIntervalMs: 50 });
     const { ledger } = await world({ driver });
@@ -219,18 +201,7 @@ test('a job the forge cancels while its runner waits is aborted: VM destroyed, r
     assert.equal(slow.github.runners.size, 0);
     assert.deepEqual(await ledger.finalizers([id]), []);
   } finally {
-    forges.set(
-      'github',
-      new GithubForge({
-        apiUrl: sim.githubApiUrl,
-        auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
-        repos: [REPO],
-        orgs: [],
-        runnerGroupId: 1,
-        runnerCommand: '/opt/actions-runner/run.sh',
-        logger,
-      }),
-    );
+    forges.set('github', simGithubForge(sim, logger));
     for (const { controller, ledger, driver } of running.splice(0)) {
       await controller.stop('test done');
       await driver.destroyAll();

@@ -1,27 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { GithubAuth } from '../../src/forge/github/auth.ts';
-import { GithubForge } from '../../src/forge/github/client.ts';
+import type { GithubForge } from '../../src/forge/github/client.ts';
 import { retryAfterMs } from '../../src/forge/http.ts';
 import { createLogger } from '../../src/log.ts';
 import { ForgeSimulator } from '../support/forge-sim/index.ts';
-import { REPO, SECRETS } from '../support/serve-host.ts';
+import { REPO, SECRETS, simGithubForge } from '../support/serve-host.ts';
 
 describe('forge API calls under rate limiting and errors', () => {
   let sim: ForgeSimulator;
   let github: GithubForge;
   before(async () => {
     sim = await ForgeSimulator.start({ ...SECRETS });
-    github = new GithubForge({
-      apiUrl: sim.githubApiUrl,
-      auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
-      repos: [REPO],
-      orgs: [],
-      runnerGroupId: 1,
-      runnerCommand: '/opt/actions-runner/run.sh',
-      logger: createLogger({ level: 'silent' }),
-      retry: { attempts: 5, baseDelayMs: 50, maxDelayMs: 5000 },
-    });
+    github = simGithubForge(sim, createLogger({ level: 'silent' }), { retry: { attempts: 5, baseDelayMs: 50, maxDelayMs: 5000 } });
   });
   after(() => sim.close());
 
@@ -56,14 +47,8 @@ describe('forge API calls under rate limiting and errors', () => {
     const registration = await github.registerRunner({ id: 'github:1', repository: REPO, forgeJobId: '1', labels: ['self-hosted', 'hearth'] });
     assert.match(registration.runnerName, /^hearth-github-1-[0-9a-f]{6}$/);
     assert.equal(registration.argv[1], '--jitconfig');
-    const bad = new GithubForge({
-      apiUrl: sim.githubApiUrl,
+    const bad = simGithubForge(sim, createLogger({ level: 'silent' }), {
       auth: GithubAuth.fromConfig(sim.githubApiUrl, 'wrong-token', { id: null, privateKeyPath: null, installationId: null }),
-      repos: [REPO],
-      orgs: [],
-      runnerGroupId: 1,
-      runnerCommand: 'run.sh',
-      logger: createLogger({ level: 'silent' }),
     });
     const before = sim.apiLog.length;
     await assert.rejects(

@@ -5,14 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isHearthError } from '../../src/errors.ts';
-import { GithubAuth } from '../../src/forge/github/auth.ts';
-import { GithubForge } from '../../src/forge/github/client.ts';
-import { GitlabForge } from '../../src/forge/gitlab/client.ts';
 import { createLogger } from '../../src/log.ts';
 import { captureOutput } from './env.ts';
 import { FakeDriver, FakeDriverUnsupportedError, listFakeVms } from './fake-driver.ts';
 import { ForgeSimulator } from './forge-sim/index.ts';
-import { PROJECT, REPO, SECRETS } from './serve-host.ts';
+import { PROJECT, REPO, SECRETS, simGithubForge, simGitlabForge } from './serve-host.ts';
 import { waitFor } from './wait.ts';
 
 const SPEC = { image: 'hearth-stand-ins', cpus: 1, memoryMib: 512, network: true };
@@ -33,15 +30,7 @@ after(async () => {
 });
 
 test('a queued GitHub job runs to completion through a fake VM', async () => {
-  const github = new GithubForge({
-    apiUrl: sim.githubApiUrl,
-    auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
-    repos: [REPO],
-    orgs: [],
-    runnerGroupId: 1,
-    runnerCommand: '/opt/actions-runner/run.sh',
-    logger,
-  });
+  const github = simGithubForge(sim, logger);
   const job = await sim.queueGithubJob({ repo: REPO, labels: ['self-hosted', 'hearth'] });
   const registration = await github.registerRunner({ id: `github:${job.id}`, repository: REPO, forgeJobId: String(job.id), labels: job.labels });
   const vm = await driver.boot(SPEC);
@@ -68,16 +57,7 @@ test('a queued GitHub job runs to completion through a fake VM', async () => {
 });
 
 test('a GitLab job runs through a fake VM with run-single', async () => {
-  const gitlab = new GitlabForge({
-    url: sim.gitlabUrl,
-    runnerUrl: sim.guestGitlabUrl,
-    token: SECRETS.gitlabToken,
-    projects: [String(PROJECT)],
-    groups: [],
-    runnerCommand: 'gitlab-runner',
-    waitTimeoutSeconds: 10,
-    logger,
-  });
+  const gitlab = simGitlabForge(sim, logger);
   const job = await sim.queueGitlabJob({ projectId: PROJECT, tags: ['hearth'] });
   const registration = await gitlab.registerRunner({ id: `gitlab:${job.id}`, repository: String(PROJECT), forgeJobId: String(job.id), labels: job.tags });
   const vm = await driver.boot(SPEC);
@@ -100,16 +80,7 @@ test('the stand-ins fail as the scripts do: bad usage, unknown config, no job in
   assert.equal((await driver.exec(vm.id, { argv: ['run.sh', '--jitconfig', forged] }, refused.sink)).exitCode, 1);
   assert.match(refused.text().stderr, /the forge refused the runner/);
 
-  const gitlab = new GitlabForge({
-    url: sim.gitlabUrl,
-    runnerUrl: sim.guestGitlabUrl,
-    token: SECRETS.gitlabToken,
-    projects: [String(PROJECT)],
-    groups: [],
-    runnerCommand: 'gitlab-runner',
-    waitTimeoutSeconds: 2,
-    logger,
-  });
+  const gitlab = simGitlabForge(sim, logger, { waitTimeoutSeconds: 2 });
   const idle = await gitlab.registerRunner({ id: 'gitlab:none', repository: String(PROJECT), forgeJobId: '999999', labels: ['never-queued'] });
   const waited = captureOutput();
   assert.equal((await driver.exec(vm.id, { argv: idle.argv }, waited.sink)).exitCode, 0);

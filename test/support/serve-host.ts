@@ -6,7 +6,10 @@ import { defaultServeConfig, type ServeConfig } from '../../src/config/serve-con
 import { resolvePaths, type HearthPaths } from '../../src/config/paths.ts';
 import { addRunnersToImage } from '../../src/image/runner-payload.ts';
 import { loadImage } from '../../src/image/store.ts';
-import { createLogger } from '../../src/log.ts';
+import { GithubAuth } from '../../src/forge/github/auth.ts';
+import { GithubForge, type GithubForgeOptions } from '../../src/forge/github/client.ts';
+import { GitlabForge, type GitlabForgeOptions } from '../../src/forge/gitlab/client.ts';
+import { createLogger, type Logger } from '../../src/log.ts';
 import { startHearthService, type HearthService } from '../../src/server/service.ts';
 import { runProgram } from '../../src/system/run.ts';
 import { ForgeSimulator, GITHUB_RUNNER_STAND_IN, GITLAB_RUNNER_STAND_IN } from './forge-sim/index.ts';
@@ -22,6 +25,35 @@ export const SECRETS = {
 export const REPO = 'octo-org/hello-world';
 export const PROJECT = 4242;
 /** Labels of a job Hearth owns, sized for the minimal image. */
+/** A GitHub client of the simulator's API for REPO, with the test token; `change` overrides options. */
+export function simGithubForge(sim: ForgeSimulator, logger: Logger, change: Partial<GithubForgeOptions> = {}): GithubForge {
+  return new GithubForge({
+    apiUrl: sim.githubApiUrl,
+    auth: GithubAuth.fromConfig(sim.githubApiUrl, SECRETS.githubToken, { id: null, privateKeyPath: null, installationId: null }),
+    repos: [REPO],
+    orgs: [],
+    runnerGroupId: 1,
+    runnerCommand: '/opt/actions-runner/run.sh',
+    logger,
+    ...change,
+  });
+}
+
+/** A GitLab client of the simulator's API for PROJECT, with the test token; `change` overrides options. */
+export function simGitlabForge(sim: ForgeSimulator, logger: Logger, change: Partial<GitlabForgeOptions> = {}): GitlabForge {
+  return new GitlabForge({
+    url: sim.gitlabUrl,
+    runnerUrl: sim.guestGitlabUrl,
+    token: SECRETS.gitlabToken,
+    projects: [String(PROJECT)],
+    groups: [],
+    runnerCommand: 'gitlab-runner',
+    waitTimeoutSeconds: 10,
+    logger,
+    ...change,
+  });
+}
+
 export const OWNED_LABELS = ['self-hosted', 'hearth', 'hearth-1cpu-512mb'];
 export const STAND_IN_IMAGE = 'hearth-stand-ins';
 
