@@ -1,5 +1,4 @@
-import { HearthError } from '../errors.ts';
-import { accept, defaultOf } from './engine.ts';
+import { accept, configError, defaultOf } from './engine.ts';
 import { POOL_SETTINGS, type PoolSettingKey } from './schema.ts';
 
 /**
@@ -30,10 +29,6 @@ export interface PoolConfig {
 
 const KEYS = Object.keys(POOL_SETTINGS) as PoolSettingKey[];
 
-function poolError(source: string, key: string, reason: string, hint: string): HearthError {
-  return new HearthError('HEARTH_ERR_CONFIG', { source, key, reason, hint });
-}
-
 /**
  * `pools:` from the YAML file (a mapping of name to settings), or HEARTH_POOLS
  * holding the same mapping as JSON, which replaces the file's pools. Each
@@ -43,7 +38,7 @@ function poolError(source: string, key: string, reason: string, hint: string): H
 export function parsePools(raw: unknown, source: string): PoolConfig[] {
   if (raw === null || raw === undefined) return [];
   if (typeof raw !== 'object' || Array.isArray(raw))
-    throw poolError(
+    throw configError(
       source,
       'pools',
       'must be a mapping of pool name to settings',
@@ -53,12 +48,12 @@ export function parsePools(raw: unknown, source: string): PoolConfig[] {
   for (const [name, settings] of Object.entries(raw as Record<string, unknown>)) {
     const at = `pools.${name}`;
     if (!/^[a-z][a-z0-9-]{0,30}$/.test(name))
-      throw poolError(source, at, 'is not a pool name', 'name pools with lower-case letters, digits and -, e.g. pools.fast');
+      throw configError(source, at, 'is not a pool name', 'name pools with lower-case letters, digits and -, e.g. pools.fast');
     const given = (settings ?? {}) as Record<string, unknown>;
     if (typeof given !== 'object' || Array.isArray(given))
-      throw poolError(source, at, 'must be a mapping of settings', `write ${at}: with indented key: value lines`);
+      throw configError(source, at, 'must be a mapping of settings', `write ${at}: with indented key: value lines`);
     for (const key of Object.keys(given)) {
-      if (!(KEYS as string[]).includes(key)) throw poolError(source, `${at}.${key}`, 'is not a known pool setting', `valid settings: ${KEYS.join(', ')}`);
+      if (!(KEYS as string[]).includes(key)) throw configError(source, `${at}.${key}`, 'is not a known pool setting', `valid settings: ${KEYS.join(', ')}`);
     }
     const values: Record<string, unknown> = { name };
     for (const key of KEYS) {
@@ -68,15 +63,15 @@ export function parsePools(raw: unknown, source: string): PoolConfig[] {
         continue;
       }
       const result = accept(setting, given[key]);
-      if ('reason' in result) throw poolError(source, `${at}.${key}`, result.reason, `set ${at}.${key} to ${setting.expect}`);
+      if ('reason' in result) throw configError(source, `${at}.${key}`, result.reason, `set ${at}.${key} to ${setting.expect}`);
       values[key] = result.value;
     }
     // POOL_SETTINGS names every setting of PoolConfig (its type says so) and each value passed its setting.
     const pool = values as unknown as PoolConfig;
     if (pool.minIdle > pool.maxSize)
-      throw poolError(source, `${at}.minIdle`, `is ${pool.minIdle}, more than maxSize ${pool.maxSize}`, `lower ${at}.minIdle or raise ${at}.maxSize`);
+      throw configError(source, `${at}.minIdle`, `is ${pool.minIdle}, more than maxSize ${pool.maxSize}`, `lower ${at}.minIdle or raise ${at}.maxSize`);
     if (pool.autoscale && pool.maxIdle < pool.minIdle)
-      throw poolError(
+      throw configError(
         source,
         `${at}.maxIdle`,
         `is ${pool.maxIdle}, less than minIdle ${pool.minIdle}`,
