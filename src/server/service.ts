@@ -59,7 +59,13 @@ function createDriver(config: ServeConfig, host: LoadedHostConfig, paths: Hearth
   });
 }
 
-function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetrics, shutdown: AbortSignal): Map<ForgeKind, Forge> {
+/** The forges with credentials, by kind; GitLab also as itself, for the tags its job hook lacks (ingest fetches them). */
+function createForges(
+  config: ServeConfig,
+  logger: Logger,
+  metrics: HearthMetrics,
+  shutdown: AbortSignal,
+): { forges: Map<ForgeKind, Forge>; gitlab: GitlabForge | undefined } {
   const retry = { ...DEFAULT_RETRY, signal: shutdown };
   const forges = new Map<ForgeKind, Forge>();
   const onResponse = (forge: ForgeKind, status: number, headers?: Headers): void => metrics.forgeResponse(forge, status, headers);
@@ -80,10 +86,8 @@ function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetric
       }),
     );
   }
-  if (config.gitlab.token) {
-    forges.set(
-      'gitlab',
-      new GitlabForge({
+  const gitlab = config.gitlab.token
+    ? new GitlabForge({
         url: config.gitlab.url,
         runnerUrl: config.gitlab.runnerUrl ?? config.gitlab.url,
         token: config.gitlab.token,
@@ -94,10 +98,10 @@ function createForges(config: ServeConfig, logger: Logger, metrics: HearthMetric
         logger: logger.child({ forge: 'gitlab' }),
         onResponse,
         retry,
-      }),
-    );
-  }
-  return forges;
+      })
+    : undefined;
+  if (gitlab) forges.set('gitlab', gitlab);
+  return { forges, gitlab };
 }
 
 /** What this host offers placement: capacity, free disk, driver, images it can boot, and labels to match. */
@@ -193,7 +197,7 @@ export async function startHearthService(options: {
   const metrics = new HearthMetrics(ledger, host);
   const logs = new JobLogs(ledger, { maxLinesPerJob: config.log.jobMaxLines, retentionDays: config.log.jobRetentionDays, secrets: serveSecrets(config) });
   const shutdown = new AbortController();
-  const forges = createForges(config, logger, metrics, shutdown.signal);
+  const { forges, gitlab } = createForges(config, logger, metrics, shutdown.signal);
   choices.push(
     forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)',
   );
@@ -283,7 +287,6 @@ export async function startHearthService(options: {
     );
   }
 
-  const gitlab = forges.get('gitlab');
   const app = await buildServer({
     config,
     logger,
@@ -293,7 +296,7 @@ export async function startHearthService(options: {
     limits,
     defaultShape,
     poolConfigs: config.pools,
-    gitlab: gitlab instanceof GitlabForge ? gitlab : undefined,
+    gitlab,
     onChange: () => {
       controller.kick();
       // Other replicas (the leader, which places jobs) hear of it too.
