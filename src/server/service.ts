@@ -36,11 +36,6 @@ export interface HearthService {
   close(reason: string): Promise<void>;
 }
 
-async function openLedger(config: ServeConfig, logger: Logger): Promise<{ ledger: Ledger }> {
-  const ledger = await Ledger.open(storeTarget(config.store.url), undefined, (message, error) => logger.warn({ err: error }, message));
-  return { ledger };
-}
-
 function createDriver(config: ServeConfig, host: LoadedHostConfig, paths: HearthPaths, logger: Logger): HostDriver {
   // auto: QEMU, which runs everywhere (KVM where a probe boot proves it works, else TCG).
   const name = config.driver.name === 'auto' ? 'qemu' : config.driver.name;
@@ -156,7 +151,8 @@ export async function startHearthService(options: {
   // The CLI passes the host settings it resolved; an embedder that does not gets them from the environment.
   const driver = options.driver ?? createDriver(config, options.host ?? loadHostConfig(), paths, logger);
   // The store (and the cluster role below) are in the config's notes, which `hearth serve` prints before starting.
-  const { ledger } = await openLedger(config, logger);
+  const target = storeTarget(config.store.url);
+  const ledger = await Ledger.open(target, undefined, (message, error) => logger.warn({ err: error }, message));
   const accel = await driver.accel?.();
   choices.push(accel ? `driver: ${driver.name} (${accel.accel}${accel.reason ? `: ${accel.reason}` : ''})` : `driver: ${driver.name}`);
   const capacity = options.capacity ?? hostCapacity();
@@ -167,7 +163,6 @@ export async function startHearthService(options: {
   );
 
   const controllerRef: { current?: RunnerController } = {};
-  const target = storeTarget(config.store.url);
   const leader = new LeaderElection(
     target.kind === 'postgres' ? target.url : null,
     (leading) => {
