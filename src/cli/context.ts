@@ -21,13 +21,13 @@ export interface CliContext {
  * first needs them, not when the CLI starts: `hearth --help` loads neither pino nor any driver, and
  * only `--driver firecracker|flintlock` loads those drivers (Flintlock brings gRPC).
  */
-export async function createCliContext(env: NodeJS.ProcessEnv = process.env, driverName?: string): Promise<CliContext> {
+export async function createCliContext(driverName?: string): Promise<CliContext> {
   const [{ driverSettings, loadHostConfig }, { createLogger }, { QemuDriver }] = await Promise.all([
     import('../config/host-config.ts'),
     import('../log.ts'),
     import('../vm/qemu/driver.ts'),
   ]);
-  const host = loadHostConfig({ env, flags: { 'cli.driver': driverName } });
+  const host = loadHostConfig({ flags: { 'cli.driver': driverName } });
   const { paths, qemu: qemuSettings, cli } = host.config;
   const logger = createLogger();
   const settings = driverSettings(host);

@@ -23,7 +23,7 @@ export function buildProgram(): Command {
     .option('--driver <name>', 'where VMs run: qemu (default; KVM or TCG) or firecracker (also HEARTH_DRIVER)')
     .showHelpAfterError()
     .exitOverride();
-  const lazyContext = (): Promise<CliContext> => (context ??= createCliContext(process.env, (program.opts() as { driver?: string }).driver));
+  const lazyContext = (): Promise<CliContext> => (context ??= createCliContext((program.opts() as { driver?: string }).driver));
   registerDoctor(program, lazyContext);
   registerImage(program, lazyContext);
   registerVm(program, lazyContext);

@@ -25,9 +25,10 @@ export interface LoadedImagesConfig {
 }
 
 /** Reads and checks the file (JSON is read as YAML, so errors name their line); throws HEARTH_ERR_CONFIG naming the key and the fix. */
-export function loadImagesConfig(options: { path: string; env: NodeJS.ProcessEnv }): LoadedImagesConfig {
+export function loadImagesConfig(options: { path: string; env?: NodeJS.ProcessEnv }): LoadedImagesConfig {
+  const env = options.env ?? process.env;
   const file = existsSync(options.path) ? readYamlFile(options.path, 'check the path in HEARTH_CONFIG, or unset it') : null;
-  const resolved = resolve(IMAGE_SETTINGS, { file, env: options.env, defaults: { env: options.env, dataDir: '', hostname: hostname() }, knownEnv: KNOWN_ENV });
+  const resolved = resolve(IMAGE_SETTINGS, { file, env, defaults: { env, dataDir: '', hostname: hostname() }, knownEnv: KNOWN_ENV });
   return { config: resolved.tree as unknown as ImagesConfig, source: file ? options.path : null, path: options.path, sources: resolved.sources };
 }
 

@@ -32,8 +32,8 @@ export function registerConfig(program: Command, context: CliContextSource): voi
       ]);
       // A problem throws HEARTH_ERR_CONFIG naming the key; the top level prints it and exits 125.
       const { host, paths } = await context();
-      const loaded = loadServeConfig({ path: options.config ?? host.config.cli.serveConfig ?? undefined, env: process.env, paths });
-      const images = loadImagesConfig({ path: host.config.cli.imagesConfig, env: process.env });
+      const loaded = loadServeConfig({ path: options.config ?? host.config.cli.serveConfig ?? undefined, paths });
+      const images = loadImagesConfig({ path: host.config.cli.imagesConfig });
       const effective = redactedConfig(loaded.config);
       if (options.json) {
         const output = {

@@ -15,7 +15,7 @@ interface ConnectOptions {
 /** Where the running server is and the token to show it: --url or HEARTH_URL, else the serve config's address. */
 async function target(options: ConnectOptions, context: CliContext): Promise<Target> {
   const { loadServeConfig } = await import('../../config/serve-config.ts');
-  const loaded = loadServeConfig({ path: options.config, env: process.env, paths: context.paths });
+  const loaded = loadServeConfig({ path: options.config, paths: context.paths });
   const { host, port, tls } = loaded.config.server;
   const local = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   const url = (options.url ?? context.host.config.cli.url ?? `${tls ? 'https' : 'http'}://${local}:${port}`).replace(/\/+$/, '');

@@ -45,7 +45,7 @@ async function serve(context: CliContextSource, options: { config?: string; role
     import('../../log.ts'),
     import('../../server/service.ts'),
   ]);
-  const loaded = loadServeConfig({ path: options.config, env: process.env, paths, flags: { 'cluster.role': options.role } });
+  const loaded = loadServeConfig({ path: options.config, paths, flags: { 'cluster.role': options.role } });
   const log = effectiveLogLevel({ configured: loaded.config.log.level, interactive: process.stderr.isTTY === true });
   const logger = createLogger({ level: log.level });
   const say = (line: string): void => void process.stderr.write(`hearth: ${line}\n`);
