@@ -1,3 +1,5 @@
+import { getPath } from './config/engine.ts';
+
 /**
  * The one redactor. Whatever Hearth prints or stores passes through here:
  * - REDACTED replaces a secret in printed configuration and in log fields;
@@ -80,9 +82,7 @@ export function redactTree<T>(tree: T, secretKeys: readonly string[]): T {
 export function secretValues(tree: unknown, secretKeys: readonly string[]): string[] {
   const values: string[] = [];
   for (const key of secretKeys) {
-    const value = key
-      .split('.')
-      .reduce<unknown>((node, segment) => (node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[segment] : undefined), tree);
+    const value = getPath(tree, key);
     for (const item of Array.isArray(value) ? value : [value]) if (typeof item === 'string' && item !== '') values.push(item);
   }
   return values;
