@@ -59,11 +59,6 @@ export const SERVE_CONFIG_ENV: ReadonlyMap<ServeConfigKey, string> = new Map(
   (Object.keys(SERVE_SETTINGS) as ServeConfigKey[]).map((key) => [key, envNameOf(key, SERVE_SETTINGS[key])]),
 );
 
-/** `github.app.privateKeyPath` → `HEARTH_GITHUB_APP_PRIVATE_KEY_PATH`. */
-export function envVariableFor(key: ServeConfigKey): string {
-  return envNameOf(key, SERVE_SETTINGS[key]);
-}
-
 /** Where the store lives, for the ledger; the URL must already have passed loadServeConfig. */
 export function storeTarget(url: string): StoreTarget {
   const target = parseStoreUrl(url);
