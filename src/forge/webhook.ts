@@ -41,8 +41,16 @@ export class WebhookRejection extends Error {
 
 export type Headers = Record<string, string | string[] | undefined>;
 
+/** What one check of a delivery against the configured secrets found: the secret that matched, or why none did (naming no secret). */
+export type Verification = { readonly ok: true; readonly secretIndex: number } | { readonly ok: false; readonly reason: string };
+
 /** What a forge's verification decided: the secret that matched, or the HTTP status to refuse with and a reason naming no secret. */
 export type WebhookVerdict = { readonly ok: true; readonly secretIndex: number } | { readonly ok: false; readonly status: 401 | 404; readonly reason: string };
+
+/** A check's result as the verdict: a delivery that fails it is refused with 401. */
+export function verdictOf(result: Verification): WebhookVerdict {
+  return result.ok ? result : { ok: false, status: 401, reason: result.reason };
+}
 
 /**
  * One forge's side of webhook ingestion, free of HTTP: which headers it reads,

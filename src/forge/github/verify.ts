@@ -1,8 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { constantTimeEqual } from '../constant-time.ts';
-import type { WebhookVerdict } from '../webhook.ts';
-
-export type Verification = { readonly ok: true; readonly secretIndex: number } | { readonly ok: false; readonly reason: string };
+import { verdictOf, type Verification, type WebhookVerdict } from '../webhook.ts';
 
 /**
  * Checks `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`
@@ -28,6 +26,5 @@ export function verifyGithubSignature(rawBody: Buffer, header: string | undefine
  */
 export function verifyGithubDelivery(rawBody: Buffer, signature: string | undefined, secrets: readonly string[]): WebhookVerdict {
   if (secrets.length === 0) return { ok: false, status: 404, reason: 'GitHub webhooks are not configured (set github.webhookSecret)' };
-  const result = verifyGithubSignature(rawBody, signature, secrets);
-  return result.ok ? result : { ok: false, status: 401, reason: result.reason };
+  return verdictOf(verifyGithubSignature(rawBody, signature, secrets));
 }

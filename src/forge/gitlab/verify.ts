@@ -1,7 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { constantTimeEqual } from '../constant-time.ts';
-import type { Verification } from '../github/verify.ts';
-import type { WebhookVerdict } from '../webhook.ts';
+import { verdictOf, type Verification, type WebhookVerdict } from '../webhook.ts';
 
 /** `X-Gitlab-Token` carries the secret itself: compared in constant time against each configured token. */
 export function verifyGitlabToken(header: string | undefined, tokens: readonly string[]): Verification {
@@ -66,12 +65,11 @@ export function verifyGitlabDelivery(
   secrets: { readonly tokens: readonly string[]; readonly signing: readonly string[] },
   nowSeconds?: number,
 ): WebhookVerdict {
-  const refuse = (result: Verification): WebhookVerdict => (result.ok ? result : { ok: false, status: 401, reason: result.reason });
-  if (given.signature !== undefined && secrets.signing.length > 0) return refuse(verifyStandardWebhook(rawBody, given, secrets.signing, nowSeconds));
+  if (given.signature !== undefined && secrets.signing.length > 0) return verdictOf(verifyStandardWebhook(rawBody, given, secrets.signing, nowSeconds));
   if (secrets.tokens.length === 0) {
     return secrets.signing.length > 0
       ? { ok: false, status: 401, reason: 'missing webhook-signature header' }
       : { ok: false, status: 404, reason: 'GitLab webhooks are not configured (set gitlab.webhookToken or gitlab.signingSecret)' };
   }
-  return refuse(verifyGitlabToken(given.token, secrets.tokens));
+  return verdictOf(verifyGitlabToken(given.token, secrets.tokens));
 }
