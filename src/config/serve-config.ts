@@ -259,7 +259,7 @@ export function serveSecrets(config: ServeConfig): string[] {
   return secretValues(config, SECRET_KEYS);
 }
 
-/** "file /etc/hearth.yaml line 3", "env HEARTH_SERVER_PORT", … for each key, for `hearth config check`. */
-export function describeSources(loaded: LoadedConfig): Record<string, string> {
+/** "file /etc/hearth.yaml line 3", "env HEARTH_SERVER_PORT", … for each key of any loaded settings (serve, host, images), for `hearth config check`. */
+export function describeSources(loaded: { readonly sources: ReadonlyMap<string, Source> }): Record<string, string> {
   return Object.fromEntries([...loaded.sources].map(([key, source]) => [key, describeSource(source)]));
 }

@@ -25,9 +25,8 @@ export function registerConfig(program: Command, context: CliContextSource): voi
     .option('--config <path>', 'YAML file to check (default: $HEARTH_SERVE_CONFIG, else the embedded defaults)')
     .option('--json', 'print one JSON object instead of YAML')
     .action(async (options: { config?: string; json?: boolean }) => {
-      const [{ loadImagesConfig }, { describeSource }, { describeSources, loadServeConfig, redactedConfig }] = await Promise.all([
+      const [{ loadImagesConfig }, { describeSources, loadServeConfig, redactedConfig }] = await Promise.all([
         import('../../config/config.ts'),
-        import('../../config/engine.ts'),
         import('../../config/serve-config.ts'),
       ]);
       // A problem throws HEARTH_ERR_CONFIG naming the key; the top level prints it and exits 125.
@@ -42,11 +41,11 @@ export function registerConfig(program: Command, context: CliContextSource): voi
           notes: loaded.notes,
           config: effective,
           sources: describeSources(loaded),
-          host: { config: host.config, sources: Object.fromEntries([...host.sources].map(([key, source]) => [key, describeSource(source)])) },
+          host: { config: host.config, sources: describeSources(host) },
           images: {
             file: images.source,
             config: images.config,
-            sources: Object.fromEntries([...images.sources].map(([key, source]) => [key, describeSource(source)])),
+            sources: describeSources(images),
           },
         };
         process.stdout.write(JSON.stringify(output, null, 2) + '\n');
