@@ -55,7 +55,7 @@ export function verdictOf(result: Verification): WebhookVerdict {
 /**
  * One forge's side of webhook ingestion, free of HTTP: which headers it reads,
  * how a delivery is verified over its raw bytes, and how a verified one is
- * read. server/webhooks.ts looks the adapter up by forge and does the HTTP.
+ * read. server/webhooks.ts mounts each forge's adapter at /webhooks/FORGE and does the HTTP.
  */
 export interface ForgeWebhookAdapter {
   readonly forge: ForgeKind;

@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ingestDelivery, type IngestDeps } from '../controller/ingest.ts';
-import type { ForgeKind } from '../forge/forge.ts';
 import { githubWebhookAdapter } from '../forge/github/webhook.ts';
 import { gitlabWebhookAdapter } from '../forge/gitlab/webhook.ts';
 import { WebhookRejection, type ForgeWebhookAdapter, type WebhookDelivery } from '../forge/webhook.ts';
@@ -20,11 +19,8 @@ export interface WebhookDeps extends IngestDeps {
 type Guard = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
 /** Each forge's adapter: its headers, its verification policy and its payload reader. */
-function webhookAdapters(secrets: WebhookDeps['secrets']): ReadonlyMap<ForgeKind, ForgeWebhookAdapter> {
-  return new Map<ForgeKind, ForgeWebhookAdapter>([
-    ['github', githubWebhookAdapter(secrets.github)],
-    ['gitlab', gitlabWebhookAdapter({ tokens: secrets.gitlabTokens, signing: secrets.gitlabSigning })],
-  ]);
+function webhookAdapters(secrets: WebhookDeps['secrets']): readonly ForgeWebhookAdapter[] {
+  return [githubWebhookAdapter(secrets.github), gitlabWebhookAdapter({ tokens: secrets.gitlabTokens, signing: secrets.gitlabSigning })];
 }
 
 /**
@@ -65,5 +61,5 @@ export function registerWebhooks(scope: FastifyInstance, deps: WebhookDeps, guar
   };
 
   const options = guard ? { onRequest: guard } : {};
-  for (const adapter of webhookAdapters(deps.secrets).values()) scope.post(`/${adapter.forge}`, options, handle(adapter));
+  for (const adapter of webhookAdapters(deps.secrets)) scope.post(`/${adapter.forge}`, options, handle(adapter));
 }
