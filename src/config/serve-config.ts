@@ -142,10 +142,11 @@ export function loadServeConfig(options: {
 
   // SERVE_SETTINGS names every key of ServeConfig (its type says so) and each value passed its setting.
   const config = { ...(tree as unknown as Omit<ServeConfig, 'pools'>), pools };
-  notes.push(...describeChoices(config));
+  const store = storeTarget(config.store.url);
+  notes.push(...describeChoices(config, store));
   checkGithub(config, sourceOf, notes);
   checkGitlab(config, sourceOf, notes);
-  checkCluster(config, sourceOf, notes);
+  checkCluster(config, store, sourceOf, notes);
   return { config, source, overrides, notes, sources };
 }
 
@@ -198,9 +199,9 @@ function checkGitlab(config: ServeConfig, sourceOf: SourceOf, notes: string[]): 
   else if (gitlab.token === null) notes.push('GitLab webhooks are accepted, but with no gitlab.token Hearth cannot register runners for their jobs');
 }
 
-function checkCluster(config: ServeConfig, sourceOf: SourceOf, notes: string[]): void {
+function checkCluster(config: ServeConfig, store: StoreTarget, sourceOf: SourceOf, notes: string[]): void {
   const { cluster } = config;
-  if (cluster.role !== 'all' && storeTarget(config.store.url).kind !== 'postgres') {
+  if (cluster.role !== 'all' && store.kind !== 'postgres') {
     throw configError(
       sourceOf('cluster.role'),
       'cluster.role',
@@ -221,10 +222,9 @@ function checkCluster(config: ServeConfig, sourceOf: SourceOf, notes: string[]):
 }
 
 /** Notes on defaults an operator may not expect. */
-function describeChoices(config: ServeConfig): string[] {
+function describeChoices(config: ServeConfig, store: StoreTarget): string[] {
   const notes: string[] = [];
   const { server, runners } = config;
-  const store = storeTarget(config.store.url);
   if (store.kind === 'sqlite') notes.push(`store: SQLite at ${store.path}`);
   else {
     const url = new URL(store.url);
