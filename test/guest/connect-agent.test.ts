@@ -15,6 +15,7 @@ import { buildGuestAgent } from '../../src/image/agent.ts';
 import { createLogger } from '../../src/log.ts';
 import { captureOutput } from '../support/env.ts';
 import { waitFor } from '../support/wait.ts';
+import { freePort } from '../support/net.ts';
 
 interface Agent {
   readonly child: ChildProcess;
@@ -28,15 +29,6 @@ function startAgent(binary: string, args: string[], env: NodeJS.ProcessEnv): Age
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
   const exited = once(child, 'exit').then(([code]) => code as number | null);
   return { child, stderr: () => stderr, exited };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 describe('hearth-agent --connect (connect-back)', () => {

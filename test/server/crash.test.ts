@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -9,15 +8,7 @@ import { HEARTH_BIN, processListContains } from '../support/env.ts';
 import { ForgeSimulator } from '../support/forge-sim/index.ts';
 import { OWNED_LABELS, REPO, SECRETS, STAND_IN_IMAGE, ensureStandInImage } from '../support/serve-host.ts';
 import { waitFor } from '../support/wait.ts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../support/net.ts';
 
 /** Starts `hearth serve` as its own process and waits until it answers /healthz; its output goes to `output`. */
 async function startServe(env: NodeJS.ProcessEnv, url: string, output: string[]): Promise<ChildProcess> {
