@@ -58,10 +58,7 @@ fi
 
 # bin/hearth.mjs runs the compiled CLI in dist/ (npm ci builds it through `prepare`). Rebuild when
 # any source or compiler setting is newer than the last complete build (dist/.build-stamp).
-if [ ! -f dist/.build-stamp ] || [ -n "$(find src tsconfig.json tsconfig.build.json scripts/build.mjs -newer dist/.build-stamp -print -quit)" ]; then
-  echo "hearth: compiling src/ to dist/ (npm run build)" >&2
-  npm run --silent build
-fi
+node scripts/build.mjs --if-stale
 
 node bin/hearth.mjs image build minimal >&2
 # The debian image (for hearth run) needs root for debootstrap; as another user,

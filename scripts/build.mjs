@@ -8,17 +8,25 @@
 //   and is found relative to the package root, from src/ and dist/ alike;
 // - JavaScript left in dist/ by a source file since deleted or renamed is removed;
 // - dist/.build-stamp is written last: its mtime is when dist/ was last complete. The test support
-//   (test/support/hearth-cli.mjs) and scripts/bootstrap.sh compare it with src/ to rebuild stale output.
+//   (test/support/hearth-cli.mjs) and scripts/bootstrap.sh compare it with src/ to rebuild stale output
+//   (scripts/build-stale.mjs); with --if-stale this script does nothing when dist/ is current.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { staleBecause } from './build-stale.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src');
 const dist = join(root, 'dist');
 const buildInfo = join(dist, '.tsbuildinfo');
 const stamp = join(dist, '.build-stamp');
+
+if (process.argv.includes('--if-stale')) {
+  const reason = staleBecause(root);
+  if (reason === undefined) process.exit(0);
+  process.stderr.write(`hearth: compiling src/ to dist/ (${reason})\n`);
+}
 
 function files(dir) {
   if (!existsSync(dir)) return [];

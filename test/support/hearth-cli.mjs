@@ -8,34 +8,14 @@
 // rebuilds (once, under a lock, however many tests spawn the CLI at the same moment). A failing build
 // is reported with its output and exit status 125, the status of Hearth's own errors.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { staleBecause } from '../../scripts/build-stale.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const stampPath = join(root, 'dist', '.build-stamp');
 const lockPath = join(root, 'dist', '.build-lock');
 const LOCK_STALE_MS = 10 * 60_000;
-
-function newestMtime(path) {
-  const stat = statSync(path);
-  if (!stat.isDirectory()) return stat.mtimeMs;
-  return readdirSync(path).reduce((newest, name) => Math.max(newest, newestMtime(join(path, name))), stat.mtimeMs);
-}
-
-/** The first input newer than the last complete build, or undefined when dist/ is current. */
-function staleBecause() {
-  let built;
-  try {
-    built = statSync(stampPath).mtimeMs;
-  } catch {
-    return 'dist/ has never been built';
-  }
-  for (const input of ['src', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build.mjs']) {
-    if (newestMtime(join(root, input)) > built) return `${input} changed since the last build`;
-  }
-  return undefined;
-}
 
 function sleepMs(ms) {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -63,7 +43,7 @@ function rebuild(reason) {
     }
   }
   try {
-    if (staleBecause() === undefined) return;
+    if (staleBecause(root) === undefined) return;
     const build = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, encoding: 'utf8' });
     if (build.status !== 0) {
       process.stderr.write(
@@ -76,6 +56,6 @@ function rebuild(reason) {
   }
 }
 
-const reason = staleBecause();
+const reason = staleBecause(root);
 if (reason !== undefined) rebuild(reason);
 await import(pathToFileURL(join(root, 'bin', 'hearth.mjs')).href);
