@@ -1,4 +1,3 @@
-import type { Logger } from '../log.ts';
 import type { DriverCapabilities } from '../vm/driver.ts';
 import type { AdmittingDriver } from './labels.ts';
 
@@ -19,10 +18,7 @@ export interface RegisteredHost {
 export class DriverAdmission {
   #registered: readonly AdmittingDriver[] = [];
 
-  constructor(
-    private readonly local: AdmittingDriver | undefined,
-    private readonly logger: Logger,
-  ) {}
+  constructor(private readonly local: AdmittingDriver | undefined) {}
 
   /** The drivers that could take a job now; empty means none is known yet and admission does not check. */
   get drivers(): readonly AdmittingDriver[] {
