@@ -96,8 +96,6 @@ export interface Launch {
   task?: Promise<void>;
 }
 
-export const TRANSITIONAL: readonly JobState[] = ['claimed', 'provisioning', 'runner_registered', 'running'];
-
 /**
  * What every step and the job lifecycle share: the ledger, driver and forges,
  * this process's place in the cluster, and the few decisions they all make

@@ -1,7 +1,8 @@
 import { runnerName } from '../forge/forge.ts';
 import type { Job, PlacementChoice } from '../ledger/ledger.ts';
 import { placeJobs, type HostSlot } from '../scheduler/placement.ts';
-import { TRANSITIONAL, type ControllerContext } from './context.ts';
+import { TRANSITIONAL } from '../ledger/states.ts';
+import type { ControllerContext } from './context.ts';
 import { admitJob } from './ingest.ts';
 import { carryOut } from './lifecycle.ts';
 
