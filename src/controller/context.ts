@@ -11,6 +11,7 @@ import type { Capacity } from '../scheduler/capacity.ts';
 import type { ShapeLimits, VmShape } from '../scheduler/labels.ts';
 import type { PlacementStrategy } from '../scheduler/placement.ts';
 import type { VmDriver } from '../vm/driver.ts';
+import { destroyQuietly } from '../vm/gc.ts';
 
 export interface ControllerSettings {
   readonly limits: ShapeLimits;
@@ -94,8 +95,6 @@ export interface Launch {
   registration?: RunnerRegistration;
   task?: Promise<void>;
 }
-
-export const TRANSITIONAL: readonly JobState[] = ['claimed', 'provisioning', 'runner_registered', 'running'];
 
 /**
  * What every step and the job lifecycle share: the ledger, driver and forges,
@@ -181,23 +180,8 @@ export class ControllerContext {
     }
   }
 
-  /** Destroys a VM; a failure is logged with the job and VM (the duty stays for the next pass). True when it is gone. */
+  /** Destroys a VM; a failure is logged with the job and VM (the duty stays, so a later pass retries it). True when it is gone. */
   destroyQuietly(vmId: string, why: string, jobId?: string): Promise<boolean> {
     return destroyQuietly(this.driver, vmId, why, this.logger.child(jobId ? { jobId } : {}));
-  }
-}
-
-/**
- * Destroys `vmId` (destroy is idempotent: a VM already gone is no error) and
- * logs a failure with the VM id, the reason it was being destroyed and the
- * logger's context (the job), instead of dropping it. True when it is gone.
- */
-export async function destroyQuietly(driver: Pick<VmDriver, 'destroy'>, vmId: string, why: string, logger: Logger): Promise<boolean> {
-  try {
-    await driver.destroy(vmId);
-    return true;
-  } catch (error) {
-    logger.warn({ vmId, why, err: error }, `destroying VM ${vmId} (${why}) failed; it is retried, and the orphan sweep destroys it if it lingers`);
-    return false;
   }
 }

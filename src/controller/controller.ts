@@ -9,7 +9,7 @@ import { HostSteps } from './host-steps.ts';
 import { LeaderSteps } from './leader-steps.ts';
 import { StepLoop, type Step } from './steps.ts';
 
-export { destroyQuietly, type ClusterRole, type ClusterSettings, type ControllerObserver, type ControllerSettings, type ReconcileAction } from './context.ts';
+export { type ClusterRole, type ClusterSettings, type ControllerObserver, type ControllerSettings, type ReconcileAction } from './context.ts';
 
 /**
  * The one place that closes the gap between what the ledger wants (jobs that

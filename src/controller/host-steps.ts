@@ -1,8 +1,8 @@
 import type { Job } from '../ledger/ledger.ts';
-import { isFinal } from '../ledger/states.ts';
+import { isFinal, TRANSITIONAL } from '../ledger/states.ts';
 import { fits, type Capacity } from '../scheduler/capacity.ts';
 import { reconcileLeakedVms } from '../vm/gc.ts';
-import { TRANSITIONAL, type ControllerContext, type Launch } from './context.ts';
+import type { ControllerContext, Launch } from './context.ts';
 import { carryOut, launchRunner, settleFromForge, teardown } from './lifecycle.ts';
 
 /**

@@ -1,7 +1,8 @@
 import { runnerName } from '../forge/forge.ts';
-import type { Job, PlacementChoice } from '../ledger/ledger.ts';
+import { jobId, type Job, type PlacementChoice } from '../ledger/ledger.ts';
 import { placeJobs, type HostSlot } from '../scheduler/placement.ts';
-import { TRANSITIONAL, type ControllerContext } from './context.ts';
+import { TRANSITIONAL } from '../ledger/states.ts';
+import type { ControllerContext } from './context.ts';
 import { admitJob } from './ingest.ts';
 import { carryOut } from './lifecycle.ts';
 
@@ -32,7 +33,7 @@ export class LeaderSteps {
     const { ctx } = this;
     for (const forge of ctx.forges.values()) {
       for (const found of await forge.listQueuedJobs()) {
-        if (await ctx.ledger.job(`${found.forge}:${found.forgeJobId}`)) continue;
+        if (await ctx.ledger.job(jobId(found.forge, found.forgeJobId))) continue;
         const admission = admitJob(ctx.settings, found.labels);
         if (!admission.owned) continue;
         if ('refused' in admission) {

@@ -1,6 +1,7 @@
 import type { DriverCapabilities } from '../vm/driver.ts';
 import { toHost, type Host } from './job.ts';
 import { selectCommittedByHost, selectHosts, setHostState, touchHost, upsertHost } from './plans.ts';
+import { TRANSITIONAL } from './states.ts';
 import type { LedgerStore } from './store.ts';
 
 /** A VM host as it registers itself. */
@@ -64,7 +65,7 @@ export class HostOperations {
   }
 
   async committedByHost(): Promise<Map<string, { cpus: number; memoryMib: number }>> {
-    const rows = await selectCommittedByHost(this.store.db, ['claimed', 'provisioning', 'runner_registered', 'running']);
+    const rows = await selectCommittedByHost(this.store.db, TRANSITIONAL);
     return new Map(rows.map((r) => [r.host as string, { cpus: Number(r.cpus ?? 0), memoryMib: Number(r.memory_mib ?? 0) }]));
   }
 }

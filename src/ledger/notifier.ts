@@ -28,16 +28,18 @@ export class Notifier {
 
   /** Wakes whoever subscribed to `channel`, in this process and (PostgreSQL) every replica. */
   async notify(channel: WakeChannel, payload = ''): Promise<void> {
-    this.local.emit(channel, payload);
     if (this.dialect === 'postgres') await sql`select pg_notify(${channel}, ${payload})`.execute(this.db);
+    else this.local.emit(channel, payload);
   }
 
   /** Calls `onWake` on every notify to `channel`. */
   subscribe(channel: WakeChannel, onWake: (payload: string) => void): void {
-    this.local.on(channel, (payload: string) => {
-      if (this.dialect !== 'postgres') onWake(payload);
-    });
-    if (this.dialect !== 'postgres' || !this.url) return;
+    // On PostgreSQL every wake-up, this process's own too, comes back through LISTEN.
+    if (this.dialect !== 'postgres') {
+      this.local.on(channel, onWake);
+      return;
+    }
+    if (!this.url) return;
     this.channels.set(channel, onWake);
     void this.listen();
   }

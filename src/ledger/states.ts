@@ -16,6 +16,9 @@ export type JobState = (typeof JOB_STATES)[number];
 
 export const FINAL_STATES: readonly JobState[] = ['completed', 'failed', 'cancelled'];
 
+/** Placed on a host and not ended: what such a job holds (its shape) is committed on that host. */
+export const TRANSITIONAL: readonly JobState[] = ['claimed', 'provisioning', 'runner_registered', 'running'];
+
 /** For each target state, the states it may be reached from. */
 const SOURCES: Record<JobState, readonly JobState[]> = {
   queued: ['claimed', 'provisioning', 'runner_registered'], // released for a retry

@@ -4,6 +4,7 @@ import { loadImage } from '../image/store.ts';
 import type { Logger } from '../log.ts';
 import type { Capacity } from '../scheduler/capacity.ts';
 import type { Vm } from '../vm/driver.ts';
+import { destroyQuietly } from '../vm/gc.ts';
 import type { HostDriver } from '../vm/host-driver.ts';
 import { readSnapshot, removeSnapshot } from '../vm/snapshots.ts';
 import { DemandEstimator } from './demand.ts';
@@ -256,10 +257,6 @@ export class VmPool {
 
   /** Destroys a pool VM; a failure is logged with the pool and VM (the orphan sweep destroys what lingers). */
   private async destroyQuietly(vmId: string, why: string): Promise<void> {
-    try {
-      await this.driver.destroy(vmId);
-    } catch (error) {
-      this.logger.warn({ pool: this.config.name, vmId, why, err: error }, `destroying pool VM ${vmId} (${why}) failed`);
-    }
+    await destroyQuietly(this.driver, vmId, why, this.logger.child({ pool: this.config.name }));
   }
 }

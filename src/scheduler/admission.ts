@@ -1,4 +1,3 @@
-import type { Logger } from '../log.ts';
 import type { DriverCapabilities } from '../vm/driver.ts';
 import type { AdmittingDriver } from './labels.ts';
 
@@ -17,25 +16,25 @@ export interface RegisteredHost {
  * can boot is refused at once (jobOwnership), not placed and failed at boot.
  */
 export class DriverAdmission {
-  #registered: readonly AdmittingDriver[] = [];
+  /** Worked out when the hosts change, not on every admission (each webhook reads it). */
+  #drivers: readonly AdmittingDriver[];
 
-  constructor(
-    private readonly local: AdmittingDriver | undefined,
-    private readonly logger: Logger,
-  ) {}
+  constructor(private readonly local: AdmittingDriver | undefined) {
+    this.#drivers = local ? [local] : [];
+  }
 
   /** The drivers that could take a job now; empty means none is known yet and admission does not check. */
   get drivers(): readonly AdmittingDriver[] {
-    return this.local ? uniqueDrivers([this.local, ...this.#registered]) : this.#registered;
+    return this.#drivers;
   }
 
   /** Takes the declared capabilities of the live hosts (a host without them is skipped: placement still matches it). */
   update(hosts: readonly RegisteredHost[]): void {
-    const drivers: AdmittingDriver[] = [];
+    const drivers: AdmittingDriver[] = this.local ? [this.local] : [];
     for (const host of hosts) {
       if (host.capabilities) drivers.push({ name: host.drivers[0] ?? 'unknown', capabilities: host.capabilities });
     }
-    this.#registered = uniqueDrivers(drivers);
+    this.#drivers = uniqueDrivers(drivers);
   }
 }
 

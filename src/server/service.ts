@@ -197,10 +197,7 @@ export async function startHearthService(options: {
     forges.size > 0 ? `forges: ${[...forges.keys()].join(', ')}` : 'forges: none (set github.token or github.app, or gitlab.token, to launch runners)',
   );
   // Admission asks the drivers that could run a job (this host's, and with scale-out the registered hosts') before any forge registration.
-  const admission = new DriverAdmission(
-    config.cluster.role === 'controller' ? undefined : { name: driver.name, capabilities: driver.capabilities },
-    logger.child({ component: 'admission' }),
-  );
+  const admission = new DriverAdmission(config.cluster.role === 'controller' ? undefined : { name: driver.name, capabilities: driver.capabilities });
   const refreshAdmission = (): Promise<void> =>
     ledger.liveHosts(config.cluster.hostTimeoutSeconds * 1000).then(
       (hosts) => admission.update(hosts),

@@ -1,4 +1,3 @@
-import { driverSettings, loadHostConfig } from '../config/host-config.ts';
 import type { HearthPaths } from '../config/paths.ts';
 import { HearthError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -34,15 +33,6 @@ export interface HostDriverOptions {
   readonly egress?: EgressPolicy | undefined;
   /** Required for the flintlock driver: where flintlockd is, what guests dial back to, which images. */
   readonly flintlock?: FlintlockHostOptions | undefined;
-}
-
-/**
- * Flintlock settings from HEARTH_FLINTLOCK_* variables (flintlock.* in
- * src/config/schema.ts); undefined when none is set. The CLI and `hearth serve`
- * take them from driverSettings(loadHostConfig()) instead, resolved once.
- */
-export function flintlockOptionsFromEnv(env: NodeJS.ProcessEnv): FlintlockHostOptions | undefined {
-  return driverSettings(loadHostConfig({ env })).flintlock;
 }
 
 /**

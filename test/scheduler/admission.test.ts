@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { HostInfo } from '../../src/ledger/ledger.ts';
-import { createLogger } from '../../src/log.ts';
 import { DriverAdmission } from '../../src/scheduler/admission.ts';
 import { jobOwnership } from '../../src/scheduler/labels.ts';
 import { FIRECRACKER_CAPABILITIES } from '../../src/vm/firecracker/driver.ts';
 import { FAKE_CAPABILITIES } from '../support/fake-driver.ts';
 import { forEachStore } from '../support/ledgers.ts';
-
-const silent = createLogger({ level: 'silent' });
 
 function host(id: string, driver: string, capabilities: HostInfo['capabilities']): HostInfo {
   return { id, cpus: 8, memoryMib: 16384, diskGib: 10, drivers: [driver], images: ['debian'], labels: [], ...(capabilities ? { capabilities } : {}) };
@@ -17,7 +14,7 @@ function host(id: string, driver: string, capabilities: HostInfo['capabilities']
 forEachStore('admission with scale-out: the capabilities hosts declare when they register', (open) => {
   test('a controller refuses a shape no live host can boot, and admits it once a host that can registers', async () => {
     const ledger = await open();
-    const admission = new DriverAdmission(undefined, silent);
+    const admission = new DriverAdmission(undefined);
     const limits = {
       maxCpus: 64,
       maxMemoryMib: 16384,
@@ -56,7 +53,7 @@ forEachStore('admission with scale-out: the capabilities hosts declare when they
 });
 
 test("this host's own driver counts before it has registered", () => {
-  const admission = new DriverAdmission({ name: 'firecracker', capabilities: FIRECRACKER_CAPABILITIES }, silent);
+  const admission = new DriverAdmission({ name: 'firecracker', capabilities: FIRECRACKER_CAPABILITIES });
   assert.deepEqual(
     admission.drivers.map((d) => d.name),
     ['firecracker'],

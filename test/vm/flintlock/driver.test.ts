@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { resolvePaths, type HearthPaths } from '../../../src/config/paths.ts';
 import { isHearthError } from '../../../src/errors.ts';
 import { buildGuestAgent } from '../../../src/image/agent.ts';
+import { driverSettings, loadHostConfig } from '../../../src/config/host-config.ts';
 import { loadImage } from '../../../src/image/store.ts';
 import { createLogger } from '../../../src/log.ts';
 import { FlintlockClient } from '../../../src/vm/flintlock/client.ts';
@@ -19,13 +20,16 @@ import { FlintlockDriver, FLINTLOCK_LABELS, type FlintlockDriverOptions } from '
 import type { CreateMicroVmRequest } from '../../../src/vm/flintlock/proto.ts';
 import { reconcileLeakedVms } from '../../../src/vm/gc.ts';
 import { QemuDriver } from '../../../src/vm/qemu/driver.ts';
-import { createHostDriver, flintlockOptionsFromEnv } from '../../../src/vm/host-driver.ts';
+import { createHostDriver } from '../../../src/vm/host-driver.ts';
 import { captureOutput } from '../../support/env.ts';
 import { ProcessGuests, QemuGuests } from '../../support/flintlock-fake/guest.ts';
 import { FakeFlintlock } from '../../support/flintlock-fake/server.ts';
 import { waitFor } from '../../support/wait.ts';
 
 const SPEC = { image: 'runner', cpus: 2, memoryMib: 512, network: false } as const;
+
+/** The Flintlock settings the HEARTH_FLINTLOCK_* variables give, as the CLI and serve resolve them. */
+const flintlockFromEnv = (env: NodeJS.ProcessEnv) => driverSettings(loadHostConfig({ env })).flintlock;
 
 describe('Flintlock driver against the fake flintlockd with cloud-init guests', () => {
   let root: string;
@@ -291,9 +295,9 @@ describe('Flintlock driver against the fake flintlockd with cloud-init guests', 
         }),
       (error) => isHearthError(error, 'HEARTH_ERR_BAD_OPTION') && /IP address/.test(error.fix),
     );
-    assert.equal(flintlockOptionsFromEnv({}), undefined);
+    assert.equal(flintlockFromEnv({}), undefined);
     assert.deepEqual(
-      flintlockOptionsFromEnv({
+      flintlockFromEnv({
         HEARTH_FLINTLOCK_ENDPOINT: '10.0.0.2:9090',
         HEARTH_FLINTLOCK_AGENT_URL: 'tcp://10.0.0.1:7071',
         HEARTH_FLINTLOCK_KERNEL_IMAGE: 'k',
