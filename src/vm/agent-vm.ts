@@ -215,6 +215,8 @@ export interface LiveVmsOptions {
   readonly registry: VmRegistry;
   /** Hearth's runtime directory, where TAP devices are accounted for. */
   readonly runtimeDir: string;
+  /** Where a teardown step that fails is reported. */
+  readonly logger: Logger;
   /** Executable names of this driver's VMM processes (see findVmmByArgument). */
   readonly vmmPrograms: readonly string[];
   /** An argument only this VM's VMM has on its command line, to find one whose pid was never recorded. */
@@ -330,7 +332,7 @@ export class LiveVms<T extends LocalVm> extends AgentVms<T> {
         for (let i = 0; i < 500 && processStartTime(pid) !== undefined; i++) await sleep(10);
       }
       const dir = registry.dirOf(vmId);
-      await tearDownTap(this.options.runtimeDir, dir);
+      await tearDownTap(this.options.runtimeDir, dir, live?.log ?? this.options.logger.child({ vmId }));
       await this.options.cleanUp?.(vmId, dir);
       await registry.remove(vmId);
       live?.log.info('vm destroyed');

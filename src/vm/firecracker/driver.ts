@@ -156,6 +156,7 @@ export class FirecrackerDriver implements VmDriver {
     this.live = new LiveVms({
       registry: this.registry,
       runtimeDir: options.paths.runtime,
+      logger: options.logger,
       vmmPrograms: ['firecracker', 'jailer'],
       leakMarker: (vmId) => vmId,
       cleanUp: (_vmId, dir) => removeJail(dir),

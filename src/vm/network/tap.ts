@@ -1,6 +1,7 @@
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HearthError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
 import { findExecutable, runProgram } from '../../system/run.ts';
 
 /**
@@ -157,15 +158,25 @@ export async function setUpTap(runtimeDir: string, vmDir: string, vmId: string, 
   return network;
 }
 
-/** Removes the VM's TAP device and frees its /30; safe to call for a VM that never had one. */
-export async function tearDownTap(runtimeDir: string, vmDir: string): Promise<void> {
+/** Removes the VM's TAP device and frees its /30; safe to call for a VM that never had one. A step that fails is logged and the rest still runs. */
+export async function tearDownTap(runtimeDir: string, vmDir: string, logger: Logger): Promise<void> {
   let network: TapNetwork;
   try {
     network = JSON.parse(await readFile(join(vmDir, 'net.json'), 'utf8')) as TapNetwork;
   } catch {
     return;
   }
-  await runProgram('ip', ['link', 'del', network.device]).catch(() => {});
-  await runProgram('nft', ['delete', 'table', 'inet', `${TABLE}_${network.device}`]).catch(() => {});
+  const step = async (program: string, args: string[]): Promise<void> => {
+    try {
+      await runProgram(program, args);
+    } catch (error) {
+      logger.warn(
+        { device: network.device, err: (error as Error).message },
+        `${program} ${args.join(' ')} failed while removing a VM's TAP network; remove it by hand if it lingers`,
+      );
+    }
+  };
+  await step('ip', ['link', 'del', network.device]);
+  await step('nft', ['delete', 'table', 'inet', `${TABLE}_${network.device}`]);
   await rm(join(runtimeDir, 'net', String(network.index)), { force: true });
 }

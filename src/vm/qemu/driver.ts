@@ -109,6 +109,7 @@ export class QemuDriver implements VmDriver {
     this.live = new LiveVms({
       registry: this.registry,
       runtimeDir: options.paths.runtime,
+      logger: options.logger,
       vmmPrograms: ['qemu-system'],
       leakMarker: (vmId) => join(this.registry.dirOf(vmId), 'qmp.sock'),
     });
@@ -219,7 +220,7 @@ export class QemuDriver implements VmDriver {
         disks.kernelArgs.push(...guestNetworkArgs(network, this.options.egress));
       }
     } catch (error) {
-      await tearDownTap(this.options.paths.runtime, dir);
+      await tearDownTap(this.options.paths.runtime, dir, log);
       await this.registry.remove(id);
       if (isHearthError(error)) throw error;
       throw new HearthError(
