@@ -37,15 +37,43 @@ async function requireFile(path: string, option: string, what: string): Promise<
   if (!info?.isFile()) throw new HearthError('HEARTH_ERR_BAD_OPTION', { option, reason: `${path} is not a file`, hint: `give the path of ${what}` });
 }
 
-async function walk(root: string, dir: string, into: string, files: PayloadFile[]): Promise<void> {
+/**
+ * Names the image build writes into a guest filesystem. debugfs reads its
+ * commands one per line with double-quoted arguments, so a control character (a
+ * newline above all), a double quote or a backslash in a crafted tarball's file
+ * name or link target could smuggle in a command of its own. The official
+ * release tarballs use none of them: such a name is refused, not escaped.
+ */
+function unsafeName(name: string): boolean {
+  for (const char of name) {
+    const code = char.codePointAt(0) ?? 0;
+    if (code < 0x20 || code === 0x7f || char === '"' || char === '\\') return true;
+  }
+  return false;
+}
+
+function requireSafeName(name: string, what: string, tarball: string): void {
+  if (!unsafeName(name)) return;
+  throw new HearthError('HEARTH_ERR_BAD_OPTION', {
+    option: '--github-runner',
+    reason: `${tarball} holds a ${what} ${JSON.stringify(name)} with a control character, a double quote or a backslash, which no official runner release has`,
+    hint: 'give the actions-runner-linux-x64-<version>.tar.gz release tarball, unchanged',
+  });
+}
+
+async function walk(root: string, dir: string, into: string, files: PayloadFile[], tarball: string): Promise<void> {
   for (const entry of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
     const hostPath = join(dir, entry.name);
     const path = join(into, relative(root, hostPath));
+    requireSafeName(path, 'file name', tarball);
     const info = await lstat(hostPath);
-    if (entry.isSymbolicLink()) files.push({ path, kind: 'symlink', mode: 0o777, target: await readlink(hostPath) });
-    else if (entry.isDirectory()) {
+    if (entry.isSymbolicLink()) {
+      const target = await readlink(hostPath);
+      requireSafeName(target, 'link target', tarball);
+      files.push({ path, kind: 'symlink', mode: 0o777, target });
+    } else if (entry.isDirectory()) {
       files.push({ path, kind: 'dir', mode: info.mode & 0o7777 });
-      await walk(root, hostPath, into, files);
+      await walk(root, hostPath, into, files, tarball);
     } else if (entry.isFile()) files.push({ path, hostPath, kind: 'file', mode: info.mode & 0o7777 });
   }
 }
@@ -91,7 +119,7 @@ export async function addRunnersToImage(
           hint: 'give the actions-runner-linux-x64-<version>.tar.gz release tarball, unchanged',
         });
       files.push({ path: 'opt', kind: 'dir', mode: 0o755 }, { path: GITHUB_RUNNER_DIR, kind: 'dir', mode: 0o755 });
-      await walk(unpacked, unpacked, GITHUB_RUNNER_DIR, files);
+      await walk(unpacked, unpacked, GITHUB_RUNNER_DIR, files, options.githubRunner);
     }
     if (options.gitlabRunner) {
       files.push({ path: 'usr/local', kind: 'dir', mode: 0o755 }, { path: 'usr/local/bin', kind: 'dir', mode: 0o755 });
@@ -110,7 +138,8 @@ export async function addRunnersToImage(
       if (!base.rootfsPath) throw new Error(`image ${base.id} is a rootfs image without a rootfs file`);
       await copyFile(base.initrdPath, join(staging, 'initrd.cpio'));
       await runProgram('cp', ['--sparse=always', base.rootfsPath, join(staging, 'rootfs.ext4')], { timeoutMs: 600_000 });
-      const quote = (p: string): string => `"${p.replaceAll('"', '\\"')}"`;
+      // Every name passed requireSafeName: quoting needs no escapes.
+      const quote = (p: string): string => `"${p}"`;
       const commands = files.map((f) =>
         f.kind === 'dir'
           ? `mkdir ${quote('/' + f.path)}`

@@ -75,3 +75,17 @@ test('a tarball that is not the actions runner is refused with the fix', async (
     (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /--gitlab-runner/.test(e.message),
   );
 });
+
+test('a runner tarball whose file names could inject debugfs commands is refused, naming the file', async () => {
+  const crafted = join(work, 'crafted');
+  await mkdir(join(crafted, 'bin'), { recursive: true });
+  await writeFile(join(crafted, 'run.sh'), '#!/bin/sh\n');
+  // A newline ends debugfs's command: the rest of the name would be a command of its own.
+  await writeFile(join(crafted, 'bin', 'x"\nmkdir pwned\n"'), '');
+  execFileSync('tar', ['-czf', join(work, 'crafted.tar.gz'), '-C', crafted, '.']);
+  await assert.rejects(
+    addRunnersToImage(cache, await loadImage(cache, 'minimal'), { githubRunner: join(work, 'crafted.tar.gz') }, 'test-payload-crafted'),
+    (e) => isHearthError(e, 'HEARTH_ERR_BAD_OPTION') && /mkdir pwned/.test(e.message) && /unchanged/.test(String(e.context.hint)),
+  );
+  await rm(crafted, { recursive: true, force: true });
+});
