@@ -62,6 +62,16 @@ describe('decideAccel: KVM only when a probe boot proves it', () => {
     assert.deepEqual(decision, { accel: 'tcg', reason: 'a KVM guest did not answer within 8 s' });
   });
 
+  it('a probe that cannot boot at all (no minimal image) means TCG now, keeps no verdict, and probes again next time', async () => {
+    const dirName = cacheDir('noimage');
+    const broken = (): Promise<{ usable: boolean; reason: string }> => Promise.reject(new Error('no image named minimal\nbuild it first'));
+    const decision = await decideAccel({ cacheDir: dirName, probe: broken, kvmDevice: kvm, bootId: bootId('boot-1') });
+    assert.deepEqual(decision, { accel: 'tcg', reason: 'the KVM probe could not run (no image named minimal); using TCG; the next start probes again' });
+    const p = probe({ usable: true, reason: 'answered once the image was there' });
+    assert.equal((await decideAccel({ cacheDir: dirName, probe: p.run, kvmDevice: kvm, bootId: bootId('boot-1') })).accel, 'kvm');
+    assert.equal(p.calls.count, 1, 'the failed probe left no verdict behind');
+  });
+
   it('without a usable KVM device it is TCG at once, without probing', async () => {
     const p = probe({ usable: true, reason: 'never asked' });
     const missing = join(dir, 'no-such-kvm');

@@ -73,7 +73,15 @@ export async function decideAccel(options: {
       // no verdict for this boot yet
     }
   }
-  const result = await withBackstop(options.probe(), options.probeTimeoutMs ?? PROBE_BACKSTOP_MS);
+  let result: { usable: boolean; reason: string };
+  try {
+    result = await withBackstop(options.probe(), options.probeTimeoutMs ?? PROBE_BACKSTOP_MS);
+  } catch (error) {
+    // The probe could not boot at all (no `minimal` image yet, say): that says nothing about KVM,
+    // so TCG for now, and no verdict is kept: the next start probes again.
+    const detail = ((error as Error).message ?? String(error)).split('\n')[0];
+    return { accel: 'tcg', reason: `the KVM probe could not run (${detail}); using TCG; the next start probes again` };
+  }
   const record: ProbeRecord = { bootId: id, usable: result.usable, reason: result.reason, probedAt: new Date().toISOString() };
   await mkdir(options.cacheDir, { recursive: true });
   await writeFile(file, JSON.stringify(record, null, 2) + '\n');
@@ -86,8 +94,8 @@ async function withBackstop(probe: Promise<{ usable: boolean; reason: string }>,
   const hang = new Promise<{ usable: boolean; reason: string }>((resolve) => {
     timer = setTimeout(() => resolve({ usable: false, reason: `the KVM probe did not finish within ${ms / 1000} s (a guest hung under KVM); using TCG` }), ms);
   });
-  // A probe that ends after the backstop must not surface as an unhandled rejection.
-  probe.catch(() => {});
+  // A probe that fails after the backstop has already answered "unusable": its error changes nothing.
+  probe.catch(() => undefined);
   try {
     return await Promise.race([probe, hang]);
   } finally {
